@@ -1,0 +1,135 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestLocalConfigMatchesStack(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	path := filepath.Join(filepath.Dir(file), "..", "..", "deployments", "local", "rowcast.yaml")
+	t.Setenv("ROWCAST_DB_PASSWORD", "s3cret")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Master != "db1" || strings.Join(cfg.Replicas, ",") != "db2,db3" {
+		t.Fatalf("master %q replicas %v, want db1 and db2,db3", cfg.Master, cfg.Replicas)
+	}
+	wantPorts := map[string]string{"db1": "127.0.0.1:3307", "db2": "127.0.0.1:3308", "db3": "127.0.0.1:3309"}
+	for name, addr := range wantPorts {
+		n, ok := cfg.Node(name)
+		if !ok {
+			t.Fatalf("node %s missing", name)
+		}
+		mc, err := n.MySQLConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mc.Addr != addr || mc.User != "rowcast" || mc.Passwd != "s3cret" {
+			t.Errorf("node %s: addr %s user %s pass %s, want %s rowcast s3cret", name, mc.Addr, mc.User, mc.Passwd, addr)
+		}
+	}
+	if got := cfg.Kafka.Brokers; len(got) != 1 || got[0] != "127.0.0.1:9092" {
+		t.Errorf("brokers %v", got)
+	}
+	if cfg.Kafka.Retention.D() != 168*time.Hour || cfg.Source.HeartbeatInterval.D() != 5*time.Second {
+		t.Errorf("durations: retention %v heartbeat %v", cfg.Kafka.Retention.D(), cfg.Source.HeartbeatInterval.D())
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(`
+cluster: shop
+master: a
+nodes:
+  - {name: a, dsn: "u:p@tcp(h:1)/"}
+  - {name: b, dsn: "u:p@tcp(h:2)/"}
+  - {name: olap, kind: clickhouse, dsn: "http://h:8123/shop"}
+kafka: {brokers: ["k:9092"]}
+`), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Replicas, ","); got != "b,olap" {
+		t.Errorf("replicas %q, want b,olap", got)
+	}
+	if cfg.Kafka.Topic != "rowcast.shop" || cfg.Kafka.Partitions != 1 || cfg.Kafka.Compression != "lz4" {
+		t.Errorf("kafka defaults: %+v", cfg.Kafka)
+	}
+	if cfg.Source.ServerID != 1001 || cfg.Source.Start != "current" || cfg.Sink.BookkeepingSchema != "rowcast" || !*cfg.Sink.ProtectReplicas {
+		t.Errorf("defaults: %+v %+v", cfg.Source, cfg.Sink)
+	}
+	if cfg.Nodes[0].Kind != KindMySQL {
+		t.Errorf("default kind %q", cfg.Nodes[0].Kind)
+	}
+}
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	_, err := Parse([]byte(`
+cluster: "Bad Name"
+master: olap
+nodes:
+  - {name: a, dsn: "not a dsn"}
+  - {name: a, dsn: "u:p@tcp(h:2)/"}
+  - {name: olap, kind: clickhouse, dsn: "ftp://x"}
+  - {name: c, kind: oracle, dsn: "x"}
+replicas: [zz]
+kafka: {brokers: ["nohostport"], topic: "bad topic!", partitions: 3, compression: brotli}
+source: {include: ["("]}
+`), noEnv)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want ValidationError, got %v", err)
+	}
+	want := []string{
+		"cluster:", "nodes[0] (a).dsn", "nodes[1] (a).name", "nodes[2] (olap).dsn", "nodes[3] (c).kind",
+		"master: \"olap\" is a clickhouse node", "replicas[0]: \"zz\"", "kafka.brokers[0]", "kafka.topic",
+		"kafka.partitions", "kafka.compression", "source.include[0]",
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error does not mention %q:\n%s", w, msg)
+		}
+	}
+	if len(ve.Problems) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(ve.Problems), len(want), msg)
+	}
+}
+
+func TestUnknownFieldIsAnError(t *testing.T) {
+	_, err := Parse([]byte("cluster: x\nmastr: a\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "mastr") {
+		t.Fatalf("want an error naming the unknown field mastr, got %v", err)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	env := map[string]string{"PW": "p@ss", "EMPTY": ""}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	out, err := Expand([]byte("a ${PW} b ${EMPTY} c ${UNSET:-dflt} d ${PORT:-}"), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); got != "a p@ss b  c dflt d " {
+		t.Errorf("got %q", got)
+	}
+	_, err = Expand([]byte("${A1} ${B2:-x} ${C3}"), lookup)
+	if err == nil || !strings.Contains(err.Error(), "A1, C3") {
+		t.Errorf("want error naming A1, C3, got %v", err)
+	}
+}
+
+func TestBadDuration(t *testing.T) {
+	_, err := Parse([]byte("cluster: x\nsource: {heartbeat_interval: soon}\n"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), `"soon" is not a duration`) {
+		t.Fatalf("got %v", err)
+	}
+}
