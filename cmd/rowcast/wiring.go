@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/obs"
+	"github.com/rowcast/rowcast/pipeline/service"
+	"github.com/rowcast/rowcast/source"
+)
+
+// kafkaConfig maps the config file's kafka section.
+func kafkaConfig(cfg *config.Config) pipeline.KafkaConfig {
+	return pipeline.KafkaConfig{
+		Brokers:           cfg.Kafka.Brokers,
+		Topic:             cfg.Kafka.Topic,
+		Partitions:        cfg.Kafka.Partitions,
+		ReplicationFactor: cfg.Kafka.ReplicationFactor,
+		Retention:         cfg.Kafka.Retention.D(),
+		Compression:       cfg.Kafka.Compression,
+	}
+}
+
+// sourceConfig maps the master node and the source section.
+func sourceConfig(cfg *config.Config) (source.Config, error) {
+	n, _ := cfg.Node(cfg.Master)
+	mc, err := n.MySQLConfig()
+	if err != nil {
+		return source.Config{}, fmt.Errorf("master %s: %w", cfg.Master, err)
+	}
+	sc := source.Config{
+		Addr:              mc.Addr,
+		User:              mc.User,
+		Password:          mc.Passwd,
+		ServerID:          cfg.Source.ServerID,
+		Include:           cfg.Source.Include,
+		Exclude:           cfg.Source.Exclude,
+		BookkeepingSchema: cfg.Sink.BookkeepingSchema,
+	}
+	if cfg.Source.User != "" {
+		sc.User = cfg.Source.User
+	}
+	if cfg.Source.Password != "" {
+		sc.Password = cfg.Source.Password
+	}
+	return sc, nil
+}
+
+// publisherConfig is the pipeline service's config.
+func publisherConfig(cfg *config.Config) (service.PublisherConfig, error) {
+	sc, err := sourceConfig(cfg)
+	if err != nil {
+		return service.PublisherConfig{}, err
+	}
+	return service.PublisherConfig{
+		Cluster:           cfg.Cluster,
+		Kafka:             kafkaConfig(cfg),
+		Source:            sc,
+		Start:             cfg.Source.Start,
+		HeartbeatInterval: cfg.Source.HeartbeatInterval.D(),
+	}, nil
+}
+
+// logFlags are the logging flags of every long-running command.
+type logFlags struct{ format, level string }
+
+func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
+	if w == nil {
+		w = os.Stderr
+	}
+	return obs.NewLogger(w, l.format, l.level)
+}
