@@ -202,3 +202,31 @@ func dedupe(t testing.TB, evs []*pipeline.Event) []txnView {
 	}
 	return out
 }
+
+// waitTxns waits until the topic has stopped growing and holds at least want
+// transactions after de-duplication, and returns them with the number of raw
+// messages. Reading and decoding the whole topic is costly, so it is done
+// only once the end offset has been stable for a second.
+func waitTxns(t testing.TB, topic string, want int, timeout time.Duration) ([]txnView, int) {
+	t.Helper()
+	kc := pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic}
+	deadline := time.Now().Add(timeout)
+	last := int64(-1)
+	var txns []txnView
+	raw := 0
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		end, err := pipeline.EndOffset(context.Background(), kc)
+		if err != nil || end != last {
+			last = end
+			continue
+		}
+		evs := readTopic(t, topic)
+		txns, raw = dedupe(t, evs), len(evs)
+		if len(txns) >= want {
+			return txns, raw
+		}
+	}
+	t.Fatalf("after %v the topic holds %d transactions (%d messages), want %d", timeout, len(txns), raw, want)
+	return nil, 0
+}

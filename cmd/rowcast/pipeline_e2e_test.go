@@ -111,14 +111,7 @@ func TestPipelineCrashAndResume(t *testing.T) {
 	want := len(load.gtids)
 	t.Logf("%d transactions committed during %d kills", want, kills)
 
-	var txns []txnView
-	var raw int
-	waitFor(t, 90*time.Second, "every transaction in the topic", func() bool {
-		evs := readTopic(t, topic)
-		txns = dedupe(t, evs)
-		raw = len(evs)
-		return len(txns) >= want
-	})
+	txns, raw := waitTxns(t, topic, want, 2*time.Minute)
 	p.stop(t)
 	rows := 0
 	for _, tx := range txns {

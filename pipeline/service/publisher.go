@@ -47,6 +47,7 @@ type Publisher struct {
 	lastSeq  uint64    // TxnSeq of the last transaction emitted
 	lastSent time.Time // when the last message was queued
 	epoch    uint64
+	master   source.Info
 	producer *pipeline.Producer
 
 	// Acknowledged position, written from the producer's OnAck.
@@ -139,6 +140,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return err
 	}
 	p.epoch = start.Epoch
+	p.master = info
 	p.lastSeq = start.NextTxnSeq - 1
 	p.lastSent = time.Now()
 
@@ -268,6 +270,7 @@ func (p *Publisher) onHeartbeat(serverTime time.Time, gtidSet string) {
 		return
 	}
 	ev := &pipeline.Event{Kind: pipeline.KindHeartbeat, GTIDSet: gtidSet, CommitTime: serverTime,
+		Flavor: p.master.Flavor, ServerID: p.master.ServerID,
 		Pos: pipeline.Position{Epoch: p.epoch, TxnSeq: p.lastSeq, Last: true}}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.HeartbeatInterval)
 	defer cancel()
