@@ -14,7 +14,7 @@ import (
 func KafkaClient(t testing.TB) *kafka.Client {
 	t.Helper()
 	Need(t, "kafka")
-	c := &kafka.Client{Addr: kafka.TCP(KafkaBrokers()...), Timeout: 30 * time.Second}
+	c := newClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if _, err := c.Metadata(ctx, &kafka.MetadataRequest{}); err != nil {
@@ -75,7 +75,7 @@ func WaitTopic(t testing.TB, topic string) {
 
 // DeleteTopic deletes a topic, logging (not failing) when it cannot.
 func DeleteTopic(t testing.TB, topic string) {
-	c := &kafka.Client{Addr: kafka.TCP(KafkaBrokers()...), Timeout: 30 * time.Second}
+	c := newClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
@@ -85,4 +85,12 @@ func DeleteTopic(t testing.TB, topic string) {
 	if err != nil && !errors.Is(err, kafka.UnknownTopicOrPartition) {
 		t.Logf("delete topic %s: %v", topic, err)
 	}
+}
+
+// newClient returns a client with a transport of its own: kafka-go's shared
+// DefaultTransport keeps pooled connections and cached metadata across a
+// broker restart, so its first request afterwards fails with EOF.
+func newClient() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(KafkaBrokers()...), Timeout: 30 * time.Second,
+		Transport: &kafka.Transport{MetadataTTL: time.Second}}
 }
