@@ -1,0 +1,129 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/rowcast/rowcast/pipeline"
+)
+
+// batch holds consecutive row events of one table and one op class until
+// they go to Target.ApplyRows. It may span source transactions that are
+// merged into one target transaction; it never holds more than MaxBatchRows
+// rows or MaxBatchBytes bytes, which is what bounds the worker's memory.
+type batch struct {
+	rows        []*pipeline.Event
+	table       *pipeline.Table
+	class       byte // 'u' (insert, update, snapshot read) or 'd' (delete)
+	bytes       int
+	first, last int64 // offsets
+	pos         pipeline.Position
+}
+
+func (b *batch) reset() {
+	clear(b.rows) // let the events be collected
+	b.rows = b.rows[:0]
+	b.table, b.bytes = nil, 0
+}
+
+// opClass groups operations that one statement can apply: upserts carry the
+// after image, deletes the key or before image.
+func opClass(op pipeline.Op) (byte, bool) {
+	switch op {
+	case pipeline.OpInsert, pipeline.OpUpdate, pipeline.OpRead:
+		return 'u', true
+	case pipeline.OpDelete:
+		return 'd', true
+	}
+	return 0, false
+}
+
+// addRow adds a row event to the batch, flushing first when it does not fit.
+func (w *Worker) addRow(ctx context.Context, msg Message) error {
+	ev := msg.Event
+	class, ok := opClass(ev.Op)
+	if ev.Table == nil || !ok || (ev.After == nil && class == 'u') || (ev.Before == nil && ev.Op != pipeline.OpInsert && ev.Op != pipeline.OpRead) {
+		p := ev.Pos
+		return &ApplyError{Offset: msg.Offset, Pos: &p, Object: objectOf(ev),
+			Err: fmt.Errorf("%w: row event with op %q, table %v, before %d values, after %d values",
+				pipeline.ErrMalformed, ev.Op, ev.Table != nil, len(ev.Before), len(ev.After))}
+	}
+	size := msg.Size
+	if size <= 0 {
+		size = estimateSize(ev)
+	}
+	b := &w.batch
+	if len(b.rows) > 0 && (b.class != class || b.bytes+size > w.cfg.MaxBatchBytes || !sameTable(b.table, ev.Table)) {
+		if err := w.flush(ctx); err != nil {
+			return err
+		}
+	}
+	if len(b.rows) == 0 {
+		b.table, b.class, b.first, b.pos = ev.Table, class, msg.Offset, ev.Pos
+	}
+	b.rows = append(b.rows, ev)
+	b.bytes += size
+	b.last = msg.Offset
+	w.pend.rows++
+	limit := w.cfg.MaxBatchRows
+	if w.narrow {
+		limit = 1
+	}
+	if len(b.rows) >= limit {
+		return w.flush(ctx)
+	}
+	return nil
+}
+
+// flush gives the batch to the target, in the open target transaction.
+func (w *Worker) flush(ctx context.Context) error {
+	b := &w.batch
+	if len(b.rows) == 0 {
+		return nil
+	}
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	if err := w.t.ApplyRows(ctx, b.rows); err != nil {
+		w.failedBatch = len(b.rows)
+		w.narrowUntil = b.last
+		pos := b.pos
+		obj := fmt.Sprintf("%s.%s (%d %s rows, offsets %d-%d)", b.table.Database, b.table.Name, len(b.rows),
+			map[byte]string{'u': "upsert", 'd': "delete"}[b.class], b.first, b.last)
+		if len(b.rows) == 1 {
+			obj = fmt.Sprintf("%s.%s (op %s)", b.table.Database, b.table.Name, b.rows[0].Op)
+		}
+		return &ApplyError{Offset: b.first, Pos: &pos, Object: obj, Err: err}
+	}
+	b.reset()
+	return nil
+}
+
+// sameTable reports whether two events' tables are the same table with the
+// same columns. Events of one table share a *Table until a DDL changes it.
+func sameTable(a, b *pipeline.Table) bool {
+	if a == b {
+		return true
+	}
+	return a.Database == b.Database && a.Name == b.Name && slices.Equal(a.Columns, b.Columns) &&
+		slices.Equal(a.PrimaryKey, b.PrimaryKey)
+}
+
+// estimateSize approximates a message's size when the input does not know it.
+func estimateSize(ev *pipeline.Event) int {
+	n := 64
+	for _, img := range [][]any{ev.Before, ev.After} {
+		for _, v := range img {
+			switch v := v.(type) {
+			case string:
+				n += len(v) + 4
+			case []byte:
+				n += len(v) + 4
+			default:
+				n += 8
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,97 @@
+package sink
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rowcast/rowcast/pipeline/config"
+)
+
+// WorkerConfig configures a Worker. Zero fields take the documented defaults.
+type WorkerConfig struct {
+	// Topic and Partition are the changelog partition the worker applies;
+	// they key the checkpoint in the target. Topic is required.
+	Topic     string
+	Partition int32
+	// StartOffset is where a worker starts when the target has no checkpoint
+	// (a new replica, seeded as of that offset). Default 0. Once a checkpoint
+	// exists it is the only truth; consumer-group offsets are never used.
+	StartOffset int64
+	// MaxBatchRows bounds the rows of one ApplyRows call. Default 500.
+	MaxBatchRows int
+	// MaxBatchBytes bounds the message bytes of one ApplyRows call. Default
+	// 4 MiB.
+	MaxBatchBytes int
+	// MaxTxnMerge bounds how many source transactions a worker that is
+	// behind merges into one target commit. Default 100; 1 disables merging.
+	MaxTxnMerge int
+	// MaxMergeRows bounds the rows of a target commit that merges several
+	// source transactions (a single source transaction is never split).
+	// Default 20000.
+	MaxMergeRows int
+	// SkipOffsets are messages the operator decided not to apply. Each is
+	// recorded in the target and logged at warn when it is passed.
+	SkipOffsets []int64
+	// Operator is recorded with skips. Default $USER, else "unknown".
+	Operator string
+	// HeartbeatCommit is the least time between two commits made only to
+	// save a heartbeat's clock while idle. Default 1s.
+	HeartbeatCommit time.Duration
+	// RetryInitial and RetryMax bound the exponential backoff between
+	// retries of transient errors. Defaults 100ms and 30s.
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	// ShutdownTimeout bounds the final commit when the context is canceled.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// FromConfig fills the worker settings of the config file's sink section.
+func FromConfig(s config.Sink, topic string) WorkerConfig {
+	return WorkerConfig{Topic: topic, MaxBatchRows: s.MaxBatchRows, MaxTxnMerge: s.MaxTxnMerge}
+}
+
+func (c *WorkerConfig) setDefaults() {
+	if c.MaxBatchRows <= 0 {
+		c.MaxBatchRows = 500
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = 4 << 20
+	}
+	if c.MaxTxnMerge <= 0 {
+		c.MaxTxnMerge = 100
+	}
+	if c.MaxMergeRows <= 0 {
+		c.MaxMergeRows = 20000
+	}
+	if c.Operator == "" {
+		c.Operator = os.Getenv("USER")
+		if c.Operator == "" {
+			c.Operator = "unknown"
+		}
+	}
+	if c.HeartbeatCommit <= 0 {
+		c.HeartbeatCommit = time.Second
+	}
+	if c.RetryInitial <= 0 {
+		c.RetryInitial = 100 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Validate names the first field that cannot work.
+func (c *WorkerConfig) Validate() error {
+	if c.Topic == "" {
+		return fmt.Errorf("sink worker: Topic is required (the changelog topic the checkpoint is kept for)")
+	}
+	if c.StartOffset < 0 {
+		return fmt.Errorf("sink worker: StartOffset %d must be >= 0", c.StartOffset)
+	}
+	return nil
+}

@@ -1,0 +1,27 @@
+package sink_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/rowcast/rowcast/sink"
+	"github.com/rowcast/rowcast/sink/sinktest"
+)
+
+func TestMain(m *testing.M) {
+	// kafka-go's shared default transport keeps idle connections of the
+	// topic admin client (testenv) and the test's writer.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*connPool).discover"),
+		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*conn).run"))
+}
+
+// TestConformanceMemory runs the conformance suite against the in-memory
+// reference target: the Worker's rules, without a database.
+func TestConformanceMemory(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) (sink.Target, sinktest.Inspect) {
+		m := sinktest.NewMemory("shop")
+		return m.Target(), m
+	})
+}

@@ -1,0 +1,381 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rowcast/rowcast/checkpoint"
+)
+
+// Worker applies one changelog partition to one Target, exactly once.
+//
+// The rules, in the order they matter:
+//
+//   - The target's checkpoint is the only truth. At start, and again after
+//     every transient error, the Worker calls Target.Open, takes the stored
+//     State and seeks the Input to State.Offset. Consumer-group offsets are
+//     never read. Whatever the Worker held in memory is dropped.
+//   - A source transaction is applied whole, inside one target transaction,
+//     and the Worker commits only at a source transaction boundary, writing
+//     the checkpoint (offset after the transaction's last message, epoch,
+//     TxnSeq, GTID set, commit time) in that same transaction. So the target
+//     always holds a prefix of the master's history, and its checkpoint says
+//     exactly which prefix.
+//   - When behind (Input.Buffered() > 0) it merges up to MaxTxnMerge source
+//     transactions (and MaxMergeRows rows) into one target commit: fewer
+//     commits, the same prefixes.
+//   - Messages are recognised by their Position, not their offset, so
+//     duplicates (retried produces, transactions republished after a reader
+//     crash) are skipped; see position.go. Gaps stop the worker.
+//   - Rows are streamed to the target in batches of one table and one op
+//     class (at most MaxBatchRows rows and MaxBatchBytes bytes), so a
+//     transaction of a million rows never sits in memory.
+//   - Errors are classified in errors.go: transient ones are retried with
+//     backoff from the checkpoint; the others stop the worker with an error
+//     naming the offset, the position, the object and the fix.
+type Worker struct {
+	cfg  WorkerConfig
+	t    Target
+	in   Input
+	log  zerolog.Logger
+	m    Metrics
+	skip map[int64]bool
+
+	status statusBox
+
+	// committed is what the target holds; done is what the next commit
+	// writes. They differ while a target transaction is open.
+	committed, done cursor
+	// cur is the source transaction being applied, while its last message
+	// has not been seen.
+	cur srcTxn
+	// abandoned are partial transactions of an old master that never
+	// completed: their messages are skipped when read again.
+	abandoned map[txnKey]bool
+
+	open  bool    // a target transaction is open
+	pend  pending // what the open target transaction holds, for metrics
+	batch batch   // rows not yet given to the target
+
+	// narrow is set after a human error of a multi-row batch: the worker
+	// re-applies from the checkpoint one row per batch, so that the error
+	// names the exact message. It clears once the checkpoint passes
+	// narrowUntil.
+	narrow      bool
+	narrowUntil int64
+	failedBatch int
+	// lenient relaxes the continuity check of the next in-transaction
+	// message by one message, after an operator skipped an undecodable one.
+	lenient bool
+
+	lastCommit time.Time
+	commits    int // commits of the current session: progress resets the backoff
+	oldLog     rateLog
+}
+
+// cursor is a checkpoint state plus whether its TxnSeq is a real position
+// (false for a new replica before its first transaction or epoch record).
+type cursor struct {
+	st       checkpoint.State
+	baseline bool
+}
+
+type srcTxn struct {
+	active     bool
+	epoch, seq uint64
+	next       uint64 // the next expected Row
+}
+
+type txnKey struct{ epoch, seq uint64 }
+
+type pending struct {
+	rows, txns, skips, dups, old int
+}
+
+// NewWorker returns a worker that applies in to t. m may be nil (NopMetrics).
+func NewWorker(cfg WorkerConfig, t Target, in Input, log zerolog.Logger, m Metrics) *Worker {
+	cfg.setDefaults()
+	if m == nil {
+		m = NopMetrics{}
+	}
+	w := &Worker{cfg: cfg, t: t, in: in, m: m, skip: map[int64]bool{}, abandoned: map[txnKey]bool{},
+		log: log.With().Str("topic", cfg.Topic).Int32("partition", cfg.Partition).Logger()}
+	for _, o := range cfg.SkipOffsets {
+		w.skip[o] = true
+	}
+	w.status.s.State = StateStarting
+	return w
+}
+
+// Status returns a snapshot of the worker's progress; safe from any goroutine.
+func (w *Worker) Status() Status { return w.status.get() }
+
+// Run applies messages until ctx is canceled (it then commits what it holds
+// at a transaction boundary and returns nil), the input ends (ErrEndOfInput;
+// likewise), or an error needs a human (returned). Transient errors are
+// retried with exponential backoff. Run closes the Target when it returns.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.t.Close()
+	if err := w.cfg.Validate(); err != nil {
+		return err
+	}
+	backoff := w.cfg.RetryInitial
+	for {
+		err := w.session(ctx)
+		if err == nil || ctx.Err() != nil {
+			w.setState(StateStopped, nil)
+			return nil
+		}
+		if w.commits > 0 {
+			backoff = w.cfg.RetryInitial
+		}
+		w.m.Error(errorKind(err))
+		if Classify(err) != Transient {
+			w.setState(StateError, err)
+			return fmt.Errorf("sink %s[%d]: %w", w.cfg.Topic, w.cfg.Partition, err)
+		}
+		w.m.Add(Retries, 1)
+		w.setState(StateRetrying, err)
+		w.log.Warn().Err(err).Dur("backoff", backoff).Msg("transient error: retrying from the checkpoint stored in the target")
+		select {
+		case <-ctx.Done():
+			w.setState(StateStopped, nil)
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, w.cfg.RetryMax)
+	}
+}
+
+// session runs from the stored checkpoint until an error or the end.
+func (w *Worker) session(ctx context.Context) (err error) {
+	w.commits = 0
+	defer func() {
+		if err != nil && w.open {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+			if rerr := w.t.Rollback(rctx); rerr != nil {
+				w.log.Debug().Err(rerr).Msg("rollback after error")
+			}
+			cancel()
+		}
+		w.open = false
+	}()
+	if err := w.resume(ctx); err != nil {
+		return err
+	}
+	for {
+		err := w.maybeCommit(ctx)
+		if err == nil {
+			var msg Message
+			msg, err = w.in.Next(ctx)
+			if err != nil {
+				if errors.Is(err, ErrEndOfInput) || ctx.Err() != nil {
+					return w.drain(ctx)
+				}
+				return fmt.Errorf("read the input after offset %d: %w", w.done.st.Offset, err)
+			}
+			err = w.handle(ctx, msg)
+		}
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if Classify(err) == Human && w.failedBatch > 1 && !w.narrow {
+			w.log.Warn().Err(err).Msg("a multi-row batch failed: re-applying row by row to find the message")
+			w.narrow = true
+			if err := w.rewind(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		return err
+	}
+}
+
+// resume reloads the checkpoint from the target and seeks the input to it.
+func (w *Worker) resume(ctx context.Context) error {
+	st, found, err := w.t.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open target: %w", err)
+	}
+	if !found {
+		st = checkpoint.State{Topic: w.cfg.Topic, Partition: w.cfg.Partition, Offset: w.cfg.StartOffset}
+	} else if st.Topic != w.cfg.Topic || st.Partition != w.cfg.Partition {
+		return fmt.Errorf("target returned the checkpoint of %s[%d], not of %s[%d]", st.Topic, st.Partition, w.cfg.Topic, w.cfg.Partition)
+	}
+	w.committed = cursor{st: st, baseline: found && st.TxnSeq > 0}
+	w.log.Info().Int64("offset", st.Offset).Uint64("epoch", st.Epoch).Uint64("txn_seq", st.TxnSeq).
+		Bool("found", found).Msg("resuming from the checkpoint stored in the target")
+	w.setState(StateRunning, nil)
+	return w.rewind(ctx)
+}
+
+// rewind rolls back the open target transaction, forgets everything applied
+// since the last commit and seeks the input back to the committed offset.
+func (w *Worker) rewind(ctx context.Context) error {
+	if w.open {
+		w.open = false
+		if err := w.t.Rollback(ctx); err != nil {
+			return fmt.Errorf("rollback: %w", err)
+		}
+	}
+	w.done = w.committed
+	w.cur = srcTxn{}
+	w.pend = pending{}
+	w.batch.reset()
+	w.failedBatch = 0
+	w.lenient = false
+	if err := w.in.SeekTo(w.committed.st.Offset); err != nil {
+		return fmt.Errorf("seek input to offset %d: %w", w.committed.st.Offset, err)
+	}
+	return nil
+}
+
+// maybeCommit commits at a source transaction boundary when the input has
+// nothing ready (never wait for Kafka holding a finished transaction) or the
+// merge limits are reached; and saves a heartbeat's clock while idle.
+func (w *Worker) maybeCommit(ctx context.Context) error {
+	if w.cur.active {
+		return nil
+	}
+	switch {
+	case w.holding():
+		if w.in.Buffered() == 0 || w.pend.txns >= w.cfg.MaxTxnMerge || w.pend.rows >= w.cfg.MaxMergeRows {
+			return w.commit(ctx)
+		}
+	case w.done.st != w.committed.st && time.Since(w.lastCommit) >= w.cfg.HeartbeatCommit && w.in.Buffered() == 0:
+		return w.commit(ctx)
+	}
+	return nil
+}
+
+// holding reports whether the worker holds work the target has not
+// committed: an open target transaction, or rows not yet given to it.
+func (w *Worker) holding() bool { return w.open || len(w.batch.rows) > 0 }
+
+func (w *Worker) begin(ctx context.Context) error {
+	if w.open {
+		return nil
+	}
+	if err := w.t.Begin(ctx); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	w.open = true
+	return nil
+}
+
+// commit flushes the batch and commits the target transaction with the
+// checkpoint of the last finished source transaction.
+func (w *Worker) commit(ctx context.Context) error {
+	if err := w.flush(ctx); err != nil {
+		return err
+	}
+	if err := w.begin(ctx); err != nil {
+		return err
+	}
+	st := w.done.st
+	st.UpdatedAt = time.Now()
+	st.MaxTxnSeq = max(st.MaxTxnSeq, st.TxnSeq)
+	if err := w.t.Commit(ctx, st); err != nil {
+		w.open = false // the target ended the transaction either way
+		return fmt.Errorf("commit %s: %w", st, err)
+	}
+	w.open = false
+	w.done.st = st
+	w.committed = w.done
+	w.commits++
+	w.lastCommit = st.UpdatedAt
+	p := w.pend
+	w.pend = pending{}
+	w.count(p)
+	w.m.Add(Commits, 1)
+	w.applied()
+	for k := range w.abandoned {
+		if k.seq <= st.TxnSeq {
+			delete(w.abandoned, k)
+		}
+	}
+	if w.narrow && st.Offset > w.narrowUntil {
+		w.narrow = false
+	}
+	return nil
+}
+
+// drain ends a session cleanly: commit at a boundary, roll back a partial
+// source transaction (the next run re-reads it from the checkpoint).
+func (w *Worker) drain(ctx context.Context) error {
+	if w.cur.active {
+		if w.open {
+			w.open = false
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+			defer cancel()
+			return w.t.Rollback(rctx)
+		}
+		return nil
+	}
+	if w.holding() || w.done.st != w.committed.st {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+		defer cancel()
+		return w.commit(cctx)
+	}
+	w.count(w.pend)
+	w.pend = pending{}
+	return nil
+}
+
+func (w *Worker) count(p pending) {
+	for _, c := range []struct {
+		c Counter
+		n int
+	}{{RowsApplied, p.rows}, {TxnsApplied, p.txns}, {OffsetsSkipped, p.skips}, {DuplicatesSkipped, p.dups}, {OldEpochIgnored, p.old}} {
+		if c.n > 0 {
+			w.m.Add(c.c, c.n)
+		}
+	}
+}
+
+// applied publishes the committed position to the status and the metrics.
+func (w *Worker) applied() {
+	st := w.committed.st
+	var lag time.Duration
+	if !st.CommitTime.IsZero() {
+		lag = max(time.Since(st.CommitTime), 0)
+	}
+	w.m.Applied(st.Offset-1, lag)
+	w.status.update(func(s *Status) {
+		s.Offset, s.Epoch, s.TxnSeq, s.GTIDSet, s.SourceTime = st.Offset, st.Epoch, st.TxnSeq, st.GTIDSet, st.CommitTime
+		if s.State == StateRetrying {
+			s.State, s.Err = StateRunning, nil
+		}
+	})
+}
+
+func (w *Worker) setState(state RunState, err error) {
+	st := w.committed.st
+	w.status.update(func(s *Status) {
+		s.State, s.Err = state, err
+		s.Offset, s.Epoch, s.TxnSeq, s.GTIDSet, s.SourceTime = st.Offset, st.Epoch, st.TxnSeq, st.GTIDSet, st.CommitTime
+	})
+}
+
+// rateLog lets a repetitive log line through at most once per period.
+type rateLog struct {
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) allow(period time.Duration) (bool, int) {
+	if time.Since(r.last) < period {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = time.Now(), 0
+	return true, n
+}
