@@ -15,16 +15,7 @@ import (
 )
 
 // kafkaConfig maps the config file's kafka section.
-func kafkaConfig(cfg *config.Config) pipeline.KafkaConfig {
-	return pipeline.KafkaConfig{
-		Brokers:           cfg.Kafka.Brokers,
-		Topic:             cfg.Kafka.Topic,
-		Partitions:        cfg.Kafka.Partitions,
-		ReplicationFactor: cfg.Kafka.ReplicationFactor,
-		Retention:         cfg.Kafka.Retention.D(),
-		Compression:       cfg.Kafka.Compression,
-	}
-}
+func kafkaConfig(cfg *config.Config) pipeline.KafkaConfig { return service.KafkaConfig(cfg) }
 
 // sourceConfig maps the master node and the source section.
 func sourceConfig(cfg *config.Config) (source.Config, error) {
