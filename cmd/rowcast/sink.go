@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/obs"
 	"github.com/rowcast/rowcast/pipeline/service"
 )
@@ -106,6 +107,10 @@ func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
 	pm := service.NewMetrics(reg)
 	sm := service.NewSinkMetrics(reg, pm)
 	log.Info().Str("master", cfg.Master).Strs("replicas", cfg.Replicas).Str("topic", cfg.Kafka.Topic).Str("version", version).Msg("rowcast run starting")
+	// Create the topic first, so that the sinks do not start on a missing one.
+	if _, err := pipeline.EnsureTopic(ctx, pc.Kafka); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	p := service.NewPublisher(pc, log, pm, health)
 	g.Go(func() error { return p.Run(gctx) })

@@ -39,7 +39,7 @@ func TestLocalConfigMatchesStack(t *testing.T) {
 	if got := cfg.Kafka.Brokers; len(got) != 1 || got[0] != "127.0.0.1:9092" {
 		t.Errorf("brokers %v", got)
 	}
-	if cfg.Kafka.Retention.D() != 168*time.Hour || cfg.Source.HeartbeatInterval.D() != 5*time.Second {
+	if cfg.Kafka.Retention.D() != 168*time.Hour || cfg.Source.HeartbeatInterval.D() != time.Second {
 		t.Errorf("durations: retention %v heartbeat %v", cfg.Kafka.Retention.D(), cfg.Source.HeartbeatInterval.D())
 	}
 }

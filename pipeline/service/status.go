@@ -157,8 +157,10 @@ func topicStatus(ctx context.Context, kc pipeline.KafkaConfig) TopicStatus {
 func replicaStatus(ctx context.Context, cfg *config.Config, name, topic string) ReplicaInfo {
 	n, _ := cfg.Node(name)
 	ri := ReplicaInfo{Node: name, Kind: n.Kind, Offset: -1}
-	if n.HTTP != "" {
-		ri.Worker = workerHealth(ctx, n.HTTP)
+	ri.Worker = workerHealth(ctx, n.HTTP, "sink/"+name)
+	if ri.Worker == "not running" && cfg.HTTP != "off" {
+		// `rowcast run` serves every worker's health on the main address.
+		ri.Worker = workerHealth(ctx, cfg.HTTP, "sink/"+name)
 	}
 	if n.Kind != config.KindMySQL {
 		ri.State = "unsupported"
@@ -197,8 +199,12 @@ func replicaStatus(ctx context.Context, cfg *config.Config, name, topic string) 
 	return ri
 }
 
-// workerHealth asks a worker's /healthz.
-func workerHealth(ctx context.Context, addr string) string {
+// workerHealth asks a process's /healthz about one component: healthy,
+// unhealthy (with the reason), or not running.
+func workerHealth(ctx context.Context, addr, component string) string {
+	if addr == "" {
+		return "not running"
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
@@ -208,11 +214,15 @@ func workerHealth(ctx context.Context, addr string) string {
 	}
 	defer resp.Body.Close()
 	var body struct {
-		OK bool `json:"ok"`
+		Components map[string]string `json:"components"`
 	}
 	json.NewDecoder(resp.Body).Decode(&body)
-	if body.OK {
+	switch state, ok := body.Components[component]; {
+	case !ok:
+		return "not running"
+	case state == "ok":
 		return "healthy"
+	default:
+		return "unhealthy: " + state
 	}
-	return "unhealthy"
 }

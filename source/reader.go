@@ -1,0 +1,213 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/rs/zerolog"
+
+	"github.com/rowcast/rowcast/pipeline"
+)
+
+// Reader streams one master's binlog. Run may be called again after it
+// returns, e.g. from Resume() after a stream error; it must not run twice at
+// the same time.
+type Reader struct {
+	cfg Config
+	log zerolog.Logger
+
+	mu     sync.Mutex
+	resume Start
+}
+
+// NewReader returns a reader of the master cfg describes. cfg's zero fields
+// take their defaults; Run and Check validate it.
+func NewReader(cfg Config, log zerolog.Logger) *Reader {
+	cfg.setDefaults()
+	return &Reader{cfg: cfg, log: log.With().Str("component", "source").Str("master", cfg.Addr).Logger()}
+}
+
+// Position returns the master's executed GTID set after the last transaction
+// Run handled completely: all its messages were emitted, or it had none to
+// publish. It is "" before Run starts, then Start.GTIDSet until the first
+// transaction completes.
+func (r *Reader) Position() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resume.GTIDSet
+}
+
+// Resume returns where a new Run continues without loss or duplicate:
+// Position() and the TxnSeq the next published transaction gets.
+func (r *Reader) Resume() Start {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.resume
+}
+
+func (r *Reader) setResume(set string, nextSeq uint64) {
+	r.mu.Lock()
+	r.resume.GTIDSet, r.resume.NextTxnSeq = set, nextSeq
+	r.mu.Unlock()
+}
+
+// Run streams the binlog after start.GTIDSet and calls emit for every message,
+// in commit order, until ctx ends (it returns ctx.Err()), emit fails (it
+// returns that error, wrapped), or the stream or the decoding fails.
+//
+// Reconnection is the caller's: go-mysql's own retry is disabled. After a
+// reconnect go-mysql resends the transaction it was reading, and after a break
+// between two transactions the one before as well, since it advances its own
+// resume set only when the next GTID event arrives (binlogsyncer.go,
+// handleEventAndACK): the GTID event would arrive inside an open transaction,
+// or a finished transaction would be published again under a new TxnSeq.
+// After an error wrapping ErrStream, call Run again with Resume() (a backoff
+// in between): the transaction that was cut short is then emitted again from
+// its first message under the same positions, which sinks skip as duplicates.
+// Every other error needs a human (see the message).
+func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Context, ev *pipeline.Event) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("source: panic while reading %s (a bug; please report it with this stack): %v\n%s", r.cfg.Addr, p, debug.Stack())
+		}
+	}()
+	cfg := r.cfg
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.resume = start
+	r.mu.Unlock()
+
+	db, err := openDB(&cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	flavor := cfg.Flavor
+	if flavor == "" {
+		if flavor, _, err = detectFlavor(ctx, db, cfg.Addr); err != nil {
+			return err
+		}
+	}
+	if err := checkResume(ctx, db, cfg.Addr, flavor, start.GTIDSet); err != nil {
+		return err
+	}
+	set, err := mysql.ParseGTIDSet(flavor, start.GTIDSet)
+	if err != nil {
+		return fmt.Errorf("%w: Start.GTIDSet %q is not a %s GTID set: %v", ErrConfig, start.GTIDSet, flavor, err)
+	}
+	f, err := newFilter(&cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	s := &stream{
+		flavor: flavor, epoch: start.Epoch, emit: emit, seq: start.NextTxnSeq, set: set.Clone(),
+		onPosition:  r.setResume,
+		onHeartbeat: cfg.OnHeartbeat,
+		tables:      newTableCache(&sqlLoader{db: db, flavor: flavor}, f, flavor, cfg.RawUnsupportedCharsets, r.log),
+		filter:      f,
+	}
+
+	syncer := replication.NewBinlogSyncer(r.syncerConfig(flavor))
+	defer syncer.Close()
+	streamer, err := syncer.StartSyncGTID(set)
+	if err != nil {
+		return r.streamError(err, start.GTIDSet)
+	}
+	r.log.Info().Str("flavor", flavor).Str("gtid_set", start.GTIDSet).Uint64("next_txn_seq", start.NextTxnSeq).Msg("binlog stream started")
+	for {
+		ev, err := r.nextEvent(ctx, streamer)
+		if err != nil {
+			return err
+		}
+		offset := uint32(0)
+		if ev.Header.LogPos >= ev.Header.EventSize {
+			offset = ev.Header.LogPos - ev.Header.EventSize
+		}
+		if err := s.handle(ctx, ev, offset, s.crcLen); err != nil {
+			return err
+		}
+	}
+}
+
+// nextEvent waits for the next binlog event. The read timeout is enforced
+// here, not by go-mysql: go-mysql arms its socket deadline before it hands an
+// event over, so a slow emit (Kafka pushing back) would look like a dead
+// master. Here only time spent waiting for the master counts.
+func (r *Reader) nextEvent(ctx context.Context, streamer *replication.BinlogStreamer) (*replication.BinlogEvent, error) {
+	wait, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
+	defer cancel()
+	ev, err := streamer.GetEvent(wait)
+	switch {
+	case err == nil:
+		return ev, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case wait.Err() != nil:
+		return nil, fmt.Errorf("%w: nothing from %s for %v although heartbeats were requested every %v: check the network and the master; restart Run from Reader.Resume()",
+			ErrStream, r.cfg.Addr, r.cfg.ReadTimeout, r.cfg.HeartbeatPeriod)
+	}
+	return nil, r.streamError(err, r.Position())
+}
+
+func (r *Reader) syncerConfig(flavor string) replication.BinlogSyncerConfig {
+	host, portStr, _ := net.SplitHostPort(r.cfg.Addr) // validated
+	port, _ := strconv.Atoi(portStr)
+	return replication.BinlogSyncerConfig{
+		ServerID: r.cfg.ServerID,
+		Flavor:   flavor,
+		Host:     host,
+		Port:     uint16(port),
+		User:     r.cfg.User,
+		Password: r.cfg.Password,
+		// Values come as strings where strings are exact: DATETIME,
+		// TIMESTAMP (rendered in UTC), DATE, TIME, and DECIMAL, whose
+		// UseDecimal=false form is the exact digits with the column's scale
+		// ("-12.3400"); UseDecimal=true would give a shopspring Decimal that
+		// drops trailing zeros.
+		ParseTime:                false,
+		TimestampStringLocation:  time.UTC,
+		UseDecimal:               false,
+		UseFloatWithTrailingZero: false,
+		// MySQL binary JSON: render as mysqld does (1.0 stays 1.0, key order
+		// kept); the default json.Marshal path loses DOUBLE-ness.
+		RenderJSONAsMySQLText: true,
+		HeartbeatPeriod:       r.cfg.HeartbeatPeriod,
+		ReadTimeout:           0, // see nextEvent
+		DisableRetrySync:      true,
+		VerifyChecksum:        true,
+		EventCacheCount:       r.cfg.EventBuffer,
+		Logger:                newSlogLogger(r.log),
+	}
+}
+
+// streamError wraps a failure of the binlog stream with what it probably
+// means and what to do.
+func (r *Reader) streamError(err error, pos string) error {
+	code := uint16(0)
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		code = me.Code
+	} else {
+		code = uint16(mysql.ErrorCode(err.Error()))
+	}
+	switch code {
+	case mysql.ER_ACCESS_DENIED_ERROR:
+		return fmt.Errorf("%w: %s refused the binlog stream for %s with Access denied (1045). MariaDB answers a missing REPLICATION SLAVE privilege this way, so it need not be the password: run Check, or GRANT REPLICATION SLAVE ON *.* TO the user: %v",
+			ErrPrivilege, r.cfg.Addr, r.cfg.User, err)
+	case mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG:
+		return fmt.Errorf("%w: %s cannot send the binlog from %q (1236): %v. If binlogs were purged, re-seed the replicas or move the start position; if the position is not in the master's history, check that this is the right master",
+			ErrStream, r.cfg.Addr, pos, err)
+	}
+	return fmt.Errorf("%w: binlog stream from %s after %q: %v: restart Run from Reader.Resume() after a backoff; if it keeps failing, check the network and the master's error log",
+		ErrStream, r.cfg.Addr, pos, err)
+}

@@ -1,0 +1,92 @@
+package source
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/testenv"
+)
+
+func TestHeartbeat(t *testing.T) {
+	dbName := testenv.CreateDatabase(t, testenv.Master)
+	db := testenv.DBAt(t, testenv.Master, dbName)
+	testenv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	cfg := testConfig(t, dbName)
+	var mu sync.Mutex
+	var beats []string
+	cfg.OnHeartbeat = func(serverTime time.Time, set string) {
+		if time.Since(serverTime).Abs() > time.Minute {
+			t.Errorf("heartbeat time %v", serverTime)
+		}
+		mu.Lock()
+		beats = append(beats, set)
+		mu.Unlock()
+	}
+	c := startReader(t, cfg, Start{GTIDSet: binlogPos(t, db)})
+	testenv.Exec(t, db, "INSERT INTO t VALUES (1)")
+	ev := c.txn(t)[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(beats)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(beats) < 2 {
+		t.Fatalf("%d heartbeats in 10s with a 200ms period", len(beats))
+	}
+	// Other tests write to the master, so later heartbeats may carry a later
+	// set; none may be behind the transaction already emitted.
+	if last := beats[len(beats)-1]; domainSeq(t, last) < domainSeq(t, ev.GTIDSet) {
+		t.Errorf("heartbeat set %q behind emitted %q", last, ev.GTIDSet)
+	}
+}
+
+// domainSeq is the sequence number of domain 0 in a MariaDB GTID position.
+func domainSeq(t *testing.T, pos string) uint64 {
+	t.Helper()
+	g, err := mysql.ParseMariadbGTIDSet(pos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := g.(*mysql.MariadbGTIDSet).Sets[0]; d != nil {
+		return d.SequenceNumber
+	}
+	return 0
+}
+
+// TestRotate follows the master into its next binlog file: File and Offset
+// locate every event, across the real ROTATE event.
+func TestRotate(t *testing.T) {
+	dbName := testenv.CreateDatabase(t, testenv.Master)
+	db := testenv.DBAt(t, testenv.Master, dbName)
+	testenv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	c := startReader(t, testConfig(t, dbName), Start{GTIDSet: binlogPos(t, db)})
+	testenv.Exec(t, db, "INSERT INTO t VALUES (1)", "FLUSH BINARY LOGS", "ALTER TABLE t ADD c INT", "INSERT INTO t VALUES (2, 3)")
+	evs := []*pipeline.Event{c.txn(t)[0], c.txn(t)[0], c.txn(t)[0]}
+	if evs[0].File == evs[1].File {
+		t.Errorf("both in %s", evs[0].File)
+	}
+	// The master's own listing must show the event at each File:Offset.
+	for i, want := range []string{"Write_rows_v1", "Query", "Write_rows_v1"} {
+		var name, typ, info string
+		var pos, server, end any
+		q := fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT 1", evs[i].File, evs[i].Offset)
+		if err := db.QueryRow(q).Scan(&name, &pos, &typ, &server, &end, &info); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if typ != want {
+			t.Errorf("message %d at %s:%d is a %s event, want %s", i, evs[i].File, evs[i].Offset, typ, want)
+		}
+	}
+}
