@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +62,13 @@ source:
   include: ['^%s\.']
   heartbeat_interval: 1s
   start: current
+  server_id: %d
+sink:
+  protect_replicas: false
 http: "off"
-%s`, testenv.Addr("db1"), testenv.Addr("db2"), testenv.Addr("db3"), testenv.Addr("kafka"), topic, database, extra)
+%s`, testenv.Addr("db1"), testenv.Addr("db2"), testenv.Addr("db3"), testenv.Addr("kafka"), topic, database,
+		// Two readers with one server_id make the master drop one of them.
+		100000+rand.IntN(1<<30), extra)
 	path := filepath.Join(t.TempDir(), "rowcast.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
