@@ -92,7 +92,7 @@ func snapshotTotal(db *sql.DB, database string) (int64, int64, error) {
 	}
 	defer tx.Rollback()
 	var sum, n int64
-	err = tx.QueryRow("SELECT COALESCE(SUM(balance),0), COUNT(*) FROM `" + database + "`.accounts").Scan(&sum, &n)
+	err = tx.QueryRow("SELECT COALESCE(SUM(balance),0), COUNT(*) FROM `"+database+"`.accounts").Scan(&sum, &n)
 	return sum, n, err
 }
 
