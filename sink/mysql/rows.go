@@ -79,7 +79,11 @@ func (t *Target) upsert(ctx context.Context, tbl *pipeline.Table, rows []*pipeli
 			return err
 		}
 	}
-	_, err := t.exec(ctx, sqlKey{t: tbl, kind: stmtUpsert, n: len(rows)}, args)
+	k := sqlKey{t: tbl, kind: stmtUpsert, n: len(rows)}
+	if holdsEnumErrorValue(tbl, rows) {
+		return t.leniently(ctx, func() error { _, err := t.exec(ctx, k, args); return err })
+	}
+	_, err := t.exec(ctx, k, args)
 	return err
 }
 
