@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/pipeline/workload"
 )
 
 // needDisruptive guards tests that stop and start shared services of the
@@ -66,4 +67,38 @@ func TestDisruptiveKafkaRestart(t *testing.T) {
 		delete(load.gtids, tx.gtid)
 	}
 	t.Logf("%d transactions across a broker restart, none lost or doubled", want)
+}
+
+// TestDisruptiveReplicaRestart stops and restarts replica db3's server during
+// a transfer load under `rowcast run`: its worker retries until the server is
+// back, and afterwards both replicas equal the master with the total intact.
+func TestDisruptiveReplicaRestart(t *testing.T) {
+	needDisruptive(t)
+	topic := testenv.CreateTopic(t, 1)
+	database := testenv.UniqueName(t, "rc")
+	cfg := e2eConfig(t, database, topic, "")
+	p := startRowcast(t, "run", "--config", cfg)
+	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
+	database = replicatedNamed(t, database)
+	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 100, Initial: 100}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := bank.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lctx, stopLoad := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- bank.Run(lctx, 4, 0) }()
+	time.Sleep(2 * time.Second)
+	stack(t, "stop", "db3")
+	time.Sleep(2 * time.Second)
+	stack(t, "start", "db3")
+	time.Sleep(2 * time.Second)
+	stopLoad()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, database, 2*time.Minute)
+	p.stop(t)
+	t.Logf("%d transfers across a restart of db3", bank.Transfers.Load())
 }

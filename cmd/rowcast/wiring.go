@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/pipeline"
@@ -64,5 +65,17 @@ func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	return obs.NewLogger(w, l.format, l.level)
+	log, err := obs.NewLogger(w, l.format, l.level)
+	if err == nil {
+		// go-sql-driver prints connection trouble ("closing bad idle
+		// connection") on stderr by itself; route it into our log.
+		drv := log.With().Str("component", "mysql-driver").Logger()
+		mysql.SetLogger(mysql.Logger(driverLogger{drv}))
+	}
+	return log, err
 }
+
+// driverLogger adapts zerolog to go-sql-driver's Logger.
+type driverLogger struct{ log zerolog.Logger }
+
+func (d driverLogger) Print(v ...any) { d.log.Warn().Msg(fmt.Sprint(v...)) }
