@@ -129,8 +129,7 @@ func (p *proc) stop(t testing.TB) {
 func readTopic(t testing.TB, topic string) []*pipeline.Event {
 	t.Helper()
 	kc := pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := context.Background()
 	end, err := pipeline.EndOffset(ctx, kc)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +137,9 @@ func readTopic(t testing.TB, topic string) []*pipeline.Event {
 	codec := &pipeline.Codec{}
 	var out []*pipeline.Event
 	for off := int64(0); off < end; {
-		msgs, err := pipeline.ReadAt(ctx, kc, off, 5000)
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		msgs, err := pipeline.ReadAt(rctx, kc, off, 5000)
+		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}

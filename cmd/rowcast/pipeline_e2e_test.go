@@ -69,7 +69,7 @@ func (l *txnLoad) run(ctx context.Context, t *testing.T, clients int) *sync.Wait
 				l.mu.Lock()
 				l.gtids[gtid] = n
 				l.mu.Unlock()
-				time.Sleep(time.Duration(r.IntN(3)) * time.Millisecond)
+				time.Sleep(time.Duration(1+r.IntN(4)) * time.Millisecond)
 			}
 		}(c)
 	}
@@ -93,7 +93,7 @@ func TestPipelineCrashAndResume(t *testing.T) {
 
 	load := &txnLoad{db: db, database: database, gtids: map[string]int{}}
 	ctx, stopLoad := context.WithCancel(context.Background())
-	wg := load.run(ctx, t, 4)
+	wg := load.run(ctx, t, 3)
 
 	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	kills := 6
