@@ -78,10 +78,12 @@ type Config struct {
 	RawUnsupportedCharsets bool
 
 	// OnHeartbeat, when set, is called between transactions when the master
-	// sends a heartbeat, with the master's clock (the heartbeat's header
-	// timestamp, or the local receive time when the master leaves it zero)
-	// and the master's executed GTID set after the last transaction read
-	// (published or filtered out). It runs on the reader's goroutine.
+	// sends a heartbeat, and after every transaction of which nothing was
+	// published (all its rows filtered out), with the master's clock (the
+	// heartbeat's header timestamp, or the local receive time when the master
+	// leaves it zero; the commit time of a filtered transaction) and the
+	// master's executed GTID set after the last transaction read (published
+	// or filtered out). It runs on the reader's goroutine.
 	OnHeartbeat func(serverTime time.Time, gtidSet string)
 }
 

@@ -329,6 +329,12 @@ func (s *stream) commit(ctx context.Context) error {
 			return fmt.Errorf("emit %s: %w", last.Pos, err)
 		}
 		s.seq++
+	} else if s.onHeartbeat != nil {
+		// Nothing of this transaction is published (all filtered out). On a
+		// master busy with such writes no heartbeat event ever comes, so this
+		// is the caller's chance to publish a heartbeat: without it sinks
+		// would see no progress and report a growing lag.
+		s.onHeartbeat(s.commitTime, set)
 	}
 	s.onPosition(set, s.seq)
 	return nil
