@@ -38,6 +38,7 @@ type Codec struct {
 
 	mu     sync.Mutex
 	tables map[string]*Table // Decode's table cache; see lookupTable
+	enc    encodingCache     // the encoders' per-table parts; see tableEncoding
 }
 
 // AppendKey appends the message key of e to dst.
@@ -55,6 +56,13 @@ func (c *Codec) AppendKey(dst []byte, e *Event) ([]byte, error) {
 	var ok bool
 	switch e.Kind {
 	case KindRow:
+		if te := c.tableEncoding(e.Table); te != nil {
+			b, err := appendRowKey(b, e, te)
+			if err != nil {
+				return dst, err
+			}
+			return b, nil
+		}
 		t := e.Table
 		b = append(b, `{"db":`...)
 		if b, ok = appendString(b, t.Database); !ok {
@@ -130,7 +138,22 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 	b := dst
 	var err error
 	var ok bool
+	var te *tableEncoding
 	if e.Kind == KindRow {
+		te = c.tableEncoding(e.Table)
+	}
+	if te != nil {
+		b = append(b, `{"before":`...)
+		if b, err = appendImageEnc(b, e, te, e.Before); err != nil {
+			return dst, err
+		}
+		b = append(b, `,"after":`...)
+		if b, err = appendImageEnc(b, e, te, e.After); err != nil {
+			return dst, err
+		}
+		b = append(b, `,"op":"`...)
+		b = append(b, byte(e.Op), '"', ',')
+	} else if e.Kind == KindRow {
 		b = append(b, `{"before":`...)
 		if b, err = appendImage(b, e, e.Before); err != nil {
 			return dst, err
@@ -160,6 +183,10 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 	b = append(b, `,"ts_ms":`...)
 	b = strconv.AppendInt(b, ms, 10)
 	db, table := sourceScope(e)
+	if te != nil {
+		b = append(b, te.scope...)
+		db, table = "", ""
+	}
 	if db != "" {
 		b = append(b, `,"db":`...)
 		if b, ok = appendString(b, db); !ok {
@@ -227,7 +254,9 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 			return dst, encodeErr(e, "gtid set", errUTF8)
 		}
 	}
-	if carriesTable(e.Kind) && e.Table != nil {
+	if te != nil {
+		b = append(b, te.shape...)
+	} else if carriesTable(e.Kind) && e.Table != nil {
 		if b, err = appendTableShape(b, e); err != nil {
 			return dst, err
 		}
