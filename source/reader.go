@@ -125,6 +125,11 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 	}
 	r.log.Info().Str("flavor", flavor).Str("gtid_set", start.GTIDSet).Uint64("next_txn_seq", start.NextTxnSeq).Msg("binlog stream started")
 	for {
+		// go-mysql may hold events already read; stop emitting them once
+		// the caller has cancelled.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		ev, err := r.nextEvent(ctx, streamer)
 		if err != nil {
 			return err
