@@ -30,6 +30,18 @@ type WorkerConfig struct {
 	// source transactions (a single source transaction is never split).
 	// Default 20000.
 	MaxMergeRows int
+	// StopOffset, when > 0, makes Run return nil once everything before it is
+	// applied and committed: the worker stops at the first transaction
+	// boundary at or after StopOffset (a transaction that straddles it is
+	// finished, never cut). `rowcast replay --to-offset` uses it. Default 0:
+	// run until the context ends.
+	StopOffset int64
+	// Node is the name of the replica the worker applies to. When set, an
+	// epoch record that names this node as the new master stops the worker
+	// after it has committed the record (state StatePromoted): the replica
+	// is the master now and must not apply its own changelog. Default "":
+	// never stop on an epoch record (replays, tests).
+	Node string
 	// SkipOffsets are messages the operator decided not to apply. Each is
 	// recorded in the target and logged at warn when it is passed.
 	SkipOffsets []int64
@@ -92,6 +104,9 @@ func (c *WorkerConfig) Validate() error {
 	}
 	if c.StartOffset < 0 {
 		return fmt.Errorf("sink worker: StartOffset %d must be >= 0", c.StartOffset)
+	}
+	if c.StopOffset < 0 {
+		return fmt.Errorf("sink worker: StopOffset %d must be >= 0 (0: no stop)", c.StopOffset)
 	}
 	return nil
 }

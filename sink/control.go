@@ -63,7 +63,18 @@ func (w *Worker) epoch(ctx context.Context, msg Message) error {
 	w.advance(msg.Offset)
 	w.log.Info().Int64("offset", msg.Offset).Uint64("epoch", rec.Epoch).Str("master", rec.Master).
 		Uint64("txn_seq", rec.TxnSeq).Msg("new epoch: messages of older epochs are ignored from here on")
-	return w.commit(ctx)
+	if err := w.commit(ctx); err != nil {
+		return err
+	}
+	if w.cfg.Node != "" && rec.Master == w.cfg.Node {
+		// This replica is the master now: what follows in the topic is its
+		// own binlog. The checkpoint stays right after the record, where a
+		// sink resumes if the node is ever demoted again.
+		w.promoted = true
+		w.log.Warn().Int64("offset", msg.Offset).Uint64("epoch", rec.Epoch).
+			Msgf("the epoch record names this replica (%s) the new master: the sink worker stops", w.cfg.Node)
+	}
+	return nil
 }
 
 func (w *Worker) abandonedSeq(seq uint64) bool {

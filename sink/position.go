@@ -78,8 +78,11 @@ func (w *Worker) inTxn(ctx context.Context, msg Message, apply bool) error {
 	if p.Epoch < w.done.st.Epoch {
 		w.pend.old++
 		if ok, n := w.oldLog.allow(10 * time.Second); ok {
-			w.log.Debug().Int64("offset", msg.Offset).Stringer("position", p).Uint64("epoch", w.done.st.Epoch).
-				Int("suppressed", n).Msg("ignoring a message of an older epoch")
+			// A fenced master or a stray reader is still publishing: worth
+			// an operator's look, at most once per 10 s.
+			w.log.Warn().Int64("offset", msg.Offset).Stringer("position", p).Uint64("epoch", w.done.st.Epoch).
+				Str("gtid", ev.GTID).Int("suppressed", n).
+				Msg("ignoring a message of an older epoch (a fenced master or a stray reader is publishing; counted in rowcast_sink_total{counter=\"old_epoch_ignored\"})")
 		}
 		w.advance(msg.Offset)
 		return nil

@@ -66,6 +66,7 @@ const (
 	StateRunning  RunState = "running"
 	StateRetrying RunState = "retrying" // a transient error; backing off
 	StateStopped  RunState = "stopped"  // Run returned nil
+	StatePromoted RunState = "promoted" // Run returned nil: an epoch record made this replica the master
 	StateError    RunState = "error"    // Run returned an error that needs a human
 )
 

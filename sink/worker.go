@@ -75,6 +75,8 @@ type Worker struct {
 	lastCommit time.Time
 	commits    int // commits of the current session: progress resets the backoff
 	oldLog     rateLog
+	// promoted is set once an epoch record named cfg.Node the new master.
+	promoted bool
 }
 
 // cursor is a checkpoint state plus whether its TxnSeq is a real position
@@ -127,6 +129,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	for {
 		err := w.session(ctx)
 		if err == nil || ctx.Err() != nil {
+			if w.promoted {
+				w.setState(StatePromoted, nil)
+				return nil
+			}
 			w.setState(StateStopped, nil)
 			return nil
 		}
@@ -169,6 +175,9 @@ func (w *Worker) session(ctx context.Context) (err error) {
 	}
 	for {
 		err := w.maybeCommit(ctx)
+		if err == nil && w.stopHere() {
+			return w.drain(ctx)
+		}
 		if err == nil {
 			var msg Message
 			msg, err = w.in.Next(ctx)
@@ -196,6 +205,15 @@ func (w *Worker) session(ctx context.Context) (err error) {
 		}
 		return err
 	}
+}
+
+// stopHere reports whether the worker reached cfg.StopOffset at a
+// transaction boundary, or was promoted.
+func (w *Worker) stopHere() bool {
+	if w.promoted {
+		return true
+	}
+	return w.cfg.StopOffset > 0 && !w.cur.active && w.done.st.Offset >= w.cfg.StopOffset
 }
 
 // resume reloads the checkpoint from the target and seeks the input to it.

@@ -79,14 +79,33 @@ http: "off"
 // proc is a rowcast process started by a test.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	done chan error
+}
+
+// syncBuffer is a bytes.Buffer that a running process writes while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startRowcast(t testing.TB, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(rowcastBinary(t), args...)
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	cmd.Env = append(os.Environ(), "CI=") // no terminal: JSON logs

@@ -33,6 +33,7 @@ func runPipeline(ctx context.Context, args []string, _, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	withLocator(&pc, cfg, log)
 	reg := obs.NewRegistry()
 	health := obs.NewHealth()
 	if _, err := obs.Serve(ctx, cfg.HTTP, reg, health, log); err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/failover"
 	"github.com/rowcast/rowcast/pipeline/obs"
 	"github.com/rowcast/rowcast/pipeline/service"
 )
@@ -70,7 +71,11 @@ func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	m := service.NewSinkMetrics(reg, service.NewMetrics(reg))
 	log.Info().Str("replica", *replica).Str("topic", cfg.Kafka.Topic).Str("version", version).Msg("sink worker starting")
-	err = service.RunSink(ctx, cfg, *replica, service.SinkOptions{SkipOffsets: skips, StartOffset: *start}, log, health, m)
+	opts, err := service.SinkRoles(ctx, cfg, *replica, service.SinkOptions{SkipOffsets: skips, StartOffset: *start}, log)
+	if err != nil {
+		return err
+	}
+	err = service.RunSink(ctx, cfg, *replica, opts, log, health, m)
 	if err != nil {
 		log.Error().Err(err).Msg("sink worker stopped")
 		return err
@@ -100,6 +105,7 @@ func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	withLocator(&pc, cfg, log)
 	reg, health := obs.NewRegistry(), obs.NewHealth()
 	if _, err := obs.Serve(ctx, cfg.HTTP, reg, health, log); err != nil {
 		return err
@@ -111,11 +117,20 @@ func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if _, err := pipeline.EnsureTopic(ctx, pc.Kafka); err != nil {
 		return err
 	}
+	cur, err := failover.NewLocator(cfg, pc.Kafka, log).Current(ctx)
+	if err != nil {
+		return fmt.Errorf("look up the current master: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	p := service.NewPublisher(pc, log, pm, health)
 	g.Go(func() error { return p.Run(gctx) })
-	for _, r := range cfg.Replicas {
-		g.Go(func() error { return service.RunSink(gctx, cfg, r, service.SinkOptions{}, log, health, sm) })
+	for _, r := range failover.Replicas(cfg, cur.Master) {
+		opts, err := service.SinkRoles(ctx, cfg, r, service.SinkOptions{}, log)
+		if err != nil {
+			log.Warn().Err(err).Str("replica", r).Msg("no sink worker for this node")
+			continue
+		}
+		g.Go(func() error { return service.RunSink(gctx, cfg, r, opts, log, health, sm) })
 	}
 	if err := g.Wait(); err != nil {
 		log.Error().Err(err).Msg("rowcast run stopped")

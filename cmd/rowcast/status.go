@@ -32,7 +32,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(rep)
 	}
 	m := rep.Master
-	fmt.Fprintf(stdout, "cluster %s  master %s (%s)  gtid %s  read_only=%v\n", rep.Cluster, m.Node, m.Flavor, orDash(m.GTIDSet), m.ReadOnly)
+	since := "the config's master"
+	if m.EpochOffset >= 0 {
+		since = fmt.Sprintf("since the epoch record at offset %d", m.EpochOffset)
+	}
+	fmt.Fprintf(stdout, "cluster %s  master %s (%s)  epoch %d (%s)  gtid %s  read_only=%v\n", rep.Cluster, m.Node, orDash(m.Flavor), m.Epoch, since, orDash(m.GTIDSet), m.ReadOnly)
+	for _, w := range m.Warnings {
+		fmt.Fprintf(stdout, "  warning: %s\n", w)
+	}
 	if m.Error != "" {
 		fmt.Fprintf(stdout, "  master error: %s\n", m.Error)
 	}

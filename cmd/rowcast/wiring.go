@@ -10,6 +10,7 @@ import (
 
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/failover"
 	"github.com/rowcast/rowcast/pipeline/obs"
 	"github.com/rowcast/rowcast/pipeline/service"
 	"github.com/rowcast/rowcast/source"
@@ -18,12 +19,18 @@ import (
 // kafkaConfig maps the config file's kafka section.
 func kafkaConfig(cfg *config.Config) pipeline.KafkaConfig { return service.KafkaConfig(cfg) }
 
-// sourceConfig maps the master node and the source section.
+// sourceConfig maps the config's master node and the source section.
 func sourceConfig(cfg *config.Config) (source.Config, error) {
-	n, _ := cfg.Node(cfg.Master)
+	return nodeSourceConfig(cfg, cfg.Master)
+}
+
+// nodeSourceConfig maps one node and the source section: how the reader
+// reads that node when it is the master.
+func nodeSourceConfig(cfg *config.Config, node string) (source.Config, error) {
+	n, _ := cfg.Node(node)
 	mc, err := n.MySQLConfig()
 	if err != nil {
-		return source.Config{}, fmt.Errorf("master %s: %w", cfg.Master, err)
+		return source.Config{}, fmt.Errorf("node %s: %w", node, err)
 	}
 	sc := source.Config{
 		Addr:              mc.Addr,
@@ -49,13 +56,34 @@ func publisherConfig(cfg *config.Config) (service.PublisherConfig, error) {
 	if err != nil {
 		return service.PublisherConfig{}, err
 	}
+	nodes := map[string]source.Config{}
+	for _, n := range cfg.Nodes {
+		if n.Kind != config.KindMySQL {
+			continue
+		}
+		if nodes[n.Name], err = nodeSourceConfig(cfg, n.Name); err != nil {
+			return service.PublisherConfig{}, err
+		}
+	}
 	return service.PublisherConfig{
 		Cluster:           cfg.Cluster,
 		Kafka:             kafkaConfig(cfg),
 		Source:            sc,
 		Start:             cfg.Source.Start,
 		HeartbeatInterval: cfg.Source.HeartbeatInterval.D(),
+		Master:            cfg.Master,
+		Nodes:             nodes,
 	}, nil
+}
+
+// withLocator lets the pipeline service find the current master, and arms
+// the automatic failover when the config asks for it.
+func withLocator(pc *service.PublisherConfig, cfg *config.Config, log zerolog.Logger) {
+	loc := failover.NewLocator(cfg, pc.Kafka, log)
+	pc.Locate = loc.Current
+	if cfg.Failover.Mode == config.FailoverAuto {
+		pc.Watchdog = &failover.Auto{Cfg: cfg, Kafka: pc.Kafka, Log: log}
+	}
 }
 
 // logFlags are the logging flags of every long-running command.

@@ -45,6 +45,9 @@ type Config struct {
 	Kafka  Kafka  `yaml:"kafka"`
 	Source Source `yaml:"source"`
 	Sink   Sink   `yaml:"sink"`
+	Verify Verify `yaml:"verify"`
+	// Failover configures promotions (see Failover).
+	Failover Failover `yaml:"failover"`
 	// HTTP is the listen address of the metrics and health endpoint of
 	// `rowcast pipeline` and `rowcast run`. Default 127.0.0.1:9464; "" after
 	// defaults is impossible, use "off" to disable.
@@ -120,6 +123,51 @@ type Sink struct {
 	// merges into one target commit. Default 100; 1 disables merging.
 	MaxTxnMerge int `yaml:"max_txn_merge"`
 }
+
+// Verify configures the continuous verification that each MySQL sink worker
+// runs beside applying: every Interval it compares the next slice of its
+// replica's rows with the master's (pipeline/verify), round-robin over the
+// replicated tables, and counts rows verified and differences found.
+type Verify struct {
+	// Interval between two slices. Default 0: continuous verification is
+	// off.
+	Interval Duration `yaml:"interval"`
+	// SliceRows is about how many rows one slice compares. Default 10000.
+	SliceRows int `yaml:"slice_rows"`
+	// RowsPerSecond caps the rows read per second on each side. Default
+	// 5000.
+	RowsPerSecond int `yaml:"rows_per_second"`
+}
+
+// Failover configures promotions of a replica to master.
+//
+// Master names the node that was the master when the changelog started
+// (epoch 1). After a promotion the current master is the one the topic's
+// newest epoch record names; `rowcast status` shows it, and every command
+// follows it without editing this file.
+type Failover struct {
+	// Mode is "manual" (default: only `rowcast promote` promotes) or "auto":
+	// the pipeline service promotes the replica with the highest applied
+	// offset once the master has failed every check for UnreachableAfter.
+	Mode string `yaml:"mode"`
+	// UnreachableAfter is how long the master must stay unreachable before
+	// the automatic mode promotes. Default 30s.
+	UnreachableAfter Duration `yaml:"unreachable_after"`
+	// CheckInterval is how often the automatic mode checks the master.
+	// Default 1s.
+	CheckInterval Duration `yaml:"check_interval"`
+	// LeaseTTL is the time to live of the promotion lease. Default 30s.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// CatchupTimeout bounds how long a promotion waits for the chosen
+	// replica to apply the whole topic. Default 60s.
+	CatchupTimeout Duration `yaml:"catchup_timeout"`
+}
+
+// Failover modes.
+const (
+	FailoverManual = "manual"
+	FailoverAuto   = "auto"
+)
 
 // Duration is a time.Duration written as "5s" or "168h" in YAML.
 type Duration time.Duration
@@ -261,6 +309,60 @@ func (c *Config) setDefaults() {
 	if k2.MaxTxnMerge == 0 {
 		k2.MaxTxnMerge = 100
 	}
+	if c.Verify.SliceRows == 0 {
+		c.Verify.SliceRows = 10000
+	}
+	if c.Verify.RowsPerSecond == 0 {
+		c.Verify.RowsPerSecond = 5000
+	}
+	c.Failover.setDefaults()
+}
+
+func (f *Failover) setDefaults() {
+	if f.Mode == "" {
+		f.Mode = FailoverManual
+	}
+	if f.UnreachableAfter == 0 {
+		f.UnreachableAfter = Duration(30 * time.Second)
+	}
+	if f.CheckInterval == 0 {
+		f.CheckInterval = Duration(time.Second)
+	}
+	if f.LeaseTTL == 0 {
+		f.LeaseTTL = Duration(30 * time.Second)
+	}
+	if f.CatchupTimeout == 0 {
+		f.CatchupTimeout = Duration(60 * time.Second)
+	}
+}
+
+// validate adds the failover section's problems.
+func (f Failover) validate(c *Config, add func(string, ...any)) {
+	switch f.Mode {
+	case FailoverManual, FailoverAuto:
+	default:
+		add("failover.mode: %q; use manual or auto", f.Mode)
+	}
+	if f.CheckInterval <= 0 || f.UnreachableAfter < 2*f.CheckInterval {
+		add("failover.unreachable_after (%v) must be at least twice failover.check_interval (%v), both positive", f.UnreachableAfter.D(), f.CheckInterval.D())
+	}
+	if f.LeaseTTL < Duration(3*time.Second) {
+		add("failover.lease_ttl: %v; use at least 3s (it is renewed every third of it)", f.LeaseTTL.D())
+	}
+	if f.CatchupTimeout <= 0 {
+		add("failover.catchup_timeout: must be positive, e.g. 60s")
+	}
+	if f.Mode == FailoverAuto {
+		n := 0
+		for _, node := range c.Nodes {
+			if node.Kind == KindMySQL {
+				n++
+			}
+		}
+		if n < 3 {
+			add("failover.mode: auto needs at least 3 mysql nodes (the promotion lease is taken on a majority, which must survive the master's loss); this config has %d", n)
+		}
+	}
 }
 
 // ValidationError lists every problem of a config, each naming the field and
@@ -398,6 +500,16 @@ func (c *Config) Validate() error {
 	if c.Sink.MaxTxnMerge < 1 {
 		add("sink.max_txn_merge: %d must be at least 1 (1 disables merging)", c.Sink.MaxTxnMerge)
 	}
+	if c.Verify.Interval < 0 {
+		add("verify.interval: must be positive, e.g. 1m (leave it out to turn continuous verification off)")
+	}
+	if c.Verify.SliceRows < 1 {
+		add("verify.slice_rows: %d must be at least 1, e.g. 10000", c.Verify.SliceRows)
+	}
+	if c.Verify.RowsPerSecond < 1 {
+		add("verify.rows_per_second: %d must be at least 1, e.g. 5000", c.Verify.RowsPerSecond)
+	}
+	c.Failover.validate(c, add)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}

@@ -133,3 +133,34 @@ func TestBadDuration(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestVerifySection(t *testing.T) {
+	base := `
+cluster: shop
+master: a
+nodes:
+  - {name: a, dsn: "u:p@tcp(h:1)/"}
+  - {name: b, dsn: "u:p@tcp(h:2)/"}
+kafka: {brokers: ["k:9092"]}
+`
+	cfg, err := Parse([]byte(base), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Verify.Interval != 0 || cfg.Verify.SliceRows != 10000 || cfg.Verify.RowsPerSecond != 5000 {
+		t.Errorf("verify defaults (off): %+v", cfg.Verify)
+	}
+	cfg, err = Parse([]byte(base+"verify: {interval: 30s, slice_rows: 500, rows_per_second: 200}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Verify.Interval.D() != 30*time.Second || cfg.Verify.SliceRows != 500 || cfg.Verify.RowsPerSecond != 200 {
+		t.Errorf("verify: %+v", cfg.Verify)
+	}
+	_, err = Parse([]byte(base+"verify: {interval: -1s, slice_rows: -2, rows_per_second: -3}\n"), noEnv)
+	for _, w := range []string{"verify.interval", "verify.slice_rows", "verify.rows_per_second"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not name %s: %v", w, err)
+		}
+	}
+}

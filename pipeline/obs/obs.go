@@ -44,12 +44,37 @@ func NewLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
 // Health collects the health of the components of one process. A component
 // reports nil when healthy; /healthz answers 200 only when all do.
 type Health struct {
-	mu    sync.Mutex
-	state map[string]error
+	mu      sync.Mutex
+	state   map[string]error
+	details map[string]func() any
 }
 
 // NewHealth returns an empty Health (healthy).
-func NewHealth() *Health { return &Health{state: map[string]error{}} }
+func NewHealth() *Health { return &Health{state: map[string]error{}, details: map[string]func() any{}} }
+
+// SetDetail registers a component's details: f is called for every
+// /healthz request and its result is served as JSON under "details" (the
+// pipeline's read position, which `rowcast promote` waits on).
+func (h *Health) SetDetail(component string, f func() any) {
+	h.mu.Lock()
+	h.details[component] = f
+	h.mu.Unlock()
+}
+
+// Details returns every component's details.
+func (h *Health) Details() map[string]any {
+	h.mu.Lock()
+	fs := make(map[string]func() any, len(h.details))
+	for c, f := range h.details {
+		fs[c] = f
+	}
+	h.mu.Unlock()
+	out := make(map[string]any, len(fs))
+	for c, f := range fs {
+		out[c] = f()
+	}
+	return out
+}
 
 // Set records a component's health.
 func (h *Health) Set(component string, err error) {
@@ -93,7 +118,11 @@ func Handler(reg *prometheus.Registry, h *Health) http.Handler {
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"ok": ok, "components": rep})
+		body := map[string]any{"ok": ok, "components": rep}
+		if d := h.Details(); len(d) > 0 {
+			body["details"] = d
+		}
+		json.NewEncoder(w).Encode(body)
 	})
 	return mux
 }

@@ -2,15 +2,21 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/checkpoint"
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/failover"
 	"github.com/rowcast/rowcast/pipeline/obs"
+	"github.com/rowcast/rowcast/pipeline/verify"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/mysql"
 )
@@ -23,6 +29,8 @@ type SinkMetrics struct {
 	lagSec   *prometheus.GaugeVec
 	lagOff   *prometheus.GaugeVec
 	kafka    *Metrics
+
+	verifyRows, verifyDiffs *prometheus.CounterVec
 }
 
 // NewSinkMetrics creates the metrics and registers them with reg (nil: none).
@@ -41,9 +49,13 @@ func NewSinkMetrics(reg prometheus.Registerer, kafka *Metrics) *SinkMetrics {
 		lagOff: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rowcast_sink_lag_offsets",
 			Help: "Topic end offset minus the next offset the replica will apply."}, []string{"replica"}),
 		kafka: kafka,
+		verifyRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowcast_verify_rows_total",
+			Help: "Rows compared with the master by continuous verification (verify.interval)."}, []string{"replica"}),
+		verifyDiffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowcast_verify_differences_total",
+			Help: "Rows found different from the master by continuous verification, confirmed with the replica past the master's position."}, []string{"replica"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.counters, m.errors, m.offset, m.lagSec, m.lagOff)
+		reg.MustRegister(m.counters, m.errors, m.offset, m.lagSec, m.lagOff, m.verifyRows, m.verifyDiffs)
 	}
 	return m
 }
@@ -67,12 +79,21 @@ func (r replicaMetrics) Applied(offset int64, lag time.Duration) {
 	r.m.lagSec.WithLabelValues(r.replica).Set(lag.Seconds())
 }
 
-// SinkOptions are the operator's flags of `rowcast sink`.
+// SinkOptions are the operator's flags of `rowcast sink` and `rowcast replay`.
 type SinkOptions struct {
 	// SkipOffsets are messages to skip on purpose (recorded on the replica).
 	SkipOffsets []int64
 	// StartOffset is where a replica without a checkpoint starts.
 	StartOffset int64
+	// StopOffset, when > 0, stops the worker at the first transaction
+	// boundary at or after it (a replay's end).
+	StopOffset int64
+	// Replicas are the nodes a worker may apply to; default cfg.Replicas.
+	// After a promotion, failover.Replicas of the current master.
+	Replicas []string
+	// StopWhenPromoted makes an epoch record that names this replica the new
+	// master stop its worker (sink.WorkerConfig.Node).
+	StopWhenPromoted bool
 }
 
 // NewSinkWorker builds the worker of one replica from the config file.
@@ -81,12 +102,16 @@ func NewSinkWorker(cfg *config.Config, replica string, opts SinkOptions, log zer
 	if !ok {
 		return nil, nil, fmt.Errorf("replica %q is not a node of the config; use one of %v", replica, cfg.Replicas)
 	}
+	replicas := opts.Replicas
+	if replicas == nil {
+		replicas = cfg.Replicas
+	}
 	isReplica := false
-	for _, r := range cfg.Replicas {
+	for _, r := range replicas {
 		isReplica = isReplica || r == replica
 	}
 	if !isReplica {
-		return nil, nil, fmt.Errorf("node %q is not a replica in the config (master is %s; replicas %v)", replica, cfg.Master, cfg.Replicas)
+		return nil, nil, fmt.Errorf("node %q is not a replica (replicas %v)", replica, replicas)
 	}
 	if n.Kind != config.KindMySQL {
 		return nil, nil, fmt.Errorf("replica %s is a %s node: that sink kind is not available yet; only mysql replicas can be run", replica, n.Kind)
@@ -109,6 +134,10 @@ func NewSinkWorker(cfg *config.Config, replica string, opts SinkOptions, log zer
 	wc := sink.FromConfig(cfg.Sink, kc.Topic)
 	wc.SkipOffsets = opts.SkipOffsets
 	wc.StartOffset = opts.StartOffset
+	wc.StopOffset = opts.StopOffset
+	if opts.StopWhenPromoted {
+		wc.Node = replica
+	}
 	w := sink.NewWorker(wc, target, in, log, metrics.For(replica))
 	return w, func() { in.Close() }, nil
 }
@@ -122,7 +151,7 @@ func watchSink(ctx context.Context, cfg *config.Config, replica string, w *sink.
 	for {
 		st := w.Status()
 		switch st.State {
-		case sink.StateRunning, sink.StateStarting:
+		case sink.StateRunning, sink.StateStarting, sink.StatePromoted:
 			health.Set("sink/"+replica, nil)
 		default:
 			health.Set("sink/"+replica, fmt.Errorf("%s: %v", st.State, st.Err))
@@ -138,7 +167,54 @@ func watchSink(ctx context.Context, cfg *config.Config, replica string, w *sink.
 	}
 }
 
-// RunSink runs one replica's worker until ctx ends or it fails.
+// SinkRoles looks up the current master and returns the options a sink
+// worker of replica runs with: the replicas of that master, and a stop when
+// an epoch record promotes replica. It refuses the current master, and an
+// old master that has not rejoined (no checkpoint for the topic).
+func SinkRoles(ctx context.Context, cfg *config.Config, replica string, opts SinkOptions, log zerolog.Logger) (SinkOptions, error) {
+	kc := KafkaConfig(cfg)
+	cur, err := failover.NewLocator(cfg, kc, log).Current(ctx)
+	if err != nil {
+		return opts, fmt.Errorf("look up the current master: %w", err)
+	}
+	if replica == cur.Master {
+		return opts, fmt.Errorf("%s is the current master (epoch %d, %s): it takes writes and has no sink worker; "+
+			"to make it a replica again, promote another node and run `rowcast rejoin --node %s`", replica, cur.Epoch, cur.From, replica)
+	}
+	opts.Replicas = failover.Replicas(cfg, cur.Master)
+	opts.StopWhenPromoted = true
+	if replica == cfg.Master {
+		// An old master gets a sink only once rejoin prepared it: its data
+		// may hold transactions the topic never got.
+		n, _ := cfg.Node(replica)
+		found, err := hasCheckpoint(ctx, cfg, n, kc.Topic)
+		if err != nil {
+			return opts, fmt.Errorf("node %s: %w", replica, err)
+		}
+		if !found {
+			return opts, fmt.Errorf("%s was the master and has no checkpoint for topic %s: run `rowcast rejoin --node %s` first (it reports what the node holds that never reached the topic and sets its checkpoint)",
+				replica, kc.Topic, replica)
+		}
+	}
+	return opts, nil
+}
+
+func hasCheckpoint(ctx context.Context, cfg *config.Config, n config.Node, topic string) (bool, error) {
+	db, err := openNode(ctx, n)
+	if err != nil {
+		return false, err
+	}
+	defer db.Close()
+	_, found, err := checkpoint.NewMySQL(cfg.Sink.BookkeepingSchema).Load(ctx, db, topic, 0)
+	var me *gomysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1146 || me.Number == 1049) {
+		return false, nil
+	}
+	return found, err
+}
+
+// RunSink runs one replica's worker until ctx ends or it fails. A worker
+// stopped by its own promotion returns nil.
 func RunSink(ctx context.Context, cfg *config.Config, replica string, opts SinkOptions, log zerolog.Logger, health *obs.Health, metrics *SinkMetrics) error {
 	w, closeIn, err := NewSinkWorker(cfg, replica, opts, log, metrics)
 	if err != nil {
@@ -154,9 +230,15 @@ func RunSink(ctx context.Context, cfg *config.Config, replica string, opts SinkO
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go watchSink(wctx, cfg, replica, w, health, metrics)
+	if cfg.Verify.Interval > 0 {
+		go verifyContinuously(wctx, cfg, replica, log, metrics)
+	}
 	if err := w.Run(ctx); err != nil {
 		health.Set("sink/"+replica, err)
 		return fmt.Errorf("replica %s: %w", replica, err)
+	}
+	if w.Status().State == sink.StatePromoted {
+		log.Warn().Str("replica", replica).Msg("this replica was promoted to master: its sink worker stopped")
 	}
 	return nil
 }
@@ -171,4 +253,52 @@ func KafkaConfig(cfg *config.Config) pipeline.KafkaConfig {
 		Retention:         cfg.Kafka.Retention.D(),
 		Compression:       cfg.Kafka.Compression,
 	}
+}
+
+// verifyContinuously compares a slice of the replica with the master every
+// verify.interval, beside the worker, until ctx ends (pipeline/verify). It
+// never stops the worker: a failure to start is logged and retried at the
+// next interval.
+func verifyContinuously(ctx context.Context, cfg *config.Config, replica string, log zerolog.Logger, m *SinkMetrics) {
+	log = log.With().Str("replica", replica).Str("component", "verify").Logger()
+	n, _ := cfg.Node(replica)
+	master, _ := cfg.Node(cfg.Master)
+	vc := verify.Config{
+		MasterName: cfg.Master, ReplicaName: replica, MasterDSN: master.DSN, ReplicaDSN: n.DSN,
+		Filter:        verify.Filter{Include: cfg.Source.Include, Exclude: cfg.Source.Exclude, Bookkeeping: cfg.Sink.BookkeepingSchema},
+		Topic:         cfg.Kafka.Topic,
+		RowsPerSecond: cfg.Verify.RowsPerSecond,
+		WaitTimeout:   10 * time.Second,
+		Log:           log,
+	}
+	interval := cfg.Verify.Interval.D()
+	for {
+		c, err := verify.NewContinuous(ctx, vc, cfg.Verify.SliceRows, verifyMetrics{m, replica})
+		if err == nil {
+			log.Info().Dur("interval", interval).Int("slice_rows", cfg.Verify.SliceRows).Msg("continuous verification started")
+			c.Run(ctx, interval)
+			c.Close()
+			return
+		}
+		log.Warn().Err(err).Msg("continuous verification cannot start; trying again at the next interval")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// verifyMetrics counts one replica's continuous verification.
+type verifyMetrics struct {
+	m       *SinkMetrics
+	replica string
+}
+
+func (v verifyMetrics) Verified(rows int64) {
+	v.m.verifyRows.WithLabelValues(v.replica).Add(float64(rows))
+}
+
+func (v verifyMetrics) Differences(n int) {
+	v.m.verifyDiffs.WithLabelValues(v.replica).Add(float64(n))
 }

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/checkpoint"
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/failover"
 )
 
 // StatusReport is what `rowcast status` prints.
@@ -27,13 +29,23 @@ type StatusReport struct {
 	At      time.Time     `json:"at"`
 }
 
-// MasterStatus is the master's binlog position.
+// MasterStatus is the current master and its binlog position.
 type MasterStatus struct {
-	Node     string `json:"node"`
-	Flavor   string `json:"flavor,omitempty"`
-	GTIDSet  string `json:"gtid_set,omitempty"`
-	ReadOnly bool   `json:"read_only"`
-	Error    string `json:"error,omitempty"`
+	// Node is the current master: the one the newest epoch record in the
+	// topic names, else the config's master.
+	Node string `json:"node"`
+	// Epoch is the master generation (1 before any promotion).
+	Epoch uint64 `json:"epoch"`
+	// From says how Node was found: "config" or "epoch record"; EpochOffset
+	// is the record's offset (-1 for the config).
+	From        string `json:"from"`
+	EpochOffset int64  `json:"epoch_record_offset"`
+	// Warnings are conditions the lookup of the master worked around.
+	Warnings []string `json:"warnings,omitempty"`
+	Flavor   string   `json:"flavor,omitempty"`
+	GTIDSet  string   `json:"gtid_set,omitempty"`
+	ReadOnly bool     `json:"read_only"`
+	Error    string   `json:"error,omitempty"`
 }
 
 // TopicStatus is the changelog topic's extent.
@@ -67,12 +79,25 @@ type ReplicaInfo struct {
 // returned.
 func Status(ctx context.Context, cfg *config.Config, kc pipeline.KafkaConfig) StatusReport {
 	rep := StatusReport{Cluster: cfg.Cluster, At: time.Now().UTC()}
+	view, verr := failover.NewLocator(cfg, kc, zerolog.Nop()).Locate(ctx)
+	cur := view.Current
+	if verr != nil {
+		cur = failover.Current{Master: cfg.Master, Epoch: 0, Offset: -1, From: "unknown"}
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); rep.Master = masterStatus(ctx, cfg) }()
+	go func() {
+		defer wg.Done()
+		rep.Master = masterStatus(ctx, cfg, cur.Master)
+		rep.Master.Epoch, rep.Master.From, rep.Master.EpochOffset, rep.Master.Warnings = cur.Epoch, cur.From, cur.Offset, view.Warnings
+		if verr != nil {
+			rep.Master.Error = strings.TrimPrefix(rep.Master.Error+"; ", "; ") + "current master unknown: " + verr.Error()
+		}
+	}()
 	go func() { defer wg.Done(); rep.Topic = topicStatus(ctx, kc) }()
-	rep.Nodes = make([]ReplicaInfo, len(cfg.Replicas))
-	for i, name := range cfg.Replicas {
+	replicas := failover.Replicas(cfg, cur.Master)
+	rep.Nodes = make([]ReplicaInfo, len(replicas))
+	for i, name := range replicas {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -117,9 +142,9 @@ func openNode(ctx context.Context, n config.Node) (*sql.DB, error) {
 	return db, nil
 }
 
-func masterStatus(ctx context.Context, cfg *config.Config) MasterStatus {
-	ms := MasterStatus{Node: cfg.Master}
-	n, _ := cfg.Node(cfg.Master)
+func masterStatus(ctx context.Context, cfg *config.Config, master string) MasterStatus {
+	ms := MasterStatus{Node: master}
+	n, _ := cfg.Node(master)
 	db, err := openNode(ctx, n)
 	if err != nil {
 		ms.Error = err.Error()

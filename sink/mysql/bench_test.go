@@ -18,17 +18,23 @@ import (
 //	behind: the input has messages buffered, so the worker merges up to 100
 //	        source transactions per commit (a replica catching up);
 //	live:   Buffered() is 0, one commit per source transaction (a replica
-//	        that keeps up with a master committing 100-row transactions).
+//	        that keeps up with a master committing 100-row transactions);
+//
+// each with the default upserts (LOAD DATA for large batches, load.go) and
+// with INSERT ... ON DUPLICATE KEY UPDATE only (insert). The input is in
+// memory: Kafka and decoding are not measured (scripts/bench sink does).
 //
 // Run: go test ./sink/mysql -run '^$' -bench Apply -benchtime 3x
 func BenchmarkApply(b *testing.B) {
 	for _, live := range []bool{false, true} {
-		name := map[bool]string{false: "behind", true: "live"}[live]
-		b.Run(name, func(b *testing.B) { benchApply(b, live) })
+		for _, noLoad := range []bool{false, true} {
+			name := map[bool]string{false: "behind", true: "live"}[live] + map[bool]string{false: "", true: "/insert"}[noLoad]
+			b.Run(name, func(b *testing.B) { benchApply(b, live, noLoad) })
+		}
 	}
 }
 
-func benchApply(b *testing.B, live bool) {
+func benchApply(b *testing.B, live, noLoad bool) {
 	const rows, perTxn = 100000, 100
 	r := newReplica(b, testenv.Replica2)
 	r.Setup(b, "CREATE TABLE `bench` (`id` BIGINT NOT NULL PRIMARY KEY, `a` INT NOT NULL, `b` VARCHAR(64) NOT NULL, "+
@@ -52,7 +58,7 @@ func benchApply(b *testing.B, live bool) {
 				After: []any{base + n, int64(n % 1000), "some text of moderate length for row", "1234.56", "2024-05-06 07:08:09.123456"}}}
 		}}
 		cfg := sink.WorkerConfig{Topic: fmt.Sprintf("bench.%d", i)}
-		tgt := r.target(b, func(c *Config) { c.Topic = cfg.Topic })
+		tgt := r.target(b, func(c *Config) { c.Topic, c.NoLoadData = cfg.Topic, noLoad })
 		w := sink.NewWorker(cfg, tgt, in, sinktest.Logger(b), nil)
 		if err := w.Run(context.Background()); err != nil {
 			b.Fatal(err)

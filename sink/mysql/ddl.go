@@ -58,6 +58,7 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 	if err := t.saveAlone(ctx, pending); err != nil {
 		return fmt.Errorf("save ddl_pending: %w", err)
 	}
+	t.forgetTables() // keys, foreign keys or triggers may change
 	if err := t.runDDL(ctx, ev, retry); err != nil {
 		// The statement failed: unless the connection broke (it may then
 		// have run), it did not run, so ddl_pending must not make the next

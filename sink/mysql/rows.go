@@ -72,6 +72,16 @@ func (t *Target) upsert(ctx context.Context, tbl *pipeline.Table, rows []*pipeli
 	if len(rows) == 0 {
 		return nil
 	}
+	enumErr := holdsEnumErrorValue(tbl, rows)
+	if len(rows) >= loadMinRows && !enumErr {
+		load, err := t.loadable(ctx, tbl)
+		if err != nil {
+			return err
+		}
+		if load {
+			return t.loadRows(ctx, tbl, rows)
+		}
+	}
 	args := t.args[:0]
 	for _, ev := range rows {
 		var err error
@@ -80,7 +90,7 @@ func (t *Target) upsert(ctx context.Context, tbl *pipeline.Table, rows []*pipeli
 		}
 	}
 	k := sqlKey{t: tbl, kind: stmtUpsert, n: len(rows)}
-	if holdsEnumErrorValue(tbl, rows) {
+	if enumErr {
 		return t.leniently(ctx, func() error { _, err := t.exec(ctx, k, args); return err })
 	}
 	_, err := t.exec(ctx, k, args)

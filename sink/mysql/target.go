@@ -14,7 +14,10 @@
 //
 // Statements are sent with client-side interpolation (interpolateParams):
 // one round trip per statement and no prepared-statement cache to manage on
-// a connection that may be killed; values are always placeholders.
+// a connection that may be killed; values are always placeholders. Large
+// upsert batches of plain tables (no other unique key, no trigger, not
+// referenced by a foreign key) go through LOAD DATA LOCAL INFILE ... REPLACE
+// instead, which costs the server about half as much per row: see load.go.
 //
 // The SQL is MariaDB 10.11's. MySQL 8.0.20+ deprecates VALUES() in
 // ON DUPLICATE KEY UPDATE in favour of a row alias, but still accepts it.
@@ -30,6 +33,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/checkpoint"
+	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink"
 )
 
@@ -46,6 +50,11 @@ type Config struct {
 	// Protect makes the replica read-only (SET GLOBAL read_only=ON) at Open,
 	// for everyone but users that may write through it, like rowcast's.
 	Protect bool
+	// NoLoadData keeps every upsert an INSERT ... ON DUPLICATE KEY UPDATE.
+	// By default large upsert batches of plain tables go through LOAD DATA
+	// LOCAL INFILE ... REPLACE on MariaDB replicas that allow it (see
+	// load.go).
+	NoLoadData bool
 }
 
 // execer is the one path every statement of the Target takes, so that tests
@@ -77,6 +86,14 @@ type Target struct {
 
 	sql  sqlCache
 	args []any
+
+	// LOAD DATA (load.go): allowed on this replica; the driver's reader
+	// name; the batch being sent; statements and table checks.
+	loadOK    bool
+	loadName  string
+	loadBuf   []byte
+	loadStmts map[*pipeline.Table]string
+	tables    map[string]tableInfo
 
 	wrap func(execer) execer // tests: record statements
 }
@@ -153,6 +170,18 @@ func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
 		return checkpoint.State{}, false, fmt.Errorf("connect: %w", err)
 	}
 	t.mariadb = isMariaDB(version)
+	t.forgetTables()
+	t.loadOK = false
+	if t.mariadb && !t.cfg.NoLoadData {
+		var local int
+		if err := t.ex.QueryRowContext(ctx, "SELECT @@local_infile").Scan(&local); err != nil {
+			return checkpoint.State{}, false, fmt.Errorf("connect: %w", err)
+		}
+		t.loadOK = local == 1
+		if t.loadOK {
+			t.registerReader()
+		}
+	}
 	if !t.inited {
 		if err := t.store.Init(ctx, t.ex); err != nil {
 			return checkpoint.State{}, false, err
@@ -213,6 +242,7 @@ func (t *Target) RecordSkip(ctx context.Context, s checkpoint.Skip) error {
 
 // Close releases the connection and the pool.
 func (t *Target) Close() error {
+	t.deregisterReader()
 	if t.conn != nil {
 		t.conn.Close()
 		t.conn = nil

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/testenv"
+)
+
+var totalRe = regexp.MustCompile(`; total ([^;\s]+)`)
+
+// benchRound is one measured promotion.
+type benchRound struct {
+	kind     string // planned, automatic
+	from, to string
+	refused  string        // write downtime rowcast promote reports (planned)
+	clients  time.Duration // clients: last commit on the old master to the first on the new (planned), SIGKILL to the first on the new (automatic)
+	total    string        // rowcast promote's total (planned)
+	lost     int           // transactions the rejoin reported lost (automatic)
+}
+
+// TestBenchFailover is `scripts/bench failover`, not a test: with
+// ROWCAST_BENCH_FAILOVER=R it runs R planned switchovers and R automatic
+// failovers (SIGKILL of the master's mariadbd) under a transfer load of 4
+// clients, and reports the write downtime of each. ROWCAST_BENCH_OUT names
+// a file for the Markdown result; ROWCAST_BENCH_DOC a BENCHMARKS.md to add
+// it to (a same-day section is replaced).
+func TestBenchFailover(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("ROWCAST_BENCH_FAILOVER"))
+	if rounds <= 0 {
+		t.Skip("a benchmark: `scripts/bench failover` runs it (ROWCAST_BENCH_FAILOVER=rounds)")
+	}
+	needDisruptive(t)
+	unreachable := os.Getenv("ROWCAST_BENCH_UNREACHABLE_AFTER")
+	if unreachable == "" {
+		unreachable = "5s"
+	}
+	e := newFailoverEnv(t, fmt.Sprintf("failover: {mode: auto, unreachable_after: %s, check_interval: 500ms, lease_ttl: 15s}\n", unreachable))
+	t.Cleanup(func() {
+		for _, n := range []string{"db1", "db2", "db3"} {
+			if !answers(n) {
+				stack(t, "start", n)
+			}
+		}
+	})
+	pipe, sink2, sink3 := e.start()
+	sinks := map[string]*proc{"db2": sink2, "db3": sink3}
+	load := newTransferLoad(e, 100, "db1", "db2", "db3")
+	var commits []commitAt
+	load.log = &commits
+	load.setup(t)
+	waitEqual(t, "db1", "db2", e.database, time.Minute)
+	waitEqual(t, "db1", "db3", e.database, time.Minute)
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	wg := load.run(ctx, 4)
+
+	var results []benchRound
+	master := "db1"
+	next := func(n string) string { return map[string]string{"db1": "db2", "db2": "db3", "db3": "db1"}[n] }
+	// rejoin brings the old master back as a replica and waits until it
+	// follows.
+	rejoin := func(node string, undo bool) int {
+		args := []string{"rejoin", "--config", e.cfg, "--node", node, "--loss-file", filepath.Join(t.TempDir(), "loss.jsonl")}
+		if undo {
+			args = append(args, "--undo-loss")
+		}
+		out := mustRowcast(t, args...)
+		lost := 0
+		if m := regexp.MustCompile(`(\d+) transactions never reached the topic`).FindStringSubmatch(out); m != nil {
+			lost, _ = strconv.Atoi(m[1])
+		}
+		sinks[node] = startRowcast(t, "sink", "--config", e.cfg, "--replica", node)
+		waitCaughtUp(t, node, e.topic)
+		return lost
+	}
+	stopped := func(node string) {
+		select {
+		case <-sinks[node].done:
+		case <-time.After(time.Minute):
+			t.Fatalf("the sink of the promoted %s did not stop", node)
+		}
+	}
+
+	for i := 0; i < rounds; i++ {
+		to := next(master)
+		time.Sleep(3 * time.Second)
+		start := time.Now()
+		out := mustRowcast(t, "promote", "--config", e.cfg, "--replica", to)
+		r := benchRound{kind: "planned", from: master, to: to}
+		if m := downtimeRe.FindStringSubmatch(out); m != nil {
+			r.refused = m[1]
+		}
+		if m := totalRe.FindStringSubmatch(out); m != nil {
+			r.total = m[1]
+		}
+		r.clients = -1
+		for deadline := time.Now().Add(30 * time.Second); r.clients < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			r.clients = clientGap(load, &commits, start, master, to)
+		}
+		t.Logf("planned %s -> %s: writes refused %s (promote), %v (clients)\n%s", master, to, r.refused, r.clients, out)
+		results = append(results, r)
+		stopped(to)
+		rejoin(master, false)
+		master = to
+	}
+	for i := 0; i < rounds; i++ {
+		time.Sleep(3 * time.Second)
+		killed := killMariadb(t, master)
+		var to string
+		var first time.Time
+		waitFor(t, 2*time.Minute, "a commit on a new master", func() bool {
+			load.mu.Lock()
+			defer load.mu.Unlock()
+			for _, c := range commits {
+				if c.at.After(killed) && c.node != master {
+					to, first = c.node, c.at
+					return true
+				}
+			}
+			return false
+		})
+		r := benchRound{kind: "automatic", from: master, to: to, clients: first.Sub(killed)}
+		stopped(to)
+		stack(t, "start", master)
+		r.lost = rejoin(master, true)
+		t.Logf("automatic %s -> %s: %v from SIGKILL to the first commit on %s; %d transactions lost", master, to, r.clients, to, r.lost)
+		results = append(results, r)
+		master = to
+	}
+	stopLoad()
+	wg.Wait()
+	waitEqual(t, master, next(master), e.database, 2*time.Minute)
+	load.checkLedgerAllowingLoss(t, master)
+
+	report := benchReport(results, rounds, unreachable, load.commits)
+	t.Log("\n" + report)
+	if p := os.Getenv("ROWCAST_BENCH_OUT"); p != "" {
+		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := os.Getenv("ROWCAST_BENCH_DOC"); p != "" {
+		if err := addBenchSection(p, report); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range sinks {
+		s.cmd.Process.Signal(os.Interrupt)
+	}
+	pipe.stop(t)
+}
+
+// clientGap is the time between the last commit on from and the first on
+// to, after start.
+func clientGap(l *transferLoad, log *[]commitAt, start time.Time, from, to string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var last, first time.Time
+	for _, c := range *log {
+		if c.at.Before(start) {
+			if c.node == from {
+				last = c.at
+			}
+			continue
+		}
+		if c.node == from && first.IsZero() {
+			last = c.at
+		}
+		if c.node == to && first.IsZero() {
+			first = c.at
+		}
+	}
+	if first.IsZero() || last.IsZero() {
+		return -1
+	}
+	return first.Sub(last)
+}
+
+// waitCaughtUp waits until a replica's checkpoint reaches the topic's end
+// offset as of the call.
+func waitCaughtUp(t *testing.T, node, topic string) {
+	t.Helper()
+	end, err := pipeline.EndOffset(context.Background(), pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := rootDB(t, node)
+	defer db.Close()
+	waitFor(t, 2*time.Minute, node+" to apply the topic", func() bool {
+		var off int64
+		err := db.QueryRow("SELECT next_offset FROM rowcast.checkpoint WHERE topic = ?", topic).Scan(&off)
+		return err == nil && off >= end
+	})
+}
+
+// checkLedgerAllowingLoss is checkLedger where acknowledged transfers that
+// an emergency failover lost (reported by rejoin) may be missing.
+func (l *transferLoad) checkLedgerAllowingLoss(t *testing.T, node string) {
+	t.Helper()
+	have := map[int64]bool{}
+	rows, err := testenv.DB(t, node).Query("SELECT id FROM `" + l.e.database + "`.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		have[id] = true
+	}
+	rows.Close()
+	for id, a := range l.confirmed {
+		if !have[id] {
+			delete(l.confirmed, id)
+			l.unknown[id] = a
+		}
+	}
+	l.checkLedger(t, node)
+}
+
+func benchReport(rs []benchRound, rounds int, unreachable string, commits int) string {
+	var b strings.Builder
+	commit := os.Getenv("ROWCAST_BENCH_COMMIT")
+	if commit == "" {
+		commit = "unknown"
+	}
+	fmt.Fprintf(&b, "### `scripts/bench failover`, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Commit %s; load average before: %s; %d planned switchovers and %d automatic failovers (failover.unreachable_after %s, check_interval 500ms) under 4 clients transferring money as an application user (%d commits in all).\n\n",
+		commit, orDash(os.Getenv("ROWCAST_BENCH_LOAD")), rounds, rounds, unreachable, commits)
+	b.WriteString("| # | kind | from → to | writes refused (rowcast promote) | clients: no commit for | promote total | lost transactions |\n|---|---|---|---|---|---|---|\n")
+	var planned, auto []time.Duration
+	for i, r := range rs {
+		clients := "-"
+		if r.clients >= 0 {
+			clients = r.clients.Round(time.Millisecond).String()
+		}
+		lost := "-"
+		switch {
+		case r.kind == "automatic":
+			lost = strconv.Itoa(r.lost)
+			auto = append(auto, r.clients)
+		case r.clients >= 0:
+			planned = append(planned, r.clients)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s → %s | %s | %s | %s | %s |\n", i+1, r.kind, r.from, r.to, orDash(r.refused), clients, orDash(r.total), lost)
+	}
+	fmt.Fprintf(&b, "\nPlanned switchover, clients without a commit: median %v, max %v (goal < 2 s). Automatic failover, SIGKILL of mariadbd to the first commit on the new master: median %v, max %v (goal < 15 s; %s of it is the configured failover.unreachable_after).\n",
+		median(planned), maxDur(planned), median(auto), maxDur(auto), unreachable)
+	return b.String()
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2].Round(time.Millisecond)
+}
+
+func maxDur(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m.Round(time.Millisecond)
+}
+
+// addBenchSection appends section to the doc, replacing a section of the
+// same benchmark and day.
+func addBenchSection(path, section string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	doc := string(b)
+	day := "### `scripts/bench failover`, " + time.Now().UTC().Format("2006-01-02")
+	if i := strings.Index(doc, day); i >= 0 {
+		rest := doc[i+len(day):]
+		end := len(doc)
+		if j := strings.Index(rest, "\n### "); j >= 0 {
+			end = i + len(day) + j + 1
+		}
+		if j := strings.Index(rest, "\n## "); j >= 0 && i+len(day)+j+1 < end {
+			end = i + len(day) + j + 1
+		}
+		doc = doc[:i] + doc[end:]
+	}
+	doc = strings.TrimRight(doc, "\n") + "\n\n" + section
+	return os.WriteFile(path, []byte(doc), 0o644)
+}

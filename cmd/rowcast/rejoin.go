@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/rowcast/rowcast/pipeline/failover"
+)
+
+func init() {
+	commands["rejoin"] = command{summary: "make an old master a replica, after reporting what it committed that never reached the topic", run: runRejoin}
+}
+
+const rejoinSynopsis = `--config FILE --node NAME [--loss-file F] [--undo-loss]
+
+For a node that was the master before a promotion. Makes it read-only,
+compares its GTID set with the last one the topic got from it, and reads
+its binlog after that point with the pipeline's filters: every transaction
+found there was committed on the node and never published (the loss). It
+lists them and exports them to --loss-file, one message per line in the
+topic's JSON ({"key":...,"value":...}).
+
+Only then does it make the node a replica: a checkpoint at the epoch record
+that ended its generation, so that its sink worker (` + "`rowcast sink --replica NAME`" + `)
+starts there and follows the new master. A node with a loss is made a
+replica only with --undo-loss, which reverts those transactions from their
+binlog images (newest first, in the transaction that writes the
+checkpoint); the file keeps them, to re-apply by hand on the new master.
+`
+
+func runRejoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("rejoin", rejoinSynopsis, stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	node := fs.String("node", "", "the old master")
+	lossFile := fs.String("loss-file", "", "where to export the lost transactions (default rowcast-loss-<topic>-<node>-epoch<N>.jsonl)")
+	undo := fs.Bool("undo-loss", false, "revert the lost transactions on the node so that it can follow the topic")
+	timeout := fs.Duration("read-timeout", 2*time.Minute, "how long reading the node's binlog may take")
+	var lf logFlags
+	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
+	fs.StringVar(&lf.level, "log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *node == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--node is required: name the old master")}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	r := &failover.Rejoiner{Cfg: cfg, Kafka: kafkaConfig(cfg), Log: log}
+	res, err := r.Rejoin(ctx, failover.RejoinOptions{Node: *node, LossFile: *lossFile, UndoLoss: *undo, ReadTimeout: *timeout})
+	if res != nil {
+		fmt.Fprintf(stdout, "%s was the master of epoch %d; the epoch %d record at offset %d made %s the master\n",
+			*node, res.Epoch, res.Epoch+1, res.FenceOffset, res.NewMaster)
+		if res.Published != "" {
+			fmt.Fprintf(stdout, "  the topic got %s up to %s; %s is at %s now\n", *node, res.Published, *node, orDash(res.NodeGTIDSet))
+		}
+		if res.LossFile != "" && (res.NodeGTIDSet != "" || len(res.Lost) > 0) {
+			fmt.Fprintf(stdout, "  %d transactions never reached the topic (%d row changes), exported to %s\n", len(res.Lost), res.LostRows, res.LossFile)
+			for i, t := range res.Lost {
+				if i == 50 {
+					fmt.Fprintf(stdout, "    ... and %d more (see the file)\n", len(res.Lost)-i)
+					break
+				}
+				fmt.Fprintf(stdout, "    %s  %s  %d rows  %s\n", t.GTID, t.CommitTime.UTC().Format(time.RFC3339), t.Rows, strings.Join(t.Tables, ","))
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(err, failover.ErrLoss) {
+			return &exitError{code: 3, err: err}
+		}
+		return err
+	}
+	if res.Undone > 0 {
+		fmt.Fprintf(stdout, "  reverted %d row changes on %s\n", res.Undone, *node)
+	}
+	fmt.Fprintf(stdout, "%s is a replica of %s now: checkpoint at offset %d (e%d/t%d). Start its sink worker: rowcast sink --config %s --replica %s\n",
+		*node, res.NewMaster, res.Checkpoint.Offset, res.Checkpoint.Epoch, res.Checkpoint.TxnSeq, *path, *node)
+	return nil
+}

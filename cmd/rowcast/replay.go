@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rowcast/rowcast/pipeline/replay"
+)
+
+func init() {
+	commands["replay"] = command{summary: "rewind a replica's checkpoint and apply a range of the changelog again", run: runReplay}
+}
+
+const replaySynopsis = `--config FILE --replica NAME (--from-offset N | --from-time T | --from-gtid SET) [--to-offset N] [--dry-run]
+
+Rewinds the replica's checkpoint to the transaction boundary at the start
+of the range and applies the topic again from there, in this process, up to
+--to-offset (default: the end of the last complete transaction in the topic
+now). Replaying converges to the same data (tables with a primary key).
+
+Stop the replica's sink worker first (rowcast sink, or the replica's worker
+in rowcast run): replay refuses to run beside it. Start it again afterwards;
+it continues from where the replay stopped.
+
+--from-time is compared with the master's commit time carried in the
+messages (ts_ms, second precision), not with Kafka's timestamps: the replay
+starts with the first transaction committed at or after T. T is RFC 3339
+(2025-03-01T12:00:00Z), "2006-01-02 15:04:05" in UTC, or Unix seconds.
+--from-gtid SET starts after the last transaction that SET holds.
+`
+
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("replay", replaySynopsis, stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	replica := fs.String("replica", "", "the replica to replay into")
+	fromOffset := fs.Int64("from-offset", -1, "replay from this offset (moved back to the start of its transaction)")
+	fromTime := fs.String("from-time", "", "replay from the first transaction committed on the master at or after this time")
+	fromGTID := fs.String("from-gtid", "", "replay the transactions after this GTID set")
+	toOffset := fs.Int64("to-offset", -1, "stop before this offset (moved back to a transaction boundary); default: the end of the topic")
+	dryRun := fs.Bool("dry-run", false, "print what would be replayed and change nothing")
+	var lf logFlags
+	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
+	fs.StringVar(&lf.level, "log-level", "warn", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *replica == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--replica is required")}
+	}
+	set := 0
+	for _, b := range []bool{*fromOffset >= 0, *fromTime != "", *fromGTID != ""} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return &exitError{code: 2, err: fmt.Errorf("give exactly one of --from-offset, --from-time and --from-gtid")}
+	}
+	opts := replay.Options{Replica: *replica, FromOffset: *fromOffset, FromGTID: *fromGTID, ToOffset: *toOffset}
+	if *fromTime != "" {
+		t, err := parseTime(*fromTime)
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		opts.FromTime = t
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	r := &replay.Replayer{Cfg: cfg, Log: log}
+	plan, err := r.Plan(ctx, opts)
+	if err != nil {
+		return err
+	}
+	printPlan(stdout, plan)
+	if *dryRun {
+		fmt.Fprintf(stdout, "dry run: nothing changed. Without --dry-run the checkpoint of %s moves back to offset %d and the range is applied again (stop its sink worker first).\n",
+			plan.Replica, plan.From.Offset)
+		return nil
+	}
+	if err := r.CheckIdle(ctx, plan, 2*time.Second); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := r.Rewind(ctx, plan); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rewound the checkpoint of %s to offset %d; applying ...\n", plan.Replica, plan.From.Offset)
+	st, err := r.Apply(ctx, plan)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %s: offsets %d..%d applied in %v; checkpoint now offset %d (e%d/t%d). Start its sink worker again.\n",
+		plan.Replica, plan.From.Offset, plan.To, time.Since(start).Round(time.Millisecond), st.Offset, st.Epoch, st.TxnSeq)
+	return nil
+}
+
+func printPlan(w io.Writer, p *replay.Plan) {
+	c := p.Checkpoint
+	fmt.Fprintf(w, "replay %s from topic %s (retained offsets %d..%d)\n", p.Replica, p.Topic, p.First, p.End)
+	fmt.Fprintf(w, "  checkpoint now: offset %d (e%d/t%d, max t%d)\n", c.Offset, c.Epoch, c.TxnSeq, c.MaxTxnSeq)
+	fmt.Fprintf(w, "  asked:          %s\n", p.Asked)
+	fmt.Fprintf(w, "  from:           offset %d (after e%d/t%d", p.From.Offset, p.From.Epoch, p.From.TxnSeq)
+	if p.From.GTIDSet != "" {
+		fmt.Fprintf(w, ", gtid set %s", p.From.GTIDSet)
+	}
+	if !p.From.CommitTime.IsZero() {
+		fmt.Fprintf(w, ", committed %s", p.From.CommitTime.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, ")")
+	fmt.Fprintf(w, "  to:             offset %d (exclusive)\n", p.To)
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	s := p.Summary
+	fmt.Fprintf(w, "  range:          %d messages, %d transactions, %d rows, %d DDL, %d duplicates, %d of an older epoch (ignored), %d epoch records\n",
+		s.Messages, s.Txns, s.Rows, s.DDL, s.Duplicates, s.Stale, len(s.Epochs))
+	if s.Txns > 0 {
+		fmt.Fprintf(w, "  transactions:   e%d/t%d (%s, %s) .. e%d/t%d (%s, %s)\n",
+			s.First.Epoch, s.First.TxnSeq, s.First.GTID, s.First.CommitTime.UTC().Format(time.RFC3339),
+			s.Last.Epoch, s.Last.TxnSeq, s.Last.GTID, s.Last.CommitTime.UTC().Format(time.RFC3339))
+	}
+	if len(s.Tables) > 0 {
+		fmt.Fprintln(w, "  tables touched:")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "    TABLE\tINSERTS\tUPDATES\tDELETES")
+		for _, t := range s.Tables {
+			fmt.Fprintf(tw, "    %s\t%d\t%d\t%d\n", t.Table, t.Inserts, t.Updates, t.Deletes)
+		}
+		tw.Flush()
+	}
+}
+
+// parseTime reads RFC 3339, "2006-01-02 15:04:05[.999]" (UTC) or Unix seconds.
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02 15:04:05.999999999", s, time.UTC); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Unix(0, int64(f*1e9)).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: write RFC 3339 (2025-03-01T12:00:00Z), \"2025-03-01 12:00:00\" (UTC) or Unix seconds", s)
+}

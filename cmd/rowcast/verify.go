@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/verify"
+)
+
+func init() {
+	commands["verify"] = command{summary: "compare a replica with the master, chunk by chunk, and repair it (--repair)", run: runVerify}
+}
+
+// runVerify exits 0 when the replica equals the master, 1 when it differs
+// (after --repair: when differences remain), 2 on an error.
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", "--config FILE --replica NAME [--tables db.t1,db.t2] [--repair] [--quiet]", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	replica := fs.String("replica", "", "the replica node to compare with the master")
+	tables := fs.String("tables", "", "comma-separated db.table names (default: every replicated base table)")
+	repair := fs.Bool("repair", false, "rewrite the rows that differ on the replica from the master (the sink's checkpoint is not touched), then verify them again")
+	quiet := fs.Bool("quiet", false, "print the keys of differing rows only, not their values")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	rate := fs.Int("rows-per-second", 0, "read at most this many rows per second on each side (0: no limit)")
+	chunkRows := fs.Int("chunk-rows", verify.DefaultChunkRows, "rows per chunk")
+	parallel := fs.Int("parallel", verify.DefaultParallel, "chunks hashed at once on each side")
+	wait := fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the replica to reach the master's position before re-checking a chunk that differs")
+	noWait := fs.Bool("no-wait", false, "compare the replica as it is, without waiting for replication (for a replica whose sink is stopped); differences may then be lag")
+	maxDiffs := fs.Int("max-diffs", 100, "differences listed per table (all are counted and repaired)")
+	hash := fs.String("hash", "", "row hash: "+verify.HashCRC+" or "+verify.HashMD5+" (default: the fastest both servers have)")
+	var lf logFlags
+	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
+	fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *replica == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--replica is required: name the replica node, e.g. --replica db2")}
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	vc, err := verifyConfig(cfg, *replica)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *tables != "" {
+		for _, t := range strings.Split(*tables, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				vc.Filter.Tables = append(vc.Filter.Tables, t)
+			}
+		}
+	}
+	vc.Repair, vc.Quiet, vc.NoWait = *repair, *quiet, *noWait
+	vc.RowsPerSecond, vc.ChunkRows, vc.Parallel = *rate, *chunkRows, *parallel
+	vc.WaitTimeout, vc.MaxDiffs, vc.Hash = *wait, *maxDiffs, *hash
+	vc.Log = log
+	pr := newProgress(stderr, log)
+	vc.Progress = pr.update
+
+	v, err := verify.New(ctx, vc)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer v.Close()
+	if v.Static() && !*noWait {
+		log.Warn().Str("replica", *replica).Msg("the replica holds no rowcast checkpoint for this topic: comparing it as it is, without waiting for replication")
+	}
+	rep, err := v.Run(ctx)
+	pr.finish()
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	} else {
+		rep.WriteText(stdout, *quiet)
+	}
+	switch {
+	case rep.Errors() > 0:
+		return &exitError{code: 2, err: fmt.Errorf("%d table(s) could not be verified (see above)", rep.Errors())}
+	case !rep.Equal():
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+// verifyConfig maps the config file to a verification of one replica.
+func verifyConfig(cfg *config.Config, replica string) (verify.Config, error) {
+	n, ok := cfg.Node(replica)
+	if !ok {
+		return verify.Config{}, fmt.Errorf("replica %q is not a node of the config; use one of %v", replica, cfg.Replicas)
+	}
+	if replica == cfg.Master {
+		return verify.Config{}, fmt.Errorf("%s is the master; name a replica: %v", replica, cfg.Replicas)
+	}
+	if n.Kind != config.KindMySQL {
+		return verify.Config{}, fmt.Errorf("replica %s is a %s node: verify compares MySQL/MariaDB replicas only", replica, n.Kind)
+	}
+	m, _ := cfg.Node(cfg.Master)
+	return verify.Config{
+		MasterName: cfg.Master, ReplicaName: replica,
+		MasterDSN: m.DSN, ReplicaDSN: n.DSN,
+		Filter: verify.Filter{Include: cfg.Source.Include, Exclude: cfg.Source.Exclude,
+			Bookkeeping: cfg.Sink.BookkeepingSchema},
+		Topic: cfg.Kafka.Topic,
+	}, nil
+}
+
+// progress shows how far a large table is: one line rewritten in place on a
+// terminal, a log line every few seconds otherwise. Tables the master
+// estimates below progressMinRows show nothing.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	log      zerolog.Logger
+	tty      bool
+	table    string
+	start    time.Time
+	last     time.Time
+	drawn    bool
+	interval time.Duration
+}
+
+const progressMinRows = 100000
+
+func newProgress(w io.Writer, log zerolog.Logger) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, log: log, tty: ok && isatty.IsTerminal(f.Fd()), interval: 5 * time.Second}
+}
+
+func (p *progress) update(u verify.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if u.Table != p.table {
+		p.clear()
+		p.table, p.start, p.last = u.Table, now, now
+	}
+	if u.Estimate < progressMinRows {
+		return
+	}
+	rate := float64(u.Rows) / max(now.Sub(p.start).Seconds(), 1e-3)
+	pct := min(100, 100*float64(u.Rows)/float64(u.Estimate))
+	if p.tty {
+		if now.Sub(p.last) < 200*time.Millisecond && !u.Done {
+			return
+		}
+		p.last = now
+		const width = 30
+		fill := int(pct / 100 * width)
+		fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %d/~%d rows %.0f rows/s ", u.Table,
+			strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, u.Rows, u.Estimate, rate)
+		p.drawn = true
+		if u.Done {
+			p.clear()
+		}
+		return
+	}
+	if now.Sub(p.last) >= p.interval || u.Done && now.Sub(p.start) >= p.interval {
+		p.last = now
+		p.log.Info().Str("table", u.Table).Int64("rows", u.Rows).Int64("estimate", u.Estimate).
+			Float64("percent", float64(int(pct*10))/10).Float64("rows_per_second", float64(int(rate))).Bool("done", u.Done).Msg("verify progress")
+	}
+}
+
+// clear ends the terminal's progress line.
+func (p *progress) clear() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	p.clear()
+	p.mu.Unlock()
+}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/pipeline/verify"
+	"github.com/rowcast/rowcast/pipeline/workload"
+)
+
+// runVerifyCmd runs `rowcast verify` to the end and returns its exit code,
+// its report (stdout) and its log (stderr).
+func runVerifyCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rowcastBinary(t), append([]string{"verify"}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "CI=")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("rowcast verify: %v", err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// verifySetup starts `rowcast run` on a database of its own with three
+// tables (the bank's accounts; a three-column key with NULLs and empty
+// strings; a table without a key) and waits until both replicas hold them.
+func verifySetup(t *testing.T) (cfg, database string, run *proc) {
+	t.Helper()
+	topic := testenv.CreateTopic(t, 1)
+	database = testenv.UniqueName(t, "rc")
+	cfg = e2eConfig(t, database, topic, "")
+	run = startRowcast(t, "run", "--config", cfg)
+	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
+	database = replicatedNamed(t, database)
+	master := testenv.DB(t, testenv.Master)
+	bank := &workload.Bank{DB: master, Database: database, Accounts: 300, Initial: 1000}
+	if err := bank.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, master,
+		"CREATE TABLE `"+database+"`.lines (region VARCHAR(8) NOT NULL, day DATE NOT NULL, n INT NOT NULL, note VARCHAR(20) NULL, PRIMARY KEY (region, day, n))",
+		"INSERT INTO `"+database+"`.lines SELECT ELT(1 + seq % 2, 'eu', 'us'), '2024-01-01' + INTERVAL (seq % 9) DAY, seq, IF(seq % 3 = 0, NULL, IF(seq % 3 = 1, '', CONCAT('n', seq))) FROM `"+database+"`.seq_1_to_120",
+		"CREATE TABLE `"+database+"`.events (kind VARCHAR(10) NULL, at DATETIME NULL)",
+		"INSERT INTO `"+database+"`.events VALUES ('a', '2024-01-01 00:00:00'), ('b', NULL), (NULL, NULL)",
+	)
+	waitConverged(t, database, time.Minute)
+	return cfg, database, run
+}
+
+// ticker commits a small replicated transaction every 100ms until stopped,
+// so the replicas' checkpoints keep following the master's position even
+// while other tests write to other databases of the shared master.
+func ticker(t *testing.T, database string) (stop func()) {
+	t.Helper()
+	master := testenv.DB(t, testenv.Master)
+	testenv.Exec(t, master, "CREATE TABLE `"+database+"`.tick (id INT PRIMARY KEY, n BIGINT NOT NULL)", "INSERT INTO `"+database+"`.tick VALUES (1, 0)")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			master.ExecContext(ctx, "UPDATE `"+database+"`.tick SET n = n + 1 WHERE id = 1")
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+func tamper(t *testing.T, node, database string) {
+	t.Helper()
+	testenv.Exec(t, testenv.DB(t, node),
+		"UPDATE `"+database+"`.accounts SET balance = balance + 1 WHERE id = 7",
+		"DELETE FROM `"+database+"`.accounts WHERE id = 250",
+		"INSERT INTO `"+database+"`.accounts (id, balance, updated) VALUES (5000, 1, NOW(6))",
+		"UPDATE `"+database+"`.lines SET note = '' WHERE note IS NULL AND region = 'eu' AND n = 12",
+	)
+}
+
+func wantLines(t *testing.T, out string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(out, l) {
+			t.Errorf("the report lacks %q:\n%s", l, out)
+		}
+	}
+}
+
+// TestVerifyFindsAndRepairs runs verify against replicas that rowcast keeps
+// up to date: equal replicas pass (exit 0); rows changed behind rowcast's
+// back on db2 are found by key with both sides' values (exit 1) while db3
+// still passes; --repair rewrites them (exit 0) and a new verify passes;
+// afterwards the sink keeps applying and both replicas still equal the
+// master.
+func TestVerifyFindsAndRepairs(t *testing.T) {
+	cfg, database, run := verifySetup(t)
+	stop := ticker(t, database)
+	defer stop()
+
+	code, out, errs := runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--chunk-rows", "50")
+	if code != 0 {
+		t.Fatalf("equal replica: exit %d\n%s\n%s", code, out, errs)
+	}
+	wantLines(t, out, database+".accounts: equal  rows 300, chunks 7", database+".lines: equal  rows 120",
+		database+".events: equal  rows 3, chunks 1 (0 re-checked), no key", "no primary key: compared as a whole", "EQUAL: replica db2 vs master db1")
+
+	tamper(t, testenv.Replica1, database)
+	code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--chunk-rows", "50")
+	if code != 1 {
+		t.Fatalf("tampered replica: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	wantLines(t, out,
+		database+".accounts: 3 difference(s)",
+		"changed id=7", "missing id=250", "extra   id=5000",
+		database+".lines: 1 difference(s)", `changed region="eu", day="2024-01-04", n=12`,
+		`master:  region="eu", day="2024-01-04", n=12, note=NULL`,
+		`replica: region="eu", day="2024-01-04", n=12, note=""`,
+		"DIFFERENT: replica db2 vs master db1")
+	t.Logf("the report on the tampered replica:\n%s", out)
+	code, out, _ = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--quiet", "--tables", database+".accounts")
+	if code != 1 || strings.Contains(out, "master:") || !strings.Contains(out, "changed id=7") || strings.Contains(out, ".lines") {
+		t.Fatalf("--quiet --tables: exit %d\n%s", code, out)
+	}
+	if code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db3"); code != 0 {
+		t.Fatalf("db3 was not touched: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--repair", "--chunk-rows", "50")
+	if code != 0 {
+		t.Fatalf("--repair: exit %d, want 0\n%s\n%s", code, out, errs)
+	}
+	wantLines(t, out, "repaired 3 row(s) on the replica; verified again: 0 difference(s) left",
+		"repaired 1 row(s) on the replica; verified again: 0 difference(s) left")
+	if code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--json"); code != 0 {
+		t.Fatalf("after the repair: exit %d\n%s\n%s", code, out, errs)
+	}
+	var rep verify.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Static || len(rep.Tables) != 4 || !rep.Equal() {
+		t.Fatalf("--json report (%v): %+v", err, rep)
+	}
+
+	// The sink goes on from its own checkpoint: new writes reach both
+	// replicas, which equal the master.
+	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 300, Initial: 1000}
+	if err := bank.Run(context.Background(), 2, 200); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	waitConverged(t, database, time.Minute)
+	run.stop(t)
+}
+
+// TestVerifyStoppedSink repairs a replica whose sink is stopped. Without
+// waiting (--no-wait) the difference is found; --repair fixes it without
+// touching the sink's checkpoint row; the sink, started again, resumes from
+// that checkpoint and the replica converges.
+func TestVerifyStoppedSink(t *testing.T) {
+	cfg, database, run := verifySetup(t)
+	run.stop(t)
+	replica := testenv.DB(t, testenv.Replica1)
+	checkpointRow := func() string {
+		var s string
+		if err := replica.QueryRow("SELECT CONCAT_WS('|', topic, next_offset, epoch, txn_seq, max_txn_seq, gtid_set, commit_time, updated_at) FROM rowcast.checkpoint WHERE topic = ?",
+			topicOf(t, cfg)).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := checkpointRow()
+	tamper(t, testenv.Replica1, database)
+
+	// Waiting cannot settle anything while the sink is stopped, unless the
+	// shared master happens to be idle: either a confirmed difference or an
+	// error that says what to do.
+	code, out, errs := runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--wait-timeout", "2s")
+	if code == 0 || code == 2 && !strings.Contains(out+errs, "--no-wait") {
+		t.Fatalf("stopped sink, waiting: exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("stopped sink, waiting: exit %d", code)
+	code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--no-wait")
+	if code != 1 {
+		t.Fatalf("--no-wait: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	wantLines(t, out, "changed id=7", "missing id=250", "extra   id=5000", `changed region="eu", day="2024-01-04", n=12`)
+	code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--no-wait", "--repair")
+	if code != 0 {
+		t.Fatalf("--no-wait --repair: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs = runVerifyCmd(t, "--config", cfg, "--replica", "db2", "--no-wait"); code != 0 {
+		t.Fatalf("after the repair: exit %d\n%s\n%s", code, out, errs)
+	}
+	if after := checkpointRow(); after != before {
+		t.Fatalf("the repair changed the sink's checkpoint:\nbefore %s\nafter  %s", before, after)
+	}
+	run = startRowcast(t, "run", "--config", cfg)
+	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 300, Initial: 1000}
+	if err := bank.Run(context.Background(), 2, 200); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, database, time.Minute)
+	run.stop(t)
+}
+
+func topicOf(t *testing.T, cfgPath string) string {
+	t.Helper()
+	c, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Kafka.Topic
+}
+
+// TestVerifyUnderLoad verifies db2 and db3 again and again while clients
+// transfer money on the master and `rowcast run` replicates: chunks whose
+// first hashes differ (the replica is a few transactions behind) are
+// re-checked, and no difference is ever reported.
+func TestVerifyUnderLoad(t *testing.T) {
+	cfg, database, run := verifySetup(t)
+	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 300, Initial: 1000}
+	ctx, stopLoad := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- bank.Run(ctx, 6, 0) }()
+	// The table without a key grows meanwhile: it is compared as a whole.
+	go func() {
+		master := testenv.DB(t, testenv.Master)
+		for ctx.Err() == nil {
+			if _, err := master.ExecContext(ctx, "INSERT INTO `"+database+"`.events VALUES ('load', NOW())"); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	rechecked := 0
+	for i := 0; i < 4; i++ {
+		replica := []string{"db2", "db3"}[i%2]
+		code, out, errs := runVerifyCmd(t, "--config", cfg, "--replica", replica, "--chunk-rows", "25", "--json")
+		var rep verify.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("run %d on %s: exit %d, %v\n%s\n%s", i, replica, code, err, out, errs)
+		}
+		if code != 0 || !rep.Equal() {
+			var b strings.Builder
+			rep.WriteText(&b, false)
+			t.Fatalf("run %d on %s under load: exit %d\n%s\n%s", i, replica, code, b.String(), errs)
+		}
+		for _, tr := range rep.Tables {
+			rechecked += tr.Rechecked
+		}
+	}
+	stopLoad()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bank.Transfers.Load() < 100 {
+		t.Fatalf("only %d transfers ran during the verifications", bank.Transfers.Load())
+	}
+	t.Logf("%d transfers during 4 verifications; %d chunks differed at first and were re-checked, none differed in the end", bank.Transfers.Load(), rechecked)
+	if rechecked == 0 {
+		t.Errorf("no chunk ever needed a re-check: the load did not exercise the live-write path")
+	}
+	waitConverged(t, database, time.Minute)
+	run.stop(t)
+}
+
+// TestVerifyContinuous runs `rowcast run` with continuous verification on:
+// rows are verified all the time, and a row changed behind rowcast's back on
+// db2 shows in rowcast_verify_differences_total{replica="db2"} and in a warn
+// log line naming the table and the key, with no row values.
+func TestVerifyContinuous(t *testing.T) {
+	topic := testenv.CreateTopic(t, 1)
+	database := testenv.UniqueName(t, "rc")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	text := fmt.Sprintf(`cluster: e2e
+master: db1
+nodes:
+  - {name: db1, dsn: "root@tcp(%s)/"}
+  - {name: db2, dsn: "root@tcp(%s)/"}
+kafka: {brokers: [%q], topic: %s}
+source: {include: ['^%s\.'], heartbeat_interval: 1s, server_id: %d}
+sink: {protect_replicas: false}
+verify: {interval: 200ms, slice_rows: 500, rows_per_second: 100000}
+http: %q
+`, testenv.Addr("db1"), testenv.Addr("db2"), testenv.Addr("kafka"), topic, database, 100000+rand.IntN(1<<30), addr)
+	cfg := filepath.Join(t.TempDir(), "rowcast.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := startRowcast(t, "run", "--config", cfg)
+	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
+	database = replicatedNamed(t, database)
+	master := testenv.DB(t, testenv.Master)
+	bank := &workload.Bank{DB: master, Database: database, Accounts: 300, Initial: 1000}
+	if err := bank.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stop := ticker(t, database)
+	defer stop()
+	metric := func(name string) float64 {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, name+`{replica="db2"} `) {
+				v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+				return v
+			}
+		}
+		return 0
+	}
+	waitFor(t, time.Minute, "rows verified", func() bool { return metric("rowcast_verify_rows_total") >= 600 })
+	if d := metric("rowcast_verify_differences_total"); d != 0 {
+		run.stop(t)
+		t.Fatalf("%v differences on an untouched replica\n%s", d, run.out.String())
+	}
+	testenv.Exec(t, testenv.DB(t, testenv.Replica1), "UPDATE `"+database+"`.accounts SET balance = 999999 WHERE id = 42")
+	waitFor(t, time.Minute, "the difference to be counted", func() bool { return metric("rowcast_verify_differences_total") >= 1 })
+	stop()
+	run.stop(t)
+	logs := run.out.String()
+	var found bool
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "row differs from the master") {
+			found = true
+			if !strings.Contains(line, `"key":"id=42"`) || !strings.Contains(line, database+".accounts") || strings.Contains(line, "999999") {
+				t.Errorf("the warning should name the table and key and no values: %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no warning about the differing row:\n%s", logs)
+	}
+}

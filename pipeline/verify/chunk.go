@@ -1,0 +1,391 @@
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// chunk is the key range (lo, hi]; a nil bound is open, so the first and
+// last chunks also catch rows the replica holds outside the master's range.
+// seq is its place in the table, to list differences in key order.
+type chunk struct {
+	lo, hi keyVals
+	seq    int
+}
+
+// listedDiff is a difference kept for the report, with its chunk's place.
+type listedDiff struct {
+	seq int
+	Diff
+}
+
+// walk verifies one table chunk by chunk.
+type walk struct {
+	v      *Verifier
+	t      *Table
+	tr     *TableReport
+	repair bool
+
+	mu       sync.Mutex
+	differed []chunk      // chunks with confirmed differences
+	listed   []listedDiff // the first MaxDiffs differences found
+	estimate int64
+}
+
+// finish puts the listed differences in the report, in key order.
+func (w *walk) finish() {
+	sort.SliceStable(w.listed, func(i, j int) bool { return w.listed[i].seq < w.listed[j].seq })
+	for _, d := range w.listed {
+		w.tr.Diffs = append(w.tr.Diffs, d.Diff)
+	}
+	w.listed = nil
+}
+
+// run walks the whole table: the master's key gives the chunk bounds, one
+// chunk ahead of Parallel workers that hash them.
+func (w *walk) run(ctx context.Context) error {
+	w.v.master.QueryRowContext(ctx, "SELECT IFNULL(TABLE_ROWS,0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+		w.t.Schema, w.t.Name).Scan(&w.estimate)
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan chunk, w.v.cfg.Parallel)
+	g.Go(func() error {
+		defer close(ch)
+		var lo keyVals
+		for seq := 0; ; seq++ {
+			hi, err := w.bound(gctx, lo)
+			if err != nil {
+				return err
+			}
+			select {
+			case ch <- chunk{lo: lo, hi: hi, seq: seq}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if hi == nil {
+				return nil
+			}
+			lo = hi
+		}
+	})
+	w.workers(gctx, g, ch)
+	err := g.Wait()
+	w.finish()
+	w.v.progress(Progress{Table: w.t.String(), Rows: w.tr.Rows, Estimate: w.estimate, Done: true})
+	return err
+}
+
+// chunks verifies the given chunks only.
+func (w *walk) chunks(ctx context.Context, cs []chunk) error {
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan chunk, len(cs))
+	for _, c := range cs {
+		ch <- c
+	}
+	close(ch)
+	w.workers(gctx, g, ch)
+	err := g.Wait()
+	w.finish()
+	return err
+}
+
+func (w *walk) workers(ctx context.Context, g *errgroup.Group, ch <-chan chunk) {
+	for range w.v.cfg.Parallel {
+		g.Go(func() error {
+			for c := range ch {
+				if err := w.v.thr.take(ctx, w.v.cfg.ChunkRows); err != nil {
+					return err
+				}
+				if err := w.chunk(ctx, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// bound returns the key of the ChunkRows-th row after lo on the master, nil
+// when fewer rows follow (the last chunk).
+func (w *walk) bound(ctx context.Context, lo keyVals) (keyVals, error) {
+	q, args, err := w.t.boundSQL(lo, w.v.cfg.ChunkRows)
+	if err != nil {
+		return nil, err
+	}
+	dest := make([]any, len(w.t.key))
+	vals := make([]sql.RawBytes, len(w.t.key))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	rows, err := w.v.master.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("find the next chunk of %s after %s on the master: %w", w.t, w.keyString(lo), err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	hi := make(keyVals, len(vals))
+	for i, v := range vals {
+		hi[i] = append([]byte{}, v...)
+	}
+	return hi, rows.Err()
+}
+
+// keyString renders a key for messages (keys name objects; values stay out
+// of logs, keys are how an operator finds the row).
+func (w *walk) keyString(k keyVals) string {
+	if k == nil {
+		return "the start"
+	}
+	return fieldsString(w.t.keyFields(k))
+}
+
+func (t *Table) keyFields(k keyVals) []Field {
+	fs := make([]Field, len(t.key))
+	for i, ci := range t.key {
+		fs[i] = Field{Column: t.cols[ci].Name, Value: display(k[i], t.cols[ci])}
+	}
+	return fs
+}
+
+// hashBoth hashes the chunk on both sides at once and returns the master's
+// position read after its hash: the master's snapshot is within it.
+func (w *walk) hashBoth(ctx context.Context, c chunk) (m, r hashResult, pos string, err error) {
+	q, args, err := w.t.hashSQL(w.v.hash, c.lo, c.hi)
+	if err != nil {
+		return m, r, "", err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := w.v.master.QueryRowContext(gctx, q, args...).Scan(&m.rows, &m.sum); err != nil {
+			return fmt.Errorf("hash %s after %s on the master: %w", w.t, w.keyString(c.lo), err)
+		}
+		var err error
+		pos, err = w.v.pos.masterPos(gctx, w.v.master)
+		return err
+	})
+	g.Go(func() error {
+		if err := w.v.replica.QueryRowContext(gctx, q, args...).Scan(&r.rows, &r.sum); err != nil {
+			return fmt.Errorf("hash %s after %s on the replica: %w", w.t, w.keyString(c.lo), err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	return m, r, pos, err
+}
+
+// chunk verifies one chunk: hashes, then, if they differ, the re-checks
+// described in the package comment.
+func (w *walk) chunk(ctx context.Context, c chunk) error {
+	m, r, pos, err := w.hashBoth(ctx, c)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.tr.Chunks++
+	w.tr.Rows += m.rows
+	p := Progress{Table: w.t.String(), Rows: w.tr.Rows, Estimate: w.estimate}
+	w.mu.Unlock()
+	w.v.progress(p)
+	if m == r {
+		return nil
+	}
+	w.mu.Lock()
+	w.tr.Rechecked++
+	w.mu.Unlock()
+	if !w.v.pos.static {
+		// Maybe only behind: check again once the replica has what the
+		// master had.
+		if err := w.v.pos.wait(ctx, pos); err != nil {
+			return fmt.Errorf("chunk of %s after %s differs: %w", w.t, w.keyString(c.lo), err)
+		}
+		if m, r, _, err = w.hashBoth(ctx, c); err != nil {
+			return err
+		}
+		if m == r {
+			return nil
+		}
+	}
+	cands, err := w.rowDiff(ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	diffs, repaired, err := w.settle(ctx, cands)
+	if err != nil {
+		return err
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.differed = append(w.differed, c)
+	w.tr.Differences += len(diffs)
+	w.tr.Repaired += repaired
+	for _, d := range diffs {
+		if len(w.listed) >= w.v.cfg.MaxDiffs {
+			break
+		}
+		if w.v.cfg.Quiet {
+			d.Master, d.Replica = nil, nil
+		}
+		w.listed = append(w.listed, listedDiff{seq: c.seq, Diff: d})
+	}
+	for _, d := range diffs {
+		if !w.v.cfg.LogDiffs {
+			break
+		}
+		w.v.log.Warn().Str("table", w.t.String()).Str("kind", d.Kind).Str("key", d.KeyString()).
+			Str("replica", w.v.cfg.ReplicaName).Msg("row differs from the master")
+	}
+	return nil
+}
+
+// rowRef is one row of a row-by-row listing.
+type rowRef struct {
+	key  keyVals
+	hash string
+}
+
+func encodeKey(k keyVals) string {
+	n := 0
+	for _, v := range k {
+		n += len(v) + 5
+	}
+	b := make([]byte, 0, n)
+	for _, v := range k {
+		b = append(b, byte(len(v)>>24), byte(len(v)>>16), byte(len(v)>>8), byte(len(v)))
+		b = append(b, v...)
+	}
+	return string(b)
+}
+
+// rowHashes lists the key and hash of each row of a chunk on one side, in
+// key order.
+func (w *walk) rowHashes(ctx context.Context, db *sql.DB, c chunk) ([]rowRef, error) {
+	q, args, err := w.t.rowHashSQL(w.v.hash, c.lo, c.hi)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	n := len(w.t.key)
+	vals := make([]sql.RawBytes, n+1)
+	dest := make([]any, n+1)
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	out := make([]rowRef, 0, w.v.cfg.ChunkRows)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		k := make(keyVals, n)
+		for i := range n {
+			k[i] = append([]byte{}, vals[i]...)
+		}
+		out = append(out, rowRef{key: k, hash: string(vals[n])})
+	}
+	return out, rows.Err()
+}
+
+// rowDiff compares a chunk row by row (keys and row hashes) and returns the
+// keys that differ: the master's rows in key order, then the replica's
+// extra rows in key order.
+func (w *walk) rowDiff(ctx context.Context, c chunk) ([]keyVals, error) {
+	var mrows, rrows []rowRef
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		if mrows, err = w.rowHashes(gctx, w.v.master, c); err != nil {
+			return fmt.Errorf("list rows of %s after %s on the master: %w", w.t, w.keyString(c.lo), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		if rrows, err = w.rowHashes(gctx, w.v.replica, c); err != nil {
+			return fmt.Errorf("list rows of %s after %s on the replica: %w", w.t, w.keyString(c.lo), err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	onReplica := make(map[string]string, len(rrows))
+	for _, r := range rrows {
+		onReplica[encodeKey(r.key)] = r.hash
+	}
+	onMaster := make(map[string]bool, len(mrows))
+	var out []keyVals
+	for _, m := range mrows {
+		k := encodeKey(m.key)
+		onMaster[k] = true
+		if h, ok := onReplica[k]; !ok || h != m.hash {
+			out = append(out, m.key)
+		}
+	}
+	for _, r := range rrows {
+		if !onMaster[encodeKey(r.key)] {
+			out = append(out, r.key)
+		}
+	}
+	return out, nil
+}
+
+// settleBatch bounds the keys read (and locked) in one statement.
+const settleBatch = 200
+
+// settle reads the candidate rows again: first without locks once the
+// replica is past the master's position (rows that were only behind drop
+// out), then under a shared lock on the master's rows, which confirms the
+// rest and, when repairing, rewrites them on the replica before the lock is
+// released.
+func (w *walk) settle(ctx context.Context, keys []keyVals) (diffs []Diff, repaired int, err error) {
+	for lo := 0; lo < len(keys); lo += settleBatch {
+		batch := keys[lo:min(lo+settleBatch, len(keys))]
+		if !w.v.pos.static {
+			d, _, err := w.compareRows(ctx, batch, false, false)
+			if err != nil {
+				return nil, 0, err
+			}
+			batch = make([]keyVals, 0, len(d))
+			for _, x := range d {
+				batch = append(batch, x.key)
+			}
+			if len(batch) == 0 {
+				continue
+			}
+		}
+		var d []rowDiff
+		var n int
+		for attempt := 1; ; attempt++ {
+			d, n, err = w.compareRows(ctx, batch, true, w.repair)
+			if err == nil || attempt == 3 || !retryable(err) {
+				break
+			}
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		repaired += n
+		for _, x := range d {
+			diffs = append(diffs, x.Diff)
+		}
+	}
+	return diffs, repaired, nil
+}

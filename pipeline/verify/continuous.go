@@ -1,0 +1,181 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Metrics receives the measurements of continuous verification.
+type Metrics interface {
+	// Verified counts rows compared.
+	Verified(rows int64)
+	// Differences counts confirmed differences.
+	Differences(n int)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Verified(int64)  {}
+func (nopMetrics) Differences(int) {}
+
+// Continuous verifies a replica a slice at a time, round-robin over its
+// tables and chunk by chunk within each, so that a sink worker can prove its
+// replica all the time at a small, steady cost. It never repairs. Differences
+// are logged at warn with their keys (never row values) and counted;
+// differences it cannot confirm because the replica is behind are only
+// logged at debug: the next round comes back to them.
+type Continuous struct {
+	v         *Verifier
+	sliceRows int
+	m         Metrics
+	log       zerolog.Logger
+
+	tables []string
+	next   int   // index in tables of the table after cur
+	cur    *walk // the table being walked; nil between tables
+	lo     keyVals
+	noted  map[string]bool // tables skipped, logged once
+}
+
+// NewContinuous connects like New; each Slice verifies about sliceRows rows.
+// cfg.Repair and cfg.NoWait are ignored; a replica without a checkpoint for
+// cfg.Topic is refused (ErrNoCheckpoint) until its sink has written one.
+func NewContinuous(ctx context.Context, cfg Config, sliceRows int, m Metrics) (*Continuous, error) {
+	cfg.Repair, cfg.Quiet, cfg.Parallel, cfg.LogDiffs = false, true, 1, true
+	if sliceRows <= 0 {
+		sliceRows = 10000
+	}
+	if cfg.ChunkRows <= 0 {
+		cfg.ChunkRows = min(1000, sliceRows)
+	}
+	if m == nil {
+		m = nopMetrics{}
+	}
+	cfg.NoWait = false
+	v, err := New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if v.Static() {
+		// Rows read without knowing how far the replica has applied would
+		// report lag as differences.
+		v.Close()
+		return nil, fmt.Errorf("%w: %s", ErrNoCheckpoint, v.note)
+	}
+	return &Continuous{v: v, sliceRows: sliceRows, m: m, log: cfg.Log, noted: map[string]bool{}}, nil
+}
+
+// Close closes the connections.
+func (c *Continuous) Close() { c.v.Close() }
+
+// Run verifies a slice every interval until ctx ends. Errors are logged and
+// the next slice goes on: verification must never stop the worker.
+func (c *Continuous) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, err := c.Slice(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn().Err(err).Msg("continuous verification: slice failed; going on with the next one")
+		}
+	}
+}
+
+// Slice verifies the next chunks, about sliceRows rows, and returns the rows
+// compared and the differences confirmed.
+func (c *Continuous) Slice(ctx context.Context) (rows int64, diffs int, err error) {
+	tablesSeen := 0
+	for rows < int64(c.sliceRows) {
+		if c.cur == nil {
+			if c.next >= len(c.tables) {
+				if tablesSeen > 0 && tablesSeen >= len(c.tables) {
+					return rows, diffs, nil // a whole round in this slice: enough
+				}
+				if c.tables, err = c.v.Tables(ctx); err != nil {
+					return rows, diffs, err
+				}
+				c.next = 0
+				if len(c.tables) == 0 {
+					return rows, diffs, nil
+				}
+			}
+			name := c.tables[c.next]
+			c.next++
+			tablesSeen++
+			var differs bool
+			if c.cur, differs, err = c.open(ctx, name); err != nil {
+				c.log.Warn().Err(err).Str("table", name).Msg("continuous verification: cannot verify the table")
+				continue
+			}
+			if differs {
+				diffs++
+				c.m.Differences(1)
+			}
+			if c.cur == nil {
+				continue
+			}
+			c.lo = nil
+		}
+		w := c.cur
+		if err := c.v.thr.take(ctx, c.v.cfg.ChunkRows); err != nil {
+			return rows, diffs, err
+		}
+		hi, err := w.bound(ctx, c.lo)
+		if err != nil {
+			c.cur = nil
+			return rows, diffs, err
+		}
+		before := w.tr.Differences
+		beforeRows := w.tr.Rows
+		err = w.chunk(ctx, chunk{lo: c.lo, hi: hi})
+		n := w.tr.Rows - beforeRows
+		rows += n
+		c.m.Verified(n)
+		if d := w.tr.Differences - before; d > 0 {
+			diffs += d
+			c.m.Differences(d)
+		}
+		switch {
+		case errors.Is(err, ErrBehind):
+			c.log.Debug().Err(err).Str("table", w.t.String()).Msg("continuous verification: a difference is not confirmed yet; the next round checks it again")
+		case err != nil:
+			c.cur = nil
+			return rows, diffs, err
+		}
+		c.lo = hi
+		if hi == nil {
+			c.cur = nil
+		}
+	}
+	return rows, diffs, nil
+}
+
+// open prepares the walk of one table; nil without error for a table that
+// is skipped: without a usable key (continuous mode only walks keys), or
+// missing or defined differently on the replica (differs: one difference).
+func (c *Continuous) open(ctx context.Context, name string) (w *walk, differs bool, err error) {
+	tr := &TableReport{Table: name}
+	w, t, err := c.v.prepare(ctx, name, tr)
+	switch {
+	case err != nil:
+		return nil, false, err
+	case t == nil:
+		c.log.Warn().Str("table", name).Str("replica", c.v.cfg.ReplicaName).Msg("continuous verification: " + tr.Note)
+		return nil, true, nil
+	case w == nil:
+		if !c.noted[name] {
+			c.noted[name] = true
+			c.log.Info().Str("table", name).Msg("continuous verification skips a table without a usable key; `rowcast verify` compares it as a whole")
+		}
+		return nil, false, nil
+	}
+	return w, false, nil
+}

@@ -1,0 +1,498 @@
+// Package verify proves that a replica holds the master's rows, and repairs
+// the rows where it does not.
+//
+// How it compares. Table by table, in chunks of the table's key (the primary
+// key, else a unique key of NOT NULL columns): the chunk bounds are found on
+// the master by keyset pagination, then each side hashes the same key range
+// in one statement (a row count and the exact sum of 64-bit row hashes, see
+// Table.canonical for the row text). Master and replica hash in parallel, and
+// several chunks are in flight. A single statement reads one consistent
+// InnoDB snapshot, and a replica fed by rowcast only ever shows a prefix of
+// the master's history, so a chunk is never compared half-written.
+//
+// While both keep running. A chunk whose hashes differ may only be behind:
+// the master's GTID position is read after its hash, and the chunk is
+// hashed again once the replica's checkpoint (the master's GTID set after
+// the last transaction it applied, stored with the rows) contains that
+// position. If it still differs, both sides list the key and hash of each row
+// of the chunk; the rows that differ are read again the same way, and
+// finally confirmed under a shared lock on the master's rows (LOCK IN SHARE
+// MODE, which keeps writers off them and off the gaps of absent keys): with
+// the lock held, the master's position read, and the replica past it, no
+// transaction can still be on its way to those rows, so what differs then is
+// a real difference. Only those are reported. This is ghostferry's
+// verifier idea (re-check what might have moved) made exact by the lock,
+// which is held only for rows that differed twice and at most WaitTimeout.
+//
+// Repair rewrites the confirmed rows on the replica from the master, inside
+// that same lock: rows absent on the master are deleted, the others upserted
+// (INSERT ... ON DUPLICATE KEY UPDATE). The replica's binlog records the
+// repair (it must stay a faithful history for promotion); the sink's
+// checkpoint is not touched. The chunks that differed are then verified
+// again.
+//
+// Tables without a usable key are compared as a whole (one hash per side,
+// confirmed the same way under a lock on the whole table) and cannot be
+// repaired row by row.
+package verify
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/rowcast/rowcast/checkpoint"
+)
+
+// Config configures a verification. MasterDSN and ReplicaDSN are required.
+type Config struct {
+	// MasterName and ReplicaName name the nodes in reports and errors.
+	MasterName, ReplicaName string
+	// MasterDSN and ReplicaDSN are go-sql-driver DSNs. The replica's user
+	// must be able to write through read_only for Repair (rowcast's user
+	// has READ_ONLY ADMIN).
+	MasterDSN, ReplicaDSN string
+	// Filter selects the tables.
+	Filter Filter
+	// Topic is the changelog topic whose checkpoint the replica holds (in
+	// Filter.Bookkeeping, default "rowcast"): how far it has applied.
+	Topic string
+	// NoWait compares the replica as it is, without waiting for it to reach
+	// the master's position: for a replica whose sink is stopped.
+	// A replica without a checkpoint for Topic is always compared so.
+	NoWait bool
+	// ChunkRows is the number of rows per chunk. Default DefaultChunkRows.
+	ChunkRows int
+	// Parallel is the number of chunks hashed at once, per side. Default
+	// DefaultParallel.
+	Parallel int
+	// RowsPerSecond limits the rows read per second on each side; 0: no
+	// limit.
+	RowsPerSecond int
+	// WaitTimeout bounds each wait for the replica to reach the master's
+	// position, and so how long a lock may be held on the master. Default
+	// 30s.
+	WaitTimeout time.Duration
+	// LockWaitTimeout is the master's innodb_lock_wait_timeout for the
+	// locking confirmation. Default 5s.
+	LockWaitTimeout time.Duration
+	// Repair rewrites the rows that differ on the replica from the master.
+	Repair bool
+	// Quiet leaves the rows' values out of the report (keys only).
+	Quiet bool
+	// MaxDiffs bounds the differences listed per table (all are counted,
+	// and all are repaired). Default 100.
+	MaxDiffs int
+	// Hash forces a row hash (HashCRC or HashMD5); default: the fastest
+	// both servers have.
+	Hash string
+	// LogDiffs logs each confirmed difference at warn, with its table and
+	// key (never the row's values): for continuous verification, whose only
+	// report is the log and the metrics.
+	LogDiffs bool
+	// Progress, when set, is called after each chunk, from one goroutine at
+	// a time.
+	Progress func(Progress)
+	// Log receives warnings and progress. Default: none.
+	Log zerolog.Logger
+}
+
+// Progress is where the verification of one table stands.
+type Progress struct {
+	Table string
+	Rows  int64 // rows compared so far
+	// Estimate is the master's estimate of the table's rows
+	// (information_schema), 0 when unknown.
+	Estimate int64
+	Done     bool
+}
+
+// Defaults of Config.ChunkRows and Config.Parallel, measured with
+// `scripts/bench verify` (docs/BENCHMARKS.md): each chunk costs the servers
+// a fixed part beside its rows (statements, range estimates, the bound's
+// scan restarting), so that 20000-row chunks take about a quarter less CPU
+// per row than 5000-row ones and a third less than 1000-row ones. A chunk
+// that differs is listed row by row, 20000 keys and hashes per side: small.
+// Two chunks in flight keep each side busy while the other side's answer and
+// the next bound are on their way; more only add contention.
+const (
+	DefaultChunkRows = 20000
+	DefaultParallel  = 2
+)
+
+func (c *Config) setDefaults() {
+	if c.ChunkRows <= 0 {
+		c.ChunkRows = DefaultChunkRows
+	}
+	if c.Parallel <= 0 {
+		c.Parallel = DefaultParallel
+	}
+	if c.WaitTimeout <= 0 {
+		c.WaitTimeout = 30 * time.Second
+	}
+	if c.LockWaitTimeout <= 0 {
+		c.LockWaitTimeout = 5 * time.Second
+	}
+	if c.MaxDiffs <= 0 {
+		c.MaxDiffs = 100
+	}
+	if c.Filter.Bookkeeping == "" {
+		c.Filter.Bookkeeping = "rowcast"
+	}
+	if c.MasterName == "" {
+		c.MasterName = "master"
+	}
+	if c.ReplicaName == "" {
+		c.ReplicaName = "replica"
+	}
+}
+
+// Verifier compares one replica with the master.
+type Verifier struct {
+	cfg     Config
+	master  *sql.DB
+	replica *sql.DB
+	pos     *positions
+	hash    string
+	thr     *throttle
+	log     zerolog.Logger
+	note    string
+}
+
+// sessionDSN pins what both sides must agree on to hash alike (time_zone for
+// TIMESTAMP, the connection character set) and what repairs need (the sink's
+// sql_mode: strict, zero dates and explicit zeros in AUTO_INCREMENT columns
+// accepted; no foreign key checks, as the sink).
+func sessionDSN(dsn string, lockWait time.Duration, write bool) (string, error) {
+	c, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", err
+	}
+	c.InterpolateParams = true
+	c.ParseTime = false
+	c.MultiStatements = false
+	c.Collation = "utf8mb4_general_ci"
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Params == nil {
+		c.Params = map[string]string{}
+	}
+	c.Params["time_zone"] = "'+00:00'"
+	c.Params["innodb_lock_wait_timeout"] = strconv.Itoa(max(1, int(lockWait.Seconds())))
+	if write {
+		c.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"
+		c.Params["foreign_key_checks"] = "0"
+	}
+	return c.FormatDSN(), nil
+}
+
+func open(ctx context.Context, name, dsn string, cfg Config, write bool) (*sql.DB, string, error) {
+	d, err := sessionDSN(dsn, cfg.LockWaitTimeout, write)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s: DSN: %v", ErrConfig, name, err)
+	}
+	db, err := sql.Open("mysql", d)
+	if err != nil {
+		return nil, "", err
+	}
+	db.SetMaxOpenConns(2*cfg.Parallel + 4)
+	db.SetMaxIdleConns(2*cfg.Parallel + 4)
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		db.Close()
+		return nil, "", fmt.Errorf("connect to %s: %w", name, err)
+	}
+	return db, version, nil
+}
+
+// mariaDBAtLeast reports whether version is MariaDB major.minor or later.
+func mariaDBAtLeast(version string, major, minor int) bool {
+	if !strings.Contains(version, "MariaDB") {
+		return false
+	}
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// New connects to both sides, picks the row hash and reads the replica's
+// checkpoint.
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	cfg.setDefaults()
+	v := &Verifier{cfg: cfg, log: cfg.Log}
+	var mver, rver string
+	var err error
+	if v.master, mver, err = open(ctx, "master "+cfg.MasterName, cfg.MasterDSN, cfg, false); err != nil {
+		return nil, err
+	}
+	if v.replica, rver, err = open(ctx, "replica "+cfg.ReplicaName, cfg.ReplicaDSN, cfg, true); err != nil {
+		v.master.Close()
+		return nil, err
+	}
+	v.hash = HashMD5
+	if mariaDBAtLeast(mver, 10, 8) && mariaDBAtLeast(rver, 10, 8) {
+		v.hash = HashCRC // CRC32C arrived in MariaDB 10.8
+	}
+	switch cfg.Hash {
+	case "":
+	case HashMD5, HashCRC:
+		v.hash = cfg.Hash
+	default:
+		v.Close()
+		return nil, fmt.Errorf("%w: hash %q: use %s or %s", ErrConfig, cfg.Hash, HashCRC, HashMD5)
+	}
+	flavor := gomysql.MySQLFlavor
+	if strings.Contains(mver, "MariaDB") {
+		flavor = gomysql.MariaDBFlavor
+	}
+	v.pos = &positions{flavor: flavor, master: v.master, replica: v.replica,
+		store: checkpoint.NewMySQL(cfg.Filter.Bookkeeping), topic: cfg.Topic,
+		timeout: cfg.WaitTimeout, poll: 50 * time.Millisecond}
+	switch {
+	case cfg.NoWait:
+		v.pos.static = true
+		v.note = "--no-wait: the replica is compared as it is, without waiting for it to reach the master's position; a difference may be replication lag"
+	case cfg.Topic == "":
+		v.pos.static = true
+		v.note = "no topic given: the replica is compared as it is"
+	default:
+		st, found, err := v.pos.applied(ctx)
+		if err != nil {
+			v.Close()
+			return nil, fmt.Errorf("read the checkpoint of replica %s: %w", cfg.ReplicaName, err)
+		}
+		if !found {
+			v.pos.static = true
+			v.note = fmt.Sprintf("replica %s holds no rowcast checkpoint for topic %s in schema %s: it is compared as it is, without waiting for replication",
+				cfg.ReplicaName, cfg.Topic, cfg.Filter.Bookkeeping)
+		} else if _, err := gomysql.ParseGTIDSet(flavor, st.GTIDSet); err != nil {
+			v.Close()
+			return nil, fmt.Errorf("replica %s: checkpoint GTID set %q is not a %s GTID set: %v", cfg.ReplicaName, st.GTIDSet, flavor, err)
+		}
+	}
+	v.thr = newThrottle(cfg.RowsPerSecond, cfg.ChunkRows)
+	return v, nil
+}
+
+// Close closes both connections.
+func (v *Verifier) Close() {
+	if v.master != nil {
+		v.master.Close()
+	}
+	if v.replica != nil {
+		v.replica.Close()
+	}
+}
+
+// Static reports whether the replica is compared without waiting for it.
+func (v *Verifier) Static() bool { return v.pos.static }
+
+// Tables lists the tables the configuration selects.
+func (v *Verifier) Tables(ctx context.Context) ([]string, error) {
+	return listTables(ctx, v.master, v.cfg.Filter)
+}
+
+// Run verifies every selected table. An error is returned only when nothing
+// could be verified (the tables cannot be listed, ctx ended); a table that
+// fails has its Error set and the others are still verified.
+func (v *Verifier) Run(ctx context.Context) (*Report, error) {
+	rep := &Report{Master: v.cfg.MasterName, Replica: v.cfg.ReplicaName, Hash: v.hash,
+		Static: v.pos.static, Note: v.note, Started: time.Now()}
+	names, err := v.Tables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		tr := v.Table(ctx, name)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		rep.Tables = append(rep.Tables, tr)
+	}
+	rep.Seconds = time.Since(rep.Started).Seconds()
+	return rep, nil
+}
+
+// Table verifies (and, if configured, repairs) one table, "db.table".
+func (v *Verifier) Table(ctx context.Context, name string) TableReport {
+	start := time.Now()
+	tr := TableReport{Table: name}
+	err := v.table(ctx, name, &tr)
+	if err != nil {
+		tr.Error = err.Error()
+	}
+	tr.Seconds = time.Since(start).Seconds()
+	return tr
+}
+
+// prepare describes a table on both sides. It returns the walk of a table
+// with a usable key and the same definition on both sides; the Table alone
+// for one without a usable key; neither when the replica lacks the table or
+// defines it differently (tr then holds the difference).
+func (v *Verifier) prepare(ctx context.Context, name string, tr *TableReport) (*walk, *Table, error) {
+	schema, tname, _ := strings.Cut(name, ".")
+	t, err := describe(ctx, v.master, schema, tname)
+	if err != nil {
+		return nil, nil, fmt.Errorf("master %s: %w", v.cfg.MasterName, err)
+	}
+	rt, err := describe(ctx, v.replica, schema, tname)
+	if errors.Is(err, ErrNoTable) {
+		tr.Differences = 1
+		tr.Note = fmt.Sprintf("table missing on replica %s: create it there or re-seed the replica; verify cannot repair DDL", v.cfg.ReplicaName)
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("replica %s: %w", v.cfg.ReplicaName, err)
+	}
+	tr.Key = t.KeyColumns()
+	if d := sameShape(t, rt); d != "" {
+		tr.Differences = 1
+		tr.Note = "the table's definition differs, its rows were not compared: " + d
+		return nil, nil, nil
+	}
+	if len(t.key) == 0 {
+		return nil, t, nil
+	}
+	return &walk{v: v, t: t, tr: tr, repair: v.cfg.Repair}, t, nil
+}
+
+func (v *Verifier) table(ctx context.Context, name string, tr *TableReport) error {
+	w, t, err := v.prepare(ctx, name, tr)
+	switch {
+	case err != nil:
+		return err
+	case t == nil:
+		return nil
+	case w == nil:
+		return v.whole(ctx, t, tr)
+	}
+	if err := w.run(ctx); err != nil {
+		return err
+	}
+	if v.cfg.Repair && tr.Differences > 0 {
+		// Verify again what differed: the same chunks, from their first hash.
+		again := &walk{v: v, t: t, tr: &TableReport{Table: name}, repair: false}
+		if err := again.chunks(ctx, w.differed); err != nil {
+			return fmt.Errorf("verify again after the repair: %w", err)
+		}
+		rem := again.tr.Differences
+		tr.Remaining = &rem
+	}
+	return nil
+}
+
+// hashResult sums up a chunk on one side (see Table.aggregates).
+type hashResult struct {
+	rows int64
+	sum  string
+}
+
+// whole compares a table without a usable key as one hash per side: first
+// both at once, then, if they differ, again once the replica has reached the
+// master's position, and finally under a shared lock on the master's whole
+// table (held at most WaitTimeout) that confirms the difference.
+func (v *Verifier) whole(ctx context.Context, t *Table, tr *TableReport) error {
+	tr.Note = t.noKeyReason + ": compared as a whole (row count and hash); a difference cannot be located or repaired: add a primary key to verify it row by row"
+	tr.Chunks = 1
+	if err := v.thr.take(ctx, v.cfg.ChunkRows); err != nil {
+		return err
+	}
+	hashMaster := func(q queryer, lock bool) (m hashResult, pos string, err error) {
+		if err = q.QueryRowContext(ctx, t.wholeSQL(v.hash, lock)).Scan(&m.rows, &m.sum); err != nil {
+			return m, "", fmt.Errorf("hash %s on the master: %w", t, err)
+		}
+		pos, err = v.pos.masterPos(ctx, q)
+		return m, pos, err
+	}
+	hashReplica := func() (r hashResult, err error) {
+		if err = v.replica.QueryRowContext(ctx, t.wholeSQL(v.hash, false)).Scan(&r.rows, &r.sum); err != nil {
+			return r, fmt.Errorf("hash %s on the replica: %w", t, err)
+		}
+		return r, nil
+	}
+	var m, r hashResult
+	var pos string
+	g, _ := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { m, pos, err = hashMaster(v.master, false); return err })
+	g.Go(func() (err error) { r, err = hashReplica(); return err })
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if m != r && !v.pos.static {
+		tr.Rechecked++
+		for _, lock := range []bool{false, true} {
+			if err := v.pos.wait(ctx, pos); err != nil {
+				return fmt.Errorf("%s differs: %w", t, err)
+			}
+			var q queryer = v.master
+			if lock {
+				tx, err := v.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				q = tx
+			}
+			var err error
+			if m, pos, err = hashMaster(q, lock); err != nil {
+				return err
+			}
+			if err := v.pos.wait(ctx, pos); err != nil {
+				return fmt.Errorf("%s differs: %w", t, err)
+			}
+			if r, err = hashReplica(); err != nil {
+				return err
+			}
+			if m == r {
+				break
+			}
+		}
+	}
+	tr.Rows = m.rows
+	if m != r {
+		tr.Differences = 1
+		tr.Note += fmt.Sprintf("; it differs: master %d rows, replica %d rows", m.rows, r.rows)
+	}
+	v.progress(Progress{Table: t.String(), Rows: m.rows, Estimate: m.rows, Done: true})
+	return nil
+}
+
+// HashQuery is the statement that sums up a whole table as verify sums up a
+// chunk, with the given hash (HashCRC or HashMD5): for benchmarks.
+func HashQuery(ctx context.Context, db *sql.DB, table, hash string) (string, error) {
+	schema, name, _ := strings.Cut(table, ".")
+	t, err := describe(ctx, db, schema, name)
+	if err != nil {
+		return "", err
+	}
+	return t.wholeSQL(hash, false), nil
+}
+
+var progressMu sync.Mutex
+
+func (v *Verifier) progress(p Progress) {
+	if v.cfg.Progress == nil {
+		return
+	}
+	progressMu.Lock()
+	defer progressMu.Unlock()
+	v.cfg.Progress(p)
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// cpuTimes are CPU seconds (user+system) of this process (the sink worker
+// during a rowcast measurement), of the measured side's mariadbd and of the
+// Kafka broker: on a small machine they share the cores.
+type cpuTimes struct{ Self, Server, Kafka float64 }
+
+func (c cpuTimes) sub(d cpuTimes) cpuTimes {
+	return cpuTimes{c.Self - d.Self, c.Server - d.Server, c.Kafka - d.Kafka}
+}
+
+func (b *bench) cpuNow(s *server) cpuTimes {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return cpuTimes{
+		Self:   float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9,
+		Server: procCPU(s.pid()),
+		Kafka:  procCPU(b.o.kafkaPid),
+	}
+}
+
+// procCPU reads utime+stime of a process from /proc, in seconds; 0 when
+// unknown.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// procStatus reads a "kB" line of /proc/PID/status, in bytes.
+func procStatus(pid int, key string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM of a process to its current RSS (Linux 4.0+).
+func resetPeakRSS(pid int) bool {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
+}
+
+// statusKeys are the server counters reported per measurement.
+var statusKeys = []string{"Com_commit", "Com_begin", "Com_insert", "Com_update", "Questions", "Handler_commit",
+	"Innodb_rows_inserted", "Innodb_rows_updated", "Innodb_data_fsyncs", "Innodb_os_log_written",
+	"Binlog_commits", "Binlog_group_commits", "Bytes_received"}
+
+func statusDelta(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for _, k := range statusKeys {
+		out[k] = b[k] - a[k]
+	}
+	return out
+}
+
+// conditions describe the machine and the services during the run.
+type conditions struct {
+	CPUs       int
+	CPUModel   string
+	MemTotal   int64
+	LoadBefore string
+	LoadAfter  string
+	MariaDB    string
+	Kafka      string
+	Go         string
+	Settings   string // the replicas' durability and binlog settings
+}
+
+func machine() conditions {
+	c := conditions{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				c.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				c.MemTotal = n << 10
+			}
+		}
+	}
+	return c
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,279 @@
+package mysql
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/sink"
+	"github.com/rowcast/rowcast/sink/sinktest"
+)
+
+// loadStatements counts the LOAD DATA and INSERT statements a recorder saw.
+func loadStatements(stmts []string) (loads, inserts int) {
+	for _, s := range stmts {
+		switch {
+		case strings.HasPrefix(s, "LOAD DATA"):
+			loads++
+		case strings.HasPrefix(s, "INSERT INTO `"):
+			inserts++
+		}
+	}
+	return loads, inserts
+}
+
+// TestLoadDataKinds applies batches of every value kind, with the bytes that
+// LOAD DATA treats specially, through LOAD DATA ... REPLACE (inserts, then
+// updates of the same rows) and through INSERT ... ON DUPLICATE KEY UPDATE
+// (NoLoadData) into two databases: both must hold the same rows, and those
+// must be the values sent.
+func TestLoadDataKinds(t *testing.T) {
+	blob := make([]byte, 70000)
+	rand.Read(blob)
+	special := []string{"tab\there", "new\nline", "cr\rlf\r\n", `back\slash`, `\N`, "NULL", `\`, "\x00nul\x00",
+		"end\\", "\\t literal", "héllo 😀 'quoted' \"dq\"", "", " lead and trail "}
+	var s *sinktest.Script
+	build := func(db string) {
+		s = sinktest.NewScript(db)
+		s.Table("kinds", kindsColumns, 0)
+		rows := loadMinRows + 8
+		row := func(id int64, upd bool) []any {
+			str := special[int(id)%len(special)]
+			if upd {
+				str = "u" + str
+			}
+			bin := []byte{0, '\t', '\n', '\\', 'N', 0xff, byte(id)}
+			v := []any{id, int64(id%256 - 128), int64(math.MinInt64 + id), uint64(math.MaxUint64 - uint64(id)),
+				float64(float32(id) * 0.25), math.MaxFloat64 / float64(id), "-12345678901234567890.0123456789",
+				str, strings.Repeat(str, 3), bin, blob[:int(id)*1000], "0000-00-00", "2024-02-29 23:59:59.123456",
+				"2038-01-19 03:14:07.999999", "-838:59:59.000000", int64(1901 + id), uint64(math.MaxUint64) >> (id % 64),
+				uint64(id % 32), "c", "x,z", `{"a": [1, 2.5, "x\ty"], "s": "` + strings.ReplaceAll(str, "\\", "\\\\") + `"}`,
+				point(4326, float64(id), -2), "ab"}
+			if strings.ContainsAny(str, "\x00\t\n\r\"") {
+				v[20] = `{"a": 1}` // JSON text must stay valid JSON
+			}
+			if id%7 == 0 { // NULLs in every column but the key
+				for i := 1; i < len(v); i++ {
+					v[i] = nil
+				}
+			}
+			return v
+		}
+		for id := int64(1); id <= int64(rows); id++ {
+			s.Insert("kinds", row(id, false)...)
+		}
+		s.Commit()
+		for id := int64(1); id <= int64(rows); id++ {
+			s.Update("kinds", []any{id}, row(id, true)...)
+		}
+		s.Commit()
+	}
+
+	var results [][]string
+	for _, noLoad := range []bool{false, true} {
+		r := newReplica(t, testenv.Replica1)
+		r.Setup(t, kindsTable)
+		build(r.db)
+		tgt := r.target(t, func(c *Config) { c.NoLoadData = noLoad })
+		rec := &recorder{}
+		tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+		in := sinktest.NewInput(s.Msgs)
+		in.Live = true // a commit per transaction: the updates meet committed rows
+		if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		loads, _ := loadStatements(rec.get())
+		if want := map[bool]int{false: 2, true: 0}[noLoad]; loads != want {
+			t.Fatalf("NoLoadData %v: %d LOAD DATA statements, want %d", noLoad, loads, want)
+		}
+		results = append(results, r.Rows(t, "kinds"))
+		if !noLoad {
+			// The values themselves, as TestValueKinds reads them.
+			checkKinds(t, r, s)
+		}
+	}
+	if !slices.Equal(results[0], results[1]) {
+		for i := range min(len(results[0]), len(results[1])) {
+			if results[0][i] != results[1][i] {
+				t.Fatalf("LOAD DATA and INSERT differ, first at row %d:\n%.300s\n%.300s", i, results[0][i], results[1][i])
+			}
+		}
+		t.Fatalf("LOAD DATA gave %d rows, INSERT %d", len(results[0]), len(results[1]))
+	}
+}
+
+// checkKinds compares every column of the replica's rows with the script's
+// last images.
+func checkKinds(t *testing.T, r *replica, s *sinktest.Script) {
+	t.Helper()
+	want := map[int64][]any{}
+	for _, m := range s.Msgs {
+		if ev := m.Event; ev.Kind == pipeline.KindRow {
+			want[ev.After[0].(int64)] = ev.After
+		}
+	}
+	rows, err := r.root.Query("SELECT `id`,`i8`,`i64`,`u64`,`f`,`d`,`num`,`s`,`txt`,`bin`,`blb`,`dt`,`dtm`,`ts`,`tm`,`y`," +
+		"`b64`+0,`b5`+0,`e`,`st`,`j`,`g`,`ch` FROM `kinds` ORDER BY `id`")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		got := make([][]byte, len(kindsColumns))
+		ptrs := make([]any, len(got))
+		for i := range got {
+			ptrs[i] = &got[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		exp := want[int64(atoiT(t, string(got[0])))]
+		for i, c := range kindsColumns {
+			if msg := compareValue(c, exp[i], got[i]); msg != "" {
+				t.Errorf("row %s column %s (%s): %s", got[0], c.Name, c.Kind, msg)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil || n != len(want) {
+		t.Fatalf("%d rows, want %d (%v)", n, len(want), err)
+	}
+}
+
+func atoiT(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("not a number: %q", s)
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// TestLoadDataStrict: a value the replica cannot hold stops a LOAD DATA
+// batch as it stops an INSERT (strict mode; LOCAL does not turn the error
+// into a warning with REPLACE), the worker narrows to the exact message,
+// and nothing of the transaction is committed.
+func TestLoadDataStrict(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, `n` TINYINT NULL)")
+	s := sinktest.NewScript(r.db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString},
+		{Name: "n", Kind: pipeline.VInt}}, 0)
+	for _, bad := range []string{"long", "range"} {
+		base := map[string]int64{"long": 0, "range": 1000}[bad]
+		for i := int64(1); i <= 2*loadMinRows; i++ {
+			v, n := "ok", int64(1)
+			if i == loadMinRows+3 {
+				if bad == "long" {
+					v = strings.Repeat("x", 11)
+				} else {
+					n = 1000
+				}
+			}
+			s.Insert("t", base+i, v, n)
+		}
+		s.Commit()
+	}
+	// First transaction: offsets 1.. (0 is the epoch record).
+	tgt := r.target(t)
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	_, err := sinktest.RunWorker(context.Background(), t, tgt, sinktest.NewInput(s.Msgs), sink.WorkerConfig{}, nil)
+	var ae *sink.ApplyError
+	if !errors.As(err, &ae) || ae.Offset != int64(loadMinRows+3) || !strings.Contains(err.Error(), "1406") {
+		t.Fatalf("error %v, want data too long at offset %d", err, loadMinRows+3)
+	}
+	if loads, _ := loadStatements(rec.get()); loads == 0 {
+		t.Fatal("the batch did not go through LOAD DATA")
+	}
+	if n := r.Count(t, "t"); n != 0 {
+		t.Fatalf("%d rows committed of the failed transaction", n)
+	}
+
+	// An out-of-range number in the second transaction (the first one fixed
+	// on the replica by widening the column).
+	r.Setup(t, "ALTER TABLE `t` MODIFY `v` VARCHAR(20) NULL")
+	in := sinktest.NewInput(s.Msgs)
+	in.Live = true // the first transaction commits before the second fails
+	_, err = sinktest.RunWorker(context.Background(), t, r.target(t), in, sink.WorkerConfig{}, nil)
+	want := int64(1 + 2*loadMinRows + loadMinRows + 3 - 1)
+	if !errors.As(err, &ae) || ae.Offset != want || !strings.Contains(err.Error(), "1264") {
+		t.Fatalf("error %v, want out of range at offset %d", err, want)
+	}
+	if n := r.Count(t, "t"); n != 2*loadMinRows {
+		t.Fatalf("%d rows, want the first transaction's %d", n, 2*loadMinRows)
+	}
+}
+
+// TestLoadDataOnlyPlainTables: a table with another unique key, a trigger,
+// or a foreign key pointing at it keeps INSERT ... ON DUPLICATE KEY UPDATE
+// (REPLACE would delete and re-insert there); a DDL that adds a unique key
+// is noticed.
+func TestLoadDataOnlyPlainTables(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t,
+		"CREATE TABLE `plain` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)",
+		"CREATE TABLE `uniq` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, UNIQUE KEY (`v`))",
+		"CREATE TABLE `trig` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)",
+		"CREATE TABLE `audit` (`n` INT NOT NULL)",
+		"CREATE TRIGGER `trig_d` AFTER DELETE ON `trig` FOR EACH ROW INSERT INTO `audit` VALUES (1)",
+		"CREATE TABLE `parent` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)",
+		"CREATE TABLE `child` (`id` BIGINT NOT NULL PRIMARY KEY, `p` BIGINT NULL, FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE)",
+		"INSERT INTO `parent` VALUES (1, 'p')", "INSERT INTO `child` VALUES (1, 1)")
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}
+	s := sinktest.NewScript(r.db)
+	tables := []string{"plain", "uniq", "trig", "parent"}
+	for _, name := range tables {
+		s.Table(name, cols, 0)
+		for i := int64(1); i <= loadMinRows; i++ {
+			s.Insert(name, i, name+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		}
+		s.Commit()
+	}
+	s.DDL("ALTER TABLE `plain` ADD UNIQUE KEY (`v`)")
+	for i := int64(1); i <= loadMinRows; i++ {
+		s.Update("plain", []any{i}, i, "x"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	s.Commit()
+
+	tgt := r.target(t)
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, sinktest.NewInput(s.Msgs), sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range rec.get() {
+		for _, name := range tables {
+			if strings.HasPrefix(st, "LOAD DATA") && strings.Contains(st, "`.`"+name+"` ") ||
+				strings.HasPrefix(st, "INSERT INTO `"+r.db+"`.`"+name+"` ") {
+				got = append(got, name+" "+strings.Fields(st)[0])
+			}
+		}
+	}
+	want := []string{"plain LOAD", "uniq INSERT", "trig INSERT", "parent INSERT", "plain INSERT"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("statements %v, want %v", got, want)
+	}
+	for _, name := range tables {
+		if n := r.Count(t, name); n != loadMinRows {
+			t.Errorf("%s: %d rows, want %d", name, n, loadMinRows)
+		}
+	}
+	if n := r.Count(t, "child"); n != 1 {
+		t.Errorf("child rows %d: the parent's upsert must not cascade", n)
+	}
+	if n := r.Count(t, "audit"); n != 0 {
+		t.Errorf("audit rows %d: the upsert fired a delete trigger", n)
+	}
+}
