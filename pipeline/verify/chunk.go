@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -57,7 +58,11 @@ func (w *walk) run(ctx context.Context) error {
 		defer close(ch)
 		var lo keyVals
 		for seq := 0; ; seq++ {
-			hi, err := w.bound(gctx, lo)
+			var hi keyVals
+			err := w.v.retry(gctx, w.t, func() (err error) {
+				hi, err = w.bound(gctx, lo)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -182,74 +187,114 @@ func (w *walk) hashBoth(ctx context.Context, c chunk) (m, r hashResult, pos stri
 	return m, r, pos, err
 }
 
-// chunk verifies one chunk: hashes, then, if they differ, the re-checks
-// described in the package comment.
+// chunk verifies one chunk, retrying it from its first hash after a
+// transient error (a lost connection: a server restarting; a lock wait
+// timeout or deadlock), up to 5 times with backoff. A chunk counts in the
+// report only once it is done, so a retry counts it once.
 func (w *walk) chunk(ctx context.Context, c chunk) error {
+	var o outcome
+	err := w.v.retry(ctx, w.t, func() (err error) {
+		o, err = w.verifyChunk(ctx, c)
+		return err
+	})
+	if err == nil {
+		w.record(c, o)
+	}
+	return err
+}
+
+// retry runs f again after a transient error, up to 5 times in all, with
+// backoff from half a second.
+func (v *Verifier) retry(ctx context.Context, t *Table, f func() error) error {
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || attempt == 5 || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		v.log.Warn().Err(err).Str("table", t.String()).Dur("backoff", backoff).Msg("verify: transient error; trying again")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// outcome is what verifying one chunk found.
+type outcome struct {
+	rows      int64
+	rechecked bool
+	diffs     []Diff
+	repaired  int
+}
+
+// verifyChunk hashes a chunk on both sides and, if the hashes differ, goes
+// through the re-checks described in the package comment.
+func (w *walk) verifyChunk(ctx context.Context, c chunk) (outcome, error) {
 	m, r, pos, err := w.hashBoth(ctx, c)
 	if err != nil {
-		return err
+		return outcome{}, err
 	}
-	w.mu.Lock()
-	w.tr.Chunks++
-	w.tr.Rows += m.rows
-	p := Progress{Table: w.t.String(), Rows: w.tr.Rows, Estimate: w.estimate}
-	w.mu.Unlock()
-	w.v.progress(p)
+	o := outcome{rows: m.rows}
 	if m == r {
-		return nil
+		return o, nil
 	}
-	w.mu.Lock()
-	w.tr.Rechecked++
-	w.mu.Unlock()
+	o.rechecked = true
 	if !w.v.pos.static {
 		// Maybe only behind: check again once the replica has what the
 		// master had.
 		if err := w.v.pos.wait(ctx, pos); err != nil {
-			return fmt.Errorf("chunk of %s after %s differs: %w", w.t, w.keyString(c.lo), err)
+			return o, fmt.Errorf("chunk of %s after %s differs: %w", w.t, w.keyString(c.lo), err)
 		}
 		if m, r, _, err = w.hashBoth(ctx, c); err != nil {
-			return err
+			return o, err
 		}
 		if m == r {
-			return nil
+			return o, nil
 		}
 	}
 	cands, err := w.rowDiff(ctx, c)
-	if err != nil {
-		return err
+	if err != nil || len(cands) == 0 {
+		return o, err
 	}
-	if len(cands) == 0 {
-		return nil
-	}
-	diffs, repaired, err := w.settle(ctx, cands)
-	if err != nil {
-		return err
-	}
-	if len(diffs) == 0 {
-		return nil
-	}
+	o.diffs, o.repaired, err = w.settle(ctx, cands)
+	return o, err
+}
+
+// record adds a verified chunk to the report.
+func (w *walk) record(c chunk, o outcome) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.differed = append(w.differed, c)
-	w.tr.Differences += len(diffs)
-	w.tr.Repaired += repaired
-	for _, d := range diffs {
-		if len(w.listed) >= w.v.cfg.MaxDiffs {
-			break
-		}
-		if w.v.cfg.Quiet {
-			d.Master, d.Replica = nil, nil
-		}
-		w.listed = append(w.listed, listedDiff{seq: c.seq, Diff: d})
+	w.tr.Chunks++
+	w.tr.Rows += o.rows
+	if o.rechecked {
+		w.tr.Rechecked++
 	}
-	for _, d := range diffs {
+	p := Progress{Table: w.t.String(), Rows: w.tr.Rows, Estimate: w.estimate}
+	if len(o.diffs) > 0 {
+		w.differed = append(w.differed, c)
+		w.tr.Differences += len(o.diffs)
+		w.tr.Repaired += o.repaired
+		for _, d := range o.diffs {
+			if len(w.listed) >= w.v.cfg.MaxDiffs {
+				break
+			}
+			if w.v.cfg.Quiet {
+				d.Master, d.Replica = nil, nil
+			}
+			w.listed = append(w.listed, listedDiff{seq: c.seq, Diff: d})
+		}
+	}
+	w.mu.Unlock()
+	for _, d := range o.diffs {
 		if !w.v.cfg.LogDiffs {
 			break
 		}
 		w.v.log.Warn().Str("table", w.t.String()).Str("kind", d.Kind).Str("key", d.KeyString()).
 			Str("replica", w.v.cfg.ReplicaName).Msg("row differs from the master")
 	}
-	return nil
+	w.v.progress(p)
 }
 
 // rowRef is one row of a row-by-row listing.

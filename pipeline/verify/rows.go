@@ -3,8 +3,11 @@ package verify
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -208,4 +211,21 @@ func (t *Table) fields(vals [][]byte) []Field {
 func retryable(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && (me.Number == 1205 || me.Number == 1213)
+}
+
+// transient reports an error that verifying again can get past: a lost
+// connection (the server restarting, a network fault), a lock wait timeout
+// or a deadlock.
+func transient(err error) bool {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1205, 1213, 1927, 2006, 2013: // lock wait, deadlock, connection killed, gone away, lost
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) || errors.As(err, &ne) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -2,9 +2,12 @@ package verify
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 func testTable() *Table {
@@ -76,5 +79,22 @@ func TestThrottle(t *testing.T) {
 	cancel()
 	if err := th.take(ctx, 1000); err == nil {
 		t.Fatal("take must end with its context")
+	}
+}
+
+func TestTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&mysql.MySQLError{Number: 2013}, true},
+		{fmt.Errorf("hash x: %w", &mysql.MySQLError{Number: 1213}), true},
+		{fmt.Errorf("hash x: %w", mysql.ErrInvalidConn), true},
+		{&mysql.MySQLError{Number: 1146}, false},
+		{ErrBehind, false},
+	} {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -382,7 +382,7 @@ func (v *Verifier) table(ctx context.Context, name string, tr *TableReport) erro
 	case t == nil:
 		return nil
 	case w == nil:
-		return v.whole(ctx, t, tr)
+		return v.retry(ctx, t, func() error { return v.whole(ctx, t, tr) })
 	}
 	if err := w.run(ctx); err != nil {
 		return err

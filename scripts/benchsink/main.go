@@ -43,6 +43,7 @@ import (
 
 type options struct {
 	rows, txn           int
+	repeat              int
 	smallRows, smallTxn int
 	bigRows             int
 	lagTxn              int
@@ -54,6 +55,7 @@ type options struct {
 	dir, template       string
 	kafka, kafkaVersion string
 	kafkaPid            int
+	kafkaPidFile        string
 	commit              string
 	rowcastBin          string
 	cpuProfile          string
@@ -76,6 +78,7 @@ const (
 // result is one timed apply.
 type result struct {
 	Workload, Side string
+	Rep            int
 	Rows, Txns     int
 	Took           time.Duration
 	CPU            cpuTimes
@@ -114,6 +117,7 @@ func main() {
 	var o options
 	var workloads string
 	flag.IntVar(&o.rows, "rows", 1_000_000, "rows of the insert and update workloads (large transactions)")
+	flag.IntVar(&o.repeat, "repeat", 2, "measurements of each workload, each on tables of its own, alternating which side goes first; the median is reported")
 	flag.IntVar(&o.txn, "txn", 1000, "rows per transaction of the large-transaction workloads")
 	flag.IntVar(&o.smallRows, "small-rows", 200_000, "rows of the insert-small and update-small workloads")
 	flag.IntVar(&o.smallTxn, "small-txn", 10, "rows per transaction of the small-transaction workloads")
@@ -130,6 +134,7 @@ func main() {
 	flag.StringVar(&o.kafka, "kafka", "127.0.0.1:"+env("ROWCAST_KAFKA_PORT", "9092"), "Kafka bootstrap broker")
 	flag.StringVar(&o.kafkaVersion, "kafka-version", "?", "Kafka version, for the report")
 	flag.IntVar(&o.kafkaPid, "kafka-pid", 0, "pid of the Kafka broker, to report its CPU time")
+	flag.StringVar(&o.kafkaPidFile, "kafka-pid-file", "", "file holding the Kafka broker's pid, read at each measurement (instead of --kafka-pid)")
 	flag.StringVar(&o.commit, "commit", "?", "rowcast commit, for the report")
 	flag.StringVar(&o.rowcastBin, "rowcast", "", "the rowcast binary, for the live measurements (empty: skip them)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "directory for CPU profiles of each rowcast apply (sink-WORKLOAD.pprof)")
@@ -158,7 +163,7 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if o.rows < 1 || o.txn < 1 || o.smallRows < 1 || o.smallTxn < 1 || o.lagTxn < 1 || o.conns < 1 {
+	if o.repeat < 1 || o.rows < 1 || o.txn < 1 || o.smallRows < 1 || o.smallTxn < 1 || o.lagTxn < 1 || o.conns < 1 {
 		fmt.Fprintln(os.Stderr, "benchsink: row and transaction counts must be positive")
 		os.Exit(2)
 	}
@@ -248,7 +253,18 @@ func run(ctx context.Context, o *options) error {
 
 func (b *bench) throughput(ctx context.Context) error {
 	o := b.o
-	tables := []string{"bench_rows", "bench_small"}
+	// Each repetition writes its own tables, so that every measurement
+	// applies the same work to a replica in the same state.
+	var tables []string
+	table := func(base string, rep int) string {
+		if o.repeat == 1 {
+			return base
+		}
+		return fmt.Sprintf("%s_%d", base, rep)
+	}
+	for rep := 1; rep <= o.repeat; rep++ {
+		tables = append(tables, table("bench_rows", rep), table("bench_small", rep))
+	}
 	if err := createTables(ctx, b.master.root, true, tables...); err != nil {
 		return err
 	}
@@ -277,46 +293,57 @@ func (b *bench) throughput(ctx context.Context) error {
 	}
 	defer rc.stopPublisher()
 
-	all := []workload{
-		{Name: "insert", Table: "bench_rows", Kind: "insert", Rows: o.rows, Txn: o.txn},
-		{Name: "update", Table: "bench_rows", Kind: "update", Rows: o.rows, Txn: o.txn},
-		{Name: "insert-small", Table: "bench_small", Kind: "insert", Rows: o.smallRows, Txn: o.smallTxn},
-		{Name: "update-small", Table: "bench_small", Kind: "update", Rows: o.smallRows, Txn: o.smallTxn},
-	}
 	m := &master{s: b.master, conns: o.conns}
-	for _, w := range all {
-		if !slices.Contains(o.workloads, w.Name) {
-			continue
+	for rep := 1; rep <= o.repeat; rep++ {
+		all := []workload{
+			{Name: "insert", Table: table("bench_rows", rep), Kind: "insert", Rows: o.rows, Txn: o.txn},
+			{Name: "update", Table: table("bench_rows", rep), Kind: "update", Rows: o.rows, Txn: o.txn},
+			{Name: "insert-small", Table: table("bench_small", rep), Kind: "insert", Rows: o.smallRows, Txn: o.smallTxn},
+			{Name: "update-small", Table: table("bench_small", rep), Kind: "update", Rows: o.smallRows, Txn: o.smallTxn},
 		}
-		sp, err := m.write(ctx, w)
-		if err != nil {
-			return fmt.Errorf("%s workload: %w", w.Name, err)
-		}
-		logf("%-12s written: %d rows in %d transactions of %d in %.1fs (%.0f rows/s), GTIDs %s .. %s",
-			w.Name, w.Rows, w.txns(), w.Txn, sp.Took.Seconds(), float64(w.Rows)/sp.Took.Seconds(), sp.Start, sp.End)
-		b.spans = append(b.spans, sp)
-		if err := nat.waitFetched(ctx, sp, o.timeout); err != nil {
-			return err
-		}
-		t1 := time.Now()
-		if _, err := rc.waitPublished(ctx, sp, o.timeout); err != nil {
-			return err
-		}
-		logf("%-12s in the relay log and in Kafka (%.1fs after the write ended)", w.Name, time.Since(t1).Seconds())
-		for _, side := range []string{sideNative, sideRowcast} {
-			var r result
-			if side == sideNative {
-				r, err = nat.apply(ctx, b, sp)
-			} else {
-				r, err = rc.apply(ctx, sp)
+		for _, w := range all {
+			if !slices.Contains(o.workloads, w.Name) {
+				continue
 			}
+			sp, err := m.write(ctx, w)
 			if err != nil {
-				return fmt.Errorf("%s workload, %s: %w", w.Name, side, err)
+				return fmt.Errorf("%s workload: %w", w.Name, err)
 			}
-			logf("%-12s %-7s %8d rows in %6.2fs = %7.0f rows/s; CPU s self %.1f mariadbd %.1f kafka %.1f; commits %.0f, statements %.0f",
-				w.Name, side, r.Rows, r.Took.Seconds(), r.rate(), r.CPU.Self, r.CPU.Server, r.CPU.Kafka,
-				r.Server["Handler_commit"], r.Server["Questions"])
-			b.results = append(b.results, r)
+			logf("%-12s written: %d rows in %d transactions of %d in %.1fs (%.0f rows/s), GTIDs %s .. %s",
+				w.Name, w.Rows, w.txns(), w.Txn, sp.Took.Seconds(), float64(w.Rows)/sp.Took.Seconds(), sp.Start, sp.End)
+			if rep == 1 {
+				b.spans = append(b.spans, sp)
+			}
+			if err := nat.waitFetched(ctx, sp, o.timeout); err != nil {
+				return err
+			}
+			t1 := time.Now()
+			if _, err := rc.waitPublished(ctx, sp, o.timeout); err != nil {
+				return err
+			}
+			logf("%-12s in the relay log and in Kafka (%.1fs after the write ended)", w.Name, time.Since(t1).Seconds())
+			// Alternate which side goes first, so that neither always
+			// meets the same state of the machine.
+			sides := []string{sideNative, sideRowcast}
+			if rep%2 == 0 {
+				sides = []string{sideRowcast, sideNative}
+			}
+			for _, side := range sides {
+				var r result
+				if side == sideNative {
+					r, err = nat.apply(ctx, b, sp)
+				} else {
+					r, err = rc.apply(ctx, sp)
+				}
+				if err != nil {
+					return fmt.Errorf("%s workload, %s: %w", w.Name, side, err)
+				}
+				r.Rep = rep
+				logf("%-12s %-7s %8d rows in %6.2fs = %7.0f rows/s; CPU s self %.1f mariadbd %.1f kafka %s; commits %.0f, statements %.0f",
+					w.Name, side, r.Rows, r.Took.Seconds(), r.rate(), r.CPU.Self, r.CPU.Server, cpuS(r.CPU.Kafka),
+					r.Server["Binlog_commits"], r.Server["Questions"])
+				b.results = append(b.results, r)
+			}
 		}
 	}
 	if err := nat.stop(ctx); err != nil {
@@ -333,6 +360,9 @@ func (b *bench) throughput(ctx context.Context) error {
 				return err
 			}
 			sums[i] = sum.String
+		}
+		if sums[0] == "0" {
+			continue // a table no workload wrote
 		}
 		check := fmt.Sprintf("%s: CHECKSUM TABLE master %s, native %s, rowcast %s", t, sums[0], sums[1], sums[2])
 		logf("%s", check)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -13,25 +16,45 @@ const goalRatio = 1.0
 
 func krate(v float64) string { return fmt.Sprintf("%.1fk", v/1000) }
 
+// cpuS is CPU seconds, "?" when unknown (the broker restarted meanwhile).
+func cpuS(v float64) string {
+	if math.IsNaN(v) {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 
+// get is the run of a workload and side with the median rate.
 func (b *bench) get(workload, side string) (result, bool) {
+	runs := b.runs(workload, side)
+	if len(runs) == 0 {
+		return result{}, false
+	}
+	slices.SortFunc(runs, func(x, y result) int { return cmp.Compare(x.rate(), y.rate()) })
+	return runs[len(runs)/2], true // the upper median for an even count
+}
+
+func (b *bench) runs(workload, side string) []result {
+	var out []result
 	for _, r := range b.results {
 		if r.Workload == workload && r.Side == side {
-			return r, true
+			out = append(out, r)
 		}
 	}
-	return result{}, false
+	return out
 }
 
 type line struct {
-	workload, shape, native, rowcast, ratio, secs, commits, cpuNative, cpuRowcast string
+	workload, shape, native, rowcast, ratio, runs, secs, commits, cpuNative, cpuRowcast, perRow string
 }
 
-var header = line{"workload", "rows x txn size", "native rows/s", "rowcast rows/s", "rowcast/native", "seconds native / rowcast",
-	"replica commits native / rowcast", "CPU s native: mariadbd", "CPU s rowcast: sink / mariadbd / kafka"}
+var header = line{"workload", "rows x txn size", "native rows/s", "rowcast rows/s", "rowcast/native", "runs native; rowcast",
+	"seconds native / rowcast", "replica commits native / rowcast", "CPU s native: mariadbd", "CPU s rowcast: sink / mariadbd / kafka",
+	"CPU us per row native / rowcast"}
 
 func (b *bench) lines() []line {
 	var out []line
@@ -41,23 +64,36 @@ func (b *bench) lines() []line {
 		if !ok1 || !ok2 {
 			continue
 		}
+		rates := func(side string) string {
+			var p []string
+			for _, x := range b.runs(sp.Name, side) {
+				p = append(p, krate(x.rate()))
+			}
+			return strings.Join(p, " ")
+		}
+		rowcastCPU := r.CPU.Self + r.CPU.Server
+		if !math.IsNaN(r.CPU.Kafka) {
+			rowcastCPU += r.CPU.Kafka
+		}
 		out = append(out, line{
 			workload:   sp.Name,
 			shape:      fmt.Sprintf("%d x %d", sp.Rows, sp.Txn),
 			native:     krate(n.rate()),
 			rowcast:    krate(r.rate()),
 			ratio:      fmt.Sprintf("%.2fx", r.rate()/n.rate()),
+			runs:       rates(sideNative) + "; " + rates(sideRowcast),
 			secs:       fmt.Sprintf("%.2f / %.2f", n.Took.Seconds(), r.Took.Seconds()),
 			commits:    fmt.Sprintf("%.0f / %.0f", n.Server["Binlog_commits"], r.Server["Binlog_commits"]),
 			cpuNative:  fmt.Sprintf("%.1f", n.CPU.Server),
-			cpuRowcast: fmt.Sprintf("%.1f / %.1f / %.1f", r.CPU.Self, r.CPU.Server, r.CPU.Kafka),
+			cpuRowcast: fmt.Sprintf("%.1f / %.1f / %s", r.CPU.Self, r.CPU.Server, cpuS(r.CPU.Kafka)),
+			perRow:     fmt.Sprintf("%.1f / %.1f", 1e6*n.CPU.Server/float64(n.Rows), 1e6*rowcastCPU/float64(r.Rows)),
 		})
 	}
 	return out
 }
 
 func cells(l line) []string {
-	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.secs, l.commits, l.cpuNative, l.cpuRowcast}
+	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.runs, l.secs, l.commits, l.cpuNative, l.cpuRowcast, l.perRow}
 }
 
 func (b *bench) verdict() string {
@@ -168,6 +204,8 @@ func (b *bench) section() string {
 	w("- rows of about 190 bytes (BIGINT key, 2 INT, DECIMAL, 2 DATETIME, 3 VARCHAR); each workload written by %d connections, one statement per transaction; updates change 4 columns of every row\n", o.conns)
 	w("- native: `CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos` from the position before the workloads; the IO thread fetched each workload while it was written; timed: `START SLAVE SQL_THREAD` until `@@gtid_slave_pos` holds the workload's last GTID (polled every 2 ms)\n")
 	w("- rowcast: the pipeline service published each workload to a fresh topic while it was written; timed: a new sink worker (built as `rowcast sink` builds it) from Run until its committed checkpoint holds the workload's last GTID\n")
+	w("- %d measurement(s) per workload and side, each on tables of its own, alternating which side goes first; the median is reported (all runs in the runs column)\n", o.repeat)
+	w("- CPU us per row: CPU time of native's mariadbd, and of rowcast's sink (this process) + mariadbd + Kafka broker, per row: less dependent on other load than the rates\n")
 	w("- both replicas checked against the master with CHECKSUM TABLE at the end\n")
 	if o.cpuProfile != "" {
 		w("- CPU profiling of the sink was on\n")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -19,19 +20,35 @@ func logf(format string, args ...any) {
 // cpuTimes are CPU seconds (user+system) of this process (the sink worker
 // during a rowcast measurement), of the measured side's mariadbd and of the
 // Kafka broker: on a small machine they share the cores.
-type cpuTimes struct{ Self, Server, Kafka float64 }
+type cpuTimes struct {
+	Self, Server, Kafka float64
+	kafkaPid            int
+}
 
+// sub is c - d; Kafka is NaN when the broker was restarted in between (a
+// test of someone else's may restart the stack's broker).
 func (c cpuTimes) sub(d cpuTimes) cpuTimes {
-	return cpuTimes{c.Self - d.Self, c.Server - d.Server, c.Kafka - d.Kafka}
+	k := c.Kafka - d.Kafka
+	if c.kafkaPid != d.kafkaPid {
+		k = math.NaN()
+	}
+	return cpuTimes{c.Self - d.Self, c.Server - d.Server, k, c.kafkaPid}
 }
 
 func (b *bench) cpuNow(s *server) cpuTimes {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	pid := b.o.kafkaPid
+	if b.o.kafkaPidFile != "" {
+		if v, err := os.ReadFile(b.o.kafkaPidFile); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(v)))
+		}
+	}
 	return cpuTimes{
-		Self:   float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9,
-		Server: procCPU(s.pid()),
-		Kafka:  procCPU(b.o.kafkaPid),
+		Self:     float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9,
+		Server:   procCPU(s.pid()),
+		Kafka:    procCPU(pid),
+		kafkaPid: pid,
 	}
 }
 

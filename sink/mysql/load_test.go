@@ -3,11 +3,14 @@ package mysql
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"math"
 	"slices"
 	"strings"
 	"testing"
+
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/testenv"
@@ -15,17 +18,15 @@ import (
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
 
-// loadStatements counts the LOAD DATA and INSERT statements a recorder saw.
-func loadStatements(stmts []string) (loads, inserts int) {
+// loadStatements counts the LOAD DATA statements a recorder saw.
+func loadStatements(stmts []string) int {
+	n := 0
 	for _, s := range stmts {
-		switch {
-		case strings.HasPrefix(s, "LOAD DATA"):
-			loads++
-		case strings.HasPrefix(s, "INSERT INTO `"):
-			inserts++
+		if strings.HasPrefix(s, "LOAD DATA") {
+			n++
 		}
 	}
-	return loads, inserts
+	return n
 }
 
 // TestLoadDataKinds applies batches of every value kind, with the bytes that
@@ -88,7 +89,7 @@ func TestLoadDataKinds(t *testing.T) {
 		if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
 			t.Fatal(err)
 		}
-		loads, _ := loadStatements(rec.get())
+		loads := loadStatements(rec.get())
 		if want := map[bool]int{false: 2, true: 0}[noLoad]; loads != want {
 			t.Fatalf("NoLoadData %v: %d LOAD DATA statements, want %d", noLoad, loads, want)
 		}
@@ -193,7 +194,7 @@ func TestLoadDataStrict(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Offset != int64(loadMinRows+3) || !strings.Contains(err.Error(), "1406") {
 		t.Fatalf("error %v, want data too long at offset %d", err, loadMinRows+3)
 	}
-	if loads, _ := loadStatements(rec.get()); loads == 0 {
+	if loadStatements(rec.get()) == 0 {
 		t.Fatal("the batch did not go through LOAD DATA")
 	}
 	if n := r.Count(t, "t"); n != 0 {
@@ -275,5 +276,52 @@ func TestLoadDataOnlyPlainTables(t *testing.T) {
 	}
 	if n := r.Count(t, "audit"); n != 0 {
 		t.Errorf("audit rows %d: the upsert fired a delete trigger", n)
+	}
+}
+
+// noLocalInfile answers every LOAD DATA as a replica whose local_infile was
+// turned off after Open.
+type noLocalInfile struct{ recorder }
+
+func (n *noLocalInfile) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if strings.HasPrefix(q, "LOAD DATA") {
+		n.add(q)
+		return nil, &gomysql.MySQLError{Number: 4166, Message: "The used command is not allowed because the MariaDB server or client has disabled the local infile capability"}
+	}
+	return n.recorder.ExecContext(ctx, q, args...)
+}
+
+// TestLoadDataRefused: a replica that refuses LOAD DATA LOCAL after Open
+// gets the batch as an INSERT, and every later one.
+func TestLoadDataRefused(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
+	s := sinktest.NewScript(r.db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
+	for txn := int64(0); txn < 2; txn++ {
+		for i := int64(1); i <= loadMinRows; i++ {
+			s.Insert("t", txn*100+i, "v")
+		}
+		s.Commit()
+	}
+	tgt := r.target(t)
+	rec := &noLocalInfile{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in := sinktest.NewInput(s.Msgs)
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	inserts := 0
+	for _, st := range rec.get() {
+		if strings.HasPrefix(st, "INSERT INTO "+q(r.db, "t")) {
+			inserts++
+		}
+	}
+	if loads := loadStatements(rec.get()); loads != 1 || inserts != 2 {
+		t.Fatalf("%d LOAD DATA and %d INSERT statements, want 1 refused LOAD DATA, then INSERTs only", loads, inserts)
+	}
+	if n := r.Count(t, "t"); n != 2*loadMinRows {
+		t.Fatalf("%d rows, want %d", n, 2*loadMinRows)
 	}
 }

@@ -79,7 +79,15 @@ func (t *Target) upsert(ctx context.Context, tbl *pipeline.Table, rows []*pipeli
 			return err
 		}
 		if load {
-			return t.loadRows(ctx, tbl, rows)
+			err := t.loadRows(ctx, tbl, rows)
+			if !isCode(err, 4166) && !isCode(err, 1148) && !isCode(err, 3948) {
+				return err
+			}
+			// LOAD DATA LOCAL was turned off on the replica since Open
+			// (local_infile=OFF; error 4166, 1148 on older servers, 3948 on
+			// MySQL): nothing was applied; use the INSERT.
+			t.loadOK = false
+			t.log.Warn().Err(err).Msg("LOAD DATA LOCAL is not allowed on the replica (local_infile=OFF): upserts use INSERT from now on")
 		}
 	}
 	args := t.args[:0]
