@@ -127,7 +127,7 @@ func main() {
 	flag.DurationVar(&o.lagPoll, "lag-poll", 5*time.Millisecond, "how often the replica is polled for the newest row")
 	flag.IntVar(&o.conns, "conns", 2, "connections writing the throughput workloads on the master")
 	flag.StringVar(&workloads, "workloads", "insert,update,insert-small,update-small", "throughput workloads to run (update needs insert; empty: none)")
-	flag.StringVar(&o.dir, "dir", ".stack/bench", "directory of the benchmark's own MariaDB instances (removed and recreated)")
+	flag.StringVar(&o.dir, "dir", ".stack/bench", "directory of the benchmark's own MariaDB instances (recreated at start; datadirs removed at the end unless --keep)")
 	flag.StringVar(&o.template, "cnf-template", "scripts/lib/mariadb.cnf.in", "the stack's my.cnf template: every instance gets the replicas' settings")
 	flag.IntVar(&o.basePort, "port", 3310, "first of three ports: master, native replica, rowcast target")
 	flag.IntVar(&o.httpPort, "http-port", 9481, "metrics port of the live `rowcast pipeline`; `rowcast sink` gets the next")
@@ -196,6 +196,10 @@ func run(ctx context.Context, o *options) error {
 		}
 		for _, s := range servers {
 			s.stop()
+			// The datadirs (tables and binlogs, GBs) go; logs stay.
+			if err := os.RemoveAll(filepath.Join(s.dir, "data")); err != nil {
+				logf("warning: %v", err)
+			}
 		}
 		if len(b.topics) > 0 {
 			deleteTopics(o, b.topics...)
