@@ -119,12 +119,13 @@ type Progress struct {
 
 // Defaults of Config.ChunkRows and Config.Parallel, measured with
 // `scripts/bench verify` (docs/BENCHMARKS.md): each chunk costs the servers
-// a fixed part beside its rows (statements, range estimates, the bound's
-// scan restarting), so that 20000-row chunks take about a quarter less CPU
-// per row than 5000-row ones and a third less than 1000-row ones. A chunk
-// that differs is listed row by row, 20000 keys and hashes per side: small.
-// Two chunks in flight keep each side busy while the other side's answer and
-// the next bound are on their way; more only add contention.
+// a fixed part beside its rows (statements, range setup, the bound query),
+// so that 20000-row chunks took the least server CPU per row (in one
+// side-by-side run, 25% less than 5000-row chunks) and 1000-row chunks the
+// most. A chunk that differs is listed row by row, 20000 keys and hashes per
+// side: small. Two chunks in flight keep each side busy while the other
+// side's answer and the next bound are on their way; four were no better in
+// the median on two cores, and load the master more.
 const (
 	DefaultChunkRows = 20000
 	DefaultParallel  = 2
