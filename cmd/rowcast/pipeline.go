@@ -16,8 +16,7 @@ func runPipeline(ctx context.Context, args []string, _, stderr io.Writer) error 
 	fs := newFlags("pipeline", "--config FILE", stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+	lf.register(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

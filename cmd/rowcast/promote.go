@@ -45,8 +45,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "time to live of the promotion lease (renewed while promoting)")
 	pipelineHTTP := fs.String("pipeline-http", "", "metrics address of the pipeline service, whose /healthz says how far it read (default: the config's http; off: watch the topic)")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "warn", "debug, info, warn or error")
+	lf.register(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

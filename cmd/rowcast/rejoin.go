@@ -40,8 +40,7 @@ func runRejoin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	undo := fs.Bool("undo-loss", false, "revert the lost transactions on the node so that it can follow the topic")
 	timeout := fs.Duration("read-timeout", 2*time.Minute, "how long reading the node's binlog may take")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "warn", "debug, info, warn or error")
+	lf.register(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

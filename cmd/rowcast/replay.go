@@ -44,8 +44,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	toOffset := fs.Int64("to-offset", -1, "stop before this offset (moved back to a transaction boundary); default: the end of the topic")
 	dryRun := fs.Bool("dry-run", false, "print what would be replayed and change nothing")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "warn", "debug, info, warn or error")
+	lf.register(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

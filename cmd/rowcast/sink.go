@@ -48,8 +48,7 @@ func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs.Var(&skips, "skip-offset", "skip the message at this offset on purpose (repeatable); recorded in the replica's skipped table")
 	start := fs.Int64("start-offset", 0, "where a replica without a checkpoint starts (a replica seeded as of that offset)")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+	lf.register(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -88,8 +87,7 @@ func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("run", "--config FILE", stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+	lf.register(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -39,8 +39,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxDiffs := fs.Int("max-diffs", 100, "differences listed per table (all are counted and repaired)")
 	hash := fs.String("hash", "", "row hash: "+verify.HashCRC+" or "+verify.HashMD5+" (default: the fastest both servers have)")
 	var lf logFlags
-	fs.StringVar(&lf.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&lf.level, "log-level", "info", "debug, info, warn or error")
+	lf.register(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -88,6 +89,12 @@ func withLocator(pc *service.PublisherConfig, cfg *config.Config, log zerolog.Lo
 
 // logFlags are the logging flags of every long-running command.
 type logFlags struct{ format, level string }
+
+// register adds --log-format and --log-level (default level given) to fs.
+func (l *logFlags) register(fs *flag.FlagSet, level string) {
+	fs.StringVar(&l.format, "log-format", "", "json or console (default: console on a terminal, else json)")
+	fs.StringVar(&l.level, "log-level", level, "debug, info, warn or error")
+}
 
 func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	if w == nil {
