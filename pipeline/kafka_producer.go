@@ -1,15 +1,16 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
 )
 
 // Producer publishes messages to partition 0 of the changelog topic, in the
@@ -34,8 +35,20 @@ import (
 // context, and then goes on with the next queued batch, so a failure leaves
 // a gap that later messages step over (writer.go, partitionWriter.writeBatch;
 // maintainers in segmentio/kafka-go#625: "the kafka.Writer does not provide
-// ordering guarantees"; #686). Driving (*kafka.Client).Produce from one
-// goroutine gives the guarantee directly.
+// ordering guarantees"; #686). Driving produce requests from one goroutine
+// gives the guarantee directly.
+//
+// Encoding and compressing a 1 MiB batch costs a few milliseconds of CPU, as
+// much as a local broker takes to acknowledge it, so it is kept off the
+// serial path: while a request is in flight, a second goroutine (the encoder,
+// kafka_producer_encode.go) takes the next batch from the queue and encodes
+// it as a v2 record batch, and Run sends those bytes as they are with
+// (*kafka.Client).RawProduce. The encoder works at most one batch ahead, and
+// only on a full one: a partial batch waits, as before, until no request is
+// in flight and then Linger or a Flush, so batches stay as large as they
+// were. A retry sends the same bytes. When the topic refuses a batch as too
+// large, the batch and the one encoded ahead are dropped and the queue is
+// batched again from its first unacknowledged message with a smaller limit.
 type Producer struct {
 	cfg         KafkaConfig
 	log         zerolog.Logger
@@ -43,7 +56,13 @@ type Producer struct {
 	metrics     KafkaMetrics
 	compression kafka.Compression
 	conn        *kafkaConn
-	wake        chan struct{} // Send and Flush nudge Run; capacity 1
+	wake        chan struct{} // Send, Flush and acknowledgements nudge the encoder; capacity 1
+
+	// Run and the encoder pass the two producerBatch buffers around: the
+	// encoder takes a free one, fills it and hands it over on ready; Run
+	// sends it and gives it back on free. Two buffers bound the encoded
+	// batches in memory to the one in flight and the one encoded ahead.
+	free, ready chan *producerBatch
 
 	mu       sync.Mutex
 	q        []producerEntry // q[head:] waits for acknowledgement, in order
@@ -54,14 +73,23 @@ type Producer struct {
 	arena    kafkaArena
 	running  bool
 	stopped  error // set when Run returns; Send and Flush return it
-	flushing int   // Flush calls waiting: Run skips Linger
+	flushing int   // Flush calls waiting: the encoder skips Linger
 	spaceCh  chan struct{}
 	ackCh    chan struct{}
 
-	// Owned by Run.
-	batchBytes int // MaxBatchBytes, or less once the topic refused a batch as too large
-	batch      []producerEntry
-	recs       producerRecords
+	// What the encoder has taken from the queue. q[head:head+claimed] are
+	// in the batch Run is sending and the one encoded ahead, in order;
+	// unclaimed is the size of q[head+claimed:] as fitBatch counts it (keys,
+	// values and kafkaRecordOverhead each), so that the encoder can tell a
+	// full batch without walking the queue on every Send.
+	claimed   int
+	unclaimed int
+	// gen counts splits: a split drops every claim, and a batch claimed
+	// before it is given back unsent (its messages are batched again).
+	gen uint64
+	// batchBytes is MaxBatchBytes, or less once the topic refused a batch as
+	// too large.
+	batchBytes int
 }
 
 // ProducerMessage is one message for SendBatch.
@@ -125,6 +153,8 @@ func NewProducer(cfg KafkaConfig, log zerolog.Logger, opts ProducerOptions) (*Pr
 		metrics:     opts.Metrics,
 		compression: comp,
 		wake:        make(chan struct{}, 1),
+		free:        make(chan *producerBatch, 2),
+		ready:       make(chan *producerBatch),
 		batchBytes:  cfg.MaxBatchBytes,
 	}, nil
 }
@@ -176,6 +206,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []ProducerMessage) (int, 
 		}
 		p.q = append(p.q, producerEntry{key: p.arena.copy(m.Key), value: p.arena.copy(m.Value), token: m.Token})
 		p.bytes += size
+		p.unclaimed += len(m.Key) + len(m.Value) + kafkaRecordOverhead
 		p.enqueued++
 		n++
 	}
@@ -245,8 +276,17 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	}
 	p.running = true
 	p.mu.Unlock()
-	p.conn = newKafkaConn(&p.cfg)
+	if p.conn == nil { // tests may set their own, with a faulty dialer
+		p.conn = newKafkaConn(&p.cfg)
+	}
+	p.free <- new(producerBatch)
+	p.free <- new(producerBatch)
+	encCtx, stopEncoder := context.WithCancel(ctx)
+	var encoder sync.WaitGroup
+	encoder.Go(func() { p.encodeBatches(encCtx) })
 	defer func() {
+		stopEncoder()
+		encoder.Wait()
 		p.conn.close()
 		p.mu.Lock()
 		p.stopped = fmt.Errorf("%w: %w", ErrProducerClosed, err)
@@ -261,91 +301,76 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 		p.mu.Unlock()
 	}()
 	for {
-		if err := p.nextBatch(ctx); err != nil {
-			return err
-		}
-		offset, err := p.produce(ctx)
+		b, err := p.nextBatch(ctx)
 		if err != nil {
 			return err
 		}
-		p.ack(offset)
+		offset, err := p.produce(ctx, b)
+		switch {
+		case errors.Is(err, errBatchSplit):
+			// b's messages are being batched again, smaller.
+		case err != nil:
+			return err
+		default:
+			p.ack(b, offset)
+		}
+		p.release(b)
 	}
 }
 
-// nextBatch waits for messages and copies the next batch into p.batch: as
-// many queued messages as fit in MaxBatchMessages and MaxBatchBytes. It
-// waits up to Linger for a batch to fill, unless a Flush is waiting.
-func (p *Producer) nextBatch(ctx context.Context) error {
-	var lingerUntil time.Time
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+// errBatchSplit is produce's answer when the topic refused the batch as too
+// large and the queue is being batched again in smaller batches.
+var errBatchSplit = errors.New("batch split")
+
+// nextBatch waits for the encoder's next batch. A batch claimed before a
+// split is given back unsent: its messages are in the batches claimed since.
+func (p *Producer) nextBatch(ctx context.Context) (*producerBatch, error) {
 	for {
-		p.mu.Lock()
-		n, size := p.fitBatch()
-		queued := len(p.q) - p.head
-		full := n < queued || n == p.cfg.MaxBatchMessages || size >= p.batchBytes
-		now := time.Now()
-		if n > 0 && lingerUntil.IsZero() {
-			lingerUntil = now.Add(p.cfg.Linger)
-		}
-		if n > 0 && (full || p.flushing > 0 || p.cfg.Linger < 0 || !now.Before(lingerUntil)) {
-			p.batch = append(p.batch[:0], p.q[p.head:p.head+n]...)
-			p.mu.Unlock()
-			return nil
-		}
-		p.mu.Unlock()
-
-		var tc <-chan time.Time
-		if n > 0 {
-			if timer == nil {
-				timer = time.NewTimer(time.Until(lingerUntil))
-			} else {
-				timer.Reset(time.Until(lingerUntil))
-			}
-			tc = timer.C
-		}
 		select {
-		case <-p.wake:
-		case <-tc:
+		case b := <-p.ready:
+			p.mu.Lock()
+			stale := b.gen != p.gen
+			p.mu.Unlock()
+			if !stale {
+				return b, nil
+			}
+			p.release(b)
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// fitBatch counts the queued messages that fit in one request, at least one.
-func (p *Producer) fitBatch() (n, size int) {
-	size = kafkaBatchOverhead
-	for _, e := range p.q[p.head:] {
-		s := len(e.key) + len(e.value) + kafkaRecordOverhead
-		if n == p.cfg.MaxBatchMessages || (n > 0 && size+s > p.batchBytes) {
-			break
-		}
-		n++
-		size += s
+// release empties b and gives it back to the encoder.
+func (p *Producer) release(b *producerBatch) {
+	clear(b.entries)
+	b.entries = b.entries[:0]
+	b.err = nil
+	b.rd.Reset(nil)
+	if b.buf.Cap() > 4*p.cfg.MaxBatchBytes {
+		b.buf = bytes.Buffer{} // grown for one outsized message: do not keep it
 	}
-	return n, size
+	p.free <- b // never blocks: free has room for both buffers
 }
 
-// produce sends p.batch until Kafka acknowledges it and returns the offset
-// of its first message.
-func (p *Producer) produce(ctx context.Context) (int64, error) {
+// produce sends b until Kafka acknowledges it and returns the offset of its
+// first message, or errBatchSplit once it has split the batching (see
+// Producer).
+func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error) {
+	if b.err != nil {
+		return 0, p.fatal(b, fmt.Errorf("encode record batch: %w", b.err), "")
+	}
 	bo := newKafkaBackoff(&p.cfg)
 	var missingSince time.Time
-	dataBytes := p.batchSize(len(p.batch))
+	dataBytes := batchSize(b.entries)
 	for attempt := 1; ; attempt++ {
-		p.recs.reset(p.batch)
+		b.rd.Reset(b.buf.Bytes())
 		start := time.Now()
-		res, err := p.conn.client.Produce(ctx, &kafka.ProduceRequest{
+		res, err := p.conn.client.RawProduce(ctx, &kafka.RawProduceRequest{
 			Topic:        p.cfg.Topic,
 			Partition:    0,
 			RequiredAcks: kafka.RequireAll,
-			Records:      &p.recs,
-			Compression:  p.compression,
+			RawRecords:   protocol.RawRecordSet{Reader: &b.rd},
 		})
 		if err == nil {
 			err = res.Error
@@ -357,7 +382,7 @@ func (p *Producer) produce(ctx context.Context) (int64, error) {
 			}
 		}
 		if err == nil {
-			p.metrics.Produced(len(p.batch), dataBytes, time.Since(start))
+			p.metrics.Produced(len(b.entries), dataBytes, time.Since(start))
 			if attempt > 1 {
 				p.log.Info().Int("attempts", attempt).Int64("offset", res.BaseOffset).Msg("kafka produce succeeded after retries")
 			}
@@ -367,21 +392,31 @@ func (p *Producer) produce(ctx context.Context) (int64, error) {
 			return 0, ctx.Err()
 		}
 		c := classifyKafkaErr(err)
-		if (errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)) && len(p.batch) > 1 {
-			// The topic's max.message.bytes is below MaxBatchBytes: send
-			// the first half alone, and smaller batches from now on. The
-			// rest stays queued, in order.
+		if (errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge)) && len(b.entries) > 1 {
+			// The topic's max.message.bytes is below MaxBatchBytes: batch
+			// the queue again from this batch's first message, with a limit
+			// that makes its first half the next batch, and keep the smaller
+			// limit from now on. The batch encoded ahead is stale: its
+			// messages come after the ones re-batched.
 			p.metrics.RequestError("produce", c.kind)
-			p.batchBytes = min(p.batchBytes, p.encodedSize(len(p.batch)/2))
-			p.batch = p.batch[:len(p.batch)/2]
-			dataBytes = p.batchSize(len(p.batch))
-			p.log.Warn().Err(err).Int("max_batch_bytes", p.batchBytes).
+			p.mu.Lock()
+			p.batchBytes = min(p.batchBytes, encodedSize(b.entries[:len(b.entries)/2]))
+			p.claimed, p.gen = 0, p.gen+1
+			p.unclaimed = 0
+			for i := range p.q[p.head:] {
+				e := &p.q[p.head+i]
+				p.unclaimed += len(e.key) + len(e.value) + kafkaRecordOverhead
+			}
+			batchBytes := p.batchBytes
+			p.mu.Unlock()
+			p.nudge()
+			p.log.Warn().Err(err).Int("max_batch_bytes", batchBytes).
 				Msg("kafka produce request too large for the topic's max.message.bytes; splitting batches")
-			continue
+			return 0, errBatchSplit
 		}
 		if !c.retry {
 			p.metrics.RequestError("produce", c.kind)
-			return 0, p.fatal(err, kafkaFix(err, &p.cfg))
+			return 0, p.fatal(b, err, kafkaFix(err, &p.cfg))
 		}
 		if c.refresh {
 			p.conn.refresh()
@@ -400,10 +435,10 @@ func (p *Producer) produce(ctx context.Context) (int64, error) {
 		case missingSince.IsZero():
 			missingSince = time.Now()
 		case time.Since(missingSince) > p.cfg.RequestTimeout:
-			return 0, p.fatal(topicNotFound(&p.cfg), "")
+			return 0, p.fatal(b, topicNotFound(&p.cfg), "")
 		}
 		d := bo.delay()
-		p.log.Warn().Err(err).Str("kind", c.kind).Int("attempt", attempt).Int("messages", len(p.batch)).
+		p.log.Warn().Err(err).Str("kind", c.kind).Int("attempt", attempt).Int("messages", len(b.entries)).
 			Dur("backoff", d).Msg("kafka produce failed, retrying the same batch")
 		if err := kafkaSleep(ctx, d); err != nil {
 			return 0, err
@@ -411,47 +446,47 @@ func (p *Producer) produce(ctx context.Context) (int64, error) {
 	}
 }
 
-// batchSize is the key and value bytes of the first n messages of p.batch.
-func (p *Producer) batchSize(n int) int {
+// batchSize is the key and value bytes of entries.
+func batchSize(entries []producerEntry) int {
 	size := 0
-	for _, e := range p.batch[:n] {
-		size += len(e.key) + len(e.value)
+	for i := range entries {
+		size += len(entries[i].key) + len(entries[i].value)
 	}
 	return size
 }
 
-// encodedSize bounds the encoded size of the first n messages of p.batch as
-// one record batch, as fitBatch counts it.
-func (p *Producer) encodedSize(n int) int {
-	return kafkaBatchOverhead + p.batchSize(n) + n*kafkaRecordOverhead
+// encodedSize bounds the encoded size of entries as one record batch, as
+// fitBatch counts it.
+func encodedSize(entries []producerEntry) int {
+	return kafkaBatchOverhead + batchSize(entries) + len(entries)*kafkaRecordOverhead
 }
 
-func (p *Producer) fatal(err error, fix string) error {
+func (p *Producer) fatal(b *producerBatch, err error, fix string) error {
 	p.mu.Lock()
 	first := p.acked
 	p.mu.Unlock()
 	msg := fmt.Sprintf("kafka produce to topic %s partition 0 failed for messages %d to %d since start (first token %v)",
-		p.cfg.Topic, first, first+uint64(len(p.batch))-1, p.batch[0].token)
+		p.cfg.Topic, first, first+uint64(len(b.entries))-1, b.entries[0].token)
 	if fix != "" {
 		return fmt.Errorf("%s: %w: %s", msg, err, fix)
 	}
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-// ack reports p.batch to OnAck, then drops it from the queue and wakes
-// Send and Flush.
-func (p *Producer) ack(offset int64) {
-	for i := range p.batch {
-		p.onAck(p.batch[i].token, offset+int64(i))
+// ack reports b to OnAck, then drops its messages from the queue and wakes
+// Send, Flush and the encoder.
+func (p *Producer) ack(b *producerBatch, offset int64) {
+	for i := range b.entries {
+		p.onAck(b.entries[i].token, offset+int64(i))
 	}
-	n := len(p.batch)
-	clear(p.batch)
+	n := len(b.entries)
 	p.mu.Lock()
 	for i := p.head; i < p.head+n; i++ {
 		p.bytes -= p.q[i].size()
 		p.q[i] = producerEntry{}
 	}
 	p.head += n
+	p.claimed -= n
 	p.acked += uint64(n)
 	switch {
 	case p.head == len(p.q):
@@ -470,59 +505,7 @@ func (p *Producer) ack(offset int64) {
 		p.ackCh = nil
 	}
 	p.mu.Unlock()
-}
-
-// producerRecords exposes a batch to kafka-go's encoder without copying or
-// allocating: kafka-go reads one record at a time and each key and value
-// once (protocol.forEachRecord), so two readers are reused for every record.
-// reset rewinds it for a retry.
-type producerRecords struct {
-	batch  []producerEntry
-	i      int
-	rec    kafka.Record
-	kr, vr kafkaBytes
-}
-
-func (r *producerRecords) reset(batch []producerEntry) { r.batch, r.i = batch, 0 }
-
-func (r *producerRecords) ReadRecord() (*kafka.Record, error) {
-	if r.i >= len(r.batch) {
-		return nil, io.EOF
-	}
-	e := &r.batch[r.i]
-	r.i++
-	r.rec = kafka.Record{}
-	if e.key != nil {
-		r.kr.b = e.key
-		r.rec.Key = &r.kr
-	}
-	if e.value != nil {
-		r.vr.b = e.value
-		r.rec.Value = &r.vr
-	}
-	return &r.rec, nil
-}
-
-// kafkaBytes is kafka.Bytes over a byte slice. WriteTo lets io.Copy hand the
-// slice to the encoder directly.
-type kafkaBytes struct{ b []byte }
-
-func (k *kafkaBytes) Len() int     { return len(k.b) }
-func (k *kafkaBytes) Close() error { return nil }
-
-func (k *kafkaBytes) Read(p []byte) (int, error) {
-	if len(k.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, k.b)
-	k.b = k.b[n:]
-	return n, nil
-}
-
-func (k *kafkaBytes) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(k.b)
-	k.b = k.b[n:]
-	return int64(n), err
+	p.nudge() // with nothing claimed any more, a partial batch may go
 }
 
 // KafkaMetrics receives what the Kafka layer measures. Implementations must
