@@ -416,7 +416,12 @@ type kafkaArena struct{ slab []byte }
 
 const kafkaSlabSize = 256 << 10
 
+// alloc returns n bytes, never nil: an empty key or value must stay empty,
+// not turn into a null one.
 func (a *kafkaArena) alloc(n int) []byte {
+	if n == 0 {
+		return []byte{}
+	}
 	if n > kafkaSlabSize/4 {
 		return make([]byte, n)
 	}
