@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -347,8 +346,8 @@ func (p *Producer) release(b *producerBatch) {
 	b.entries = b.entries[:0]
 	b.err = nil
 	b.rd.Reset(nil)
-	if b.buf.Cap() > 4*p.cfg.MaxBatchBytes {
-		b.buf = bytes.Buffer{} // grown for one outsized message: do not keep it
+	if cap(b.out) > 4*p.cfg.MaxBatchBytes {
+		b.out, b.recs = nil, nil // grown for one outsized message: do not keep them
 	}
 	p.free <- b // never blocks: free has room for both buffers
 }
@@ -364,7 +363,7 @@ func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error)
 	var missingSince time.Time
 	dataBytes := batchSize(b.entries)
 	for attempt := 1; ; attempt++ {
-		b.rd.Reset(b.buf.Bytes())
+		b.rd.Reset(b.out)
 		start := time.Now()
 		res, err := p.conn.client.RawProduce(ctx, &kafka.RawProduceRequest{
 			Topic:        p.cfg.Topic,
