@@ -133,8 +133,8 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("go-mysql", func(b *testing.B) {
 		b.ReportAllocs()
 		r := NewReader(cfg, testLogger(b))
-		sc := r.syncerConfig(FlavorMariaDB)
 		for b.Loop() {
+			sc := r.SyncerConfig(FlavorMariaDB)
 			sc.ServerID = uniqueServerID()
 			syncer := replication.NewBinlogSyncer(sc)
 			set, _ := mysql.ParseGTIDSet(FlavorMariaDB, start.GTIDSet)
@@ -158,22 +158,48 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
+// benchTable is the table of scripts/bench source (scripts/benchsource): two
+// INT, a DECIMAL, a DATETIME and a DATETIME(3) beside a BIGINT key and three
+// VARCHARs.
+const benchTable = `CREATE TABLE w (id BIGINT NOT NULL PRIMARY KEY, account_id INT NOT NULL, qty INT NOT NULL,
+	amount DECIMAL(12,2) NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME(3) NOT NULL,
+	name VARCHAR(64) NOT NULL, email VARCHAR(96) NOT NULL, note VARCHAR(255) NOT NULL) DEFAULT CHARSET=utf8mb4`
+
+// fillBench inserts n rows like scripts/bench source's into w, per rows per
+// transaction.
+func fillBench(t testing.TB, db *sql.DB, n, per int) {
+	t.Helper()
+	for from := 1; from <= n; from += per {
+		to := min(from+per-1, n)
+		testenv.Exec(t, db, fmt.Sprintf(`INSERT INTO w SELECT seq, seq * 7919 %% 100000, seq %% 1000, seq * 12.34 %% 1000000,
+			'2024-01-01' + INTERVAL seq SECOND, '2024-01-01' + INTERVAL seq SECOND + INTERVAL seq %% 1000 * 1000 MICROSECOND,
+			REPEAT('n', 36), CONCAT(REPEAT('e', 28), '@example.com'), REPEAT('x', 76) FROM mysql.seq_%d_to_%d`, from, to))
+	}
+}
+
 // BenchmarkDecodeOffline replays the same binlog from memory, without the
 // server and the network: go-mysql's parser alone ("go-mysql") against the
-// parser plus rowcast's transaction and value handling ("rowcast").
+// parser plus rowcast's transaction and value handling ("rowcast"), with the
+// reader's settings (SyncerConfig), on the wide table and on the table of
+// scripts/bench source ("bench").
 func BenchmarkDecodeOffline(b *testing.B) {
+	b.Run("wide", func(b *testing.B) { benchmarkDecodeOffline(b, wideTable, fillWide) })
+	b.Run("bench", func(b *testing.B) { benchmarkDecodeOffline(b, benchTable, fillBench) })
+}
+
+func benchmarkDecodeOffline(b *testing.B, table string, fill func(testing.TB, *sql.DB, int, int)) {
 	const rows = 200000
 	dbName := testenv.CreateDatabase(b, testenv.Master)
 	db := testenv.DBAt(b, testenv.Master, dbName)
-	testenv.Exec(b, db, wideTable)
+	testenv.Exec(b, db, table)
 	start := Start{GTIDSet: binlogPos(b, db), NextTxnSeq: 1}
-	fillWide(b, db, rows, rows/20)
+	fill(b, db, rows, rows/20)
 	cfg := testConfig(b, dbName)
 	cfg.setDefaults()
 	r := NewReader(cfg, testLogger(b))
 
 	// Capture the raw events once.
-	sc := r.syncerConfig(FlavorMariaDB)
+	sc := r.SyncerConfig(FlavorMariaDB)
 	sc.RawModeEnabled = true
 	syncer := replication.NewBinlogSyncer(sc)
 	set, _ := mysql.ParseGTIDSet(FlavorMariaDB, start.GTIDSet)
@@ -205,11 +231,16 @@ func BenchmarkDecodeOffline(b *testing.B) {
 	syncer.Close()
 
 	parser := func() *replication.BinlogParser {
+		sc := r.SyncerConfig(FlavorMariaDB)
 		p := replication.NewBinlogParser()
 		p.SetFlavor(FlavorMariaDB)
-		p.SetTimestampStringLocation(time.UTC)
-		p.SetRenderJSONAsMySQLText(true)
-		p.SetVerifyChecksum(true)
+		p.SetParseTime(sc.ParseTime)
+		p.SetTimestampStringLocation(sc.TimestampStringLocation)
+		p.SetUseDecimal(sc.UseDecimal)
+		p.SetUseFloatWithTrailingZero(sc.UseFloatWithTrailingZero)
+		p.SetRenderJSONAsMySQLText(sc.RenderJSONAsMySQLText)
+		p.SetVerifyChecksum(sc.VerifyChecksum)
+		p.SetRowsEventDecodeFunc(sc.RowsEventDecodeFunc)
 		return p
 	}
 	// replay decodes the captured binlog b.N times; each pass gets a fresh

@@ -117,7 +117,7 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 		filter:      f,
 	}
 
-	syncer := replication.NewBinlogSyncer(r.syncerConfig(flavor))
+	syncer := replication.NewBinlogSyncer(r.SyncerConfig(flavor))
 	defer syncer.Close()
 	streamer, err := syncer.StartSyncGTID(set)
 	if err != nil {
@@ -164,7 +164,12 @@ func (r *Reader) nextEvent(ctx context.Context, streamer *replication.BinlogStre
 	return nil, r.streamError(err, r.Position())
 }
 
-func (r *Reader) syncerConfig(flavor string) replication.BinlogSyncerConfig {
+// SyncerConfig returns the go-mysql settings Run reads the binlog of a master
+// of flavor with, including a fresh rows-event decoder (see rowsDecoder): for
+// benchmarks and tools that compare the reader with go-mysql alone. The values
+// it decodes are only meant for the reader's converters: temporal and short
+// DECIMAL columns come out as packed integers, unsigned integers as signed.
+func (r *Reader) SyncerConfig(flavor string) replication.BinlogSyncerConfig {
 	host, portStr, _ := net.SplitHostPort(r.cfg.Addr) // validated
 	port, _ := strconv.Atoi(portStr)
 	return replication.BinlogSyncerConfig{
@@ -174,11 +179,14 @@ func (r *Reader) syncerConfig(flavor string) replication.BinlogSyncerConfig {
 		Port:     uint16(port),
 		User:     r.cfg.User,
 		Password: r.cfg.Password,
-		// Values come as strings where strings are exact: DATETIME,
-		// TIMESTAMP (rendered in UTC), DATE, TIME, and DECIMAL, whose
+		// Values that rowsDecoder leaves to go-mysql come as strings where
+		// strings are exact: DECIMAL of more than 8 bytes, whose
 		// UseDecimal=false form is the exact digits with the column's scale
-		// ("-12.3400"); UseDecimal=true would give a shopspring Decimal that
-		// drops trailing zeros.
+		// ("-12.3400"; UseDecimal=true would give a shopspring Decimal that
+		// drops trailing zeros), and pre-5.6 DATETIME, TIMESTAMP and TIME,
+		// which ParseTime=false gives as the server's text, TIMESTAMP in UTC.
+		// ParseTime=true would turn the invalid dates ALLOW_INVALID_DATES
+		// stores into other dates.
 		ParseTime:                false,
 		TimestampStringLocation:  time.UTC,
 		UseDecimal:               false,
@@ -186,6 +194,7 @@ func (r *Reader) syncerConfig(flavor string) replication.BinlogSyncerConfig {
 		// MySQL binary JSON: render as mysqld does (1.0 stays 1.0, key order
 		// kept); the default json.Marshal path loses DOUBLE-ness.
 		RenderJSONAsMySQLText: true,
+		RowsEventDecodeFunc:   newRowsDecoder().decode,
 		HeartbeatPeriod:       r.cfg.HeartbeatPeriod,
 		ReadTimeout:           0, // see nextEvent
 		DisableRetrySync:      true,

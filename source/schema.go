@@ -128,6 +128,9 @@ type tableEntry struct {
 	conv  []convFn
 }
 
+// name is "db.table", for messages.
+func (e *tableEntry) name() string { return e.table.Database + "." + e.table.Name }
+
 // tableCache maps table ids to decoded shapes. The TABLE_MAP event is the truth
 // for the column list (the binlog may be older than the current schema);
 // information_schema only adds what the event cannot say (COLUMN_TYPE, MariaDB

@@ -227,7 +227,6 @@ func (s *stream) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	if te.skip {
 		return nil
 	}
-	name := te.table.Database + "." + te.table.Name
 	var op pipeline.Op
 	switch h.EventType {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2,
@@ -240,11 +239,11 @@ func (s *stream) rows(ctx context.Context, h *replication.EventHeader, e *replic
 		replication.MARIADB_DELETE_ROWS_COMPRESSED_EVENT_V1:
 		op = pipeline.OpDelete
 	default: // PARTIAL_UPDATE_ROWS_EVENT
-		return fmt.Errorf("%w: %s of %s at %s carries partial JSON: set binlog_row_value_options='' on the master", ErrUnsupported, h.EventType, name, s.at(offset))
+		return fmt.Errorf("%w: %s of %s at %s carries partial JSON: set binlog_row_value_options='' on the master", ErrUnsupported, h.EventType, te.name(), s.at(offset))
 	}
 	for _, sk := range e.SkippedColumns {
 		if len(sk) > 0 {
-			return fmt.Errorf("%w: row image of %s at %s lacks %d columns (a session used binlog_row_image other than FULL): set binlog_row_image=FULL globally and in every session, then re-seed %s", ErrMasterSetup, name, s.at(offset), len(sk), name)
+			return fmt.Errorf("%w: row image of %s at %s lacks %d columns (a session used binlog_row_image other than FULL): set binlog_row_image=FULL globally and in every session, then re-seed %s", ErrMasterSetup, te.name(), s.at(offset), len(sk), te.name())
 		}
 	}
 	step := 1
@@ -276,22 +275,23 @@ func (s *stream) rows(ctx context.Context, h *replication.EventHeader, e *replic
 	return nil
 }
 
+// convert turns a row image as go-mysql decoded it into pipeline values, in
+// place: the RowsEvent is the stream's alone once received.
 func (s *stream) convert(te *tableEntry, row []any, offset uint32) ([]any, error) {
 	t := te.table
 	if len(row) != len(te.conv) {
 		return nil, fmt.Errorf("%w: row of %s.%s has %d columns, its TABLE_MAP %d, at %s", ErrProtocol, t.Database, t.Name, len(row), len(te.conv), s.at(offset))
 	}
-	out := make([]any, len(row))
 	for j, v := range row {
 		if v == nil {
 			continue
 		}
 		var err error
-		if out[j], err = te.conv[j](v); err != nil {
+		if row[j], err = te.conv[j](v); err != nil {
 			return nil, fmt.Errorf("decode %s.%s.%s at %s: %w", t.Database, t.Name, t.Columns[j].Name, s.at(offset), err)
 		}
 	}
-	return out, nil
+	return row, nil
 }
 
 func (s *stream) event(kind pipeline.Kind, offset uint32) *pipeline.Event {

@@ -71,7 +71,7 @@ func buildColumn(s colSpec) (pipeline.Column, convFn, error) {
 	case mysql.MYSQL_TYPE_YEAR:
 		col.Kind, fn = pipeline.VYear, intConv
 	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		col.Kind, fn = pipeline.VDecimal, stringConv
+		col.Kind, fn = pipeline.VDecimal, packedConv(s, stringConv)
 	case mysql.MYSQL_TYPE_FLOAT:
 		col.Kind, fn = pipeline.VFloat, func(v any) (any, error) {
 			if f, ok := v.(float32); ok {
@@ -94,13 +94,13 @@ func buildColumn(s colSpec) (pipeline.Column, convFn, error) {
 			return nil, unexpected(v)
 		}
 	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-		col.Kind, fn = pipeline.VTimestamp, stringConv
+		col.Kind, fn = pipeline.VTimestamp, packedConv(s, stringConv)
 	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
-		col.Kind, fn = pipeline.VDateTime, stringConv
+		col.Kind, fn = pipeline.VDateTime, packedConv(s, stringConv)
 	case mysql.MYSQL_TYPE_NEWDATE:
-		col.Kind, fn = pipeline.VDate, stringConv
+		col.Kind, fn = pipeline.VDate, packedConv(s, stringConv)
 	case mysql.MYSQL_TYPE_TIME2:
-		col.Kind, fn = pipeline.VTime, timeConv(int(s.meta))
+		col.Kind, fn = pipeline.VTime, packedConv(s, timeConv(int(s.meta)))
 	case mysql.MYSQL_TYPE_TIME:
 		col.Kind, fn = pipeline.VTime, func(v any) (any, error) {
 			if t, ok := v.(string); ok {
@@ -327,6 +327,22 @@ func setConv(members []string) convFn {
 			}
 		}
 		return strings.Join(out, ","), nil
+	}
+}
+
+// packedConv reads a DECIMAL, DATE, TIME, DATETIME or TIMESTAMP column: the
+// packed bytes rowsDecoder hands over (int64), or else go-mysql's text, which
+// str reads.
+func packedConv(s colSpec, str convFn) convFn {
+	if packedLen(s.typ, s.meta) == 0 {
+		return str
+	}
+	typ, meta := s.typ, s.meta
+	return func(v any) (any, error) {
+		if p, ok := v.(int64); ok {
+			return formatPacked(typ, meta, uint64(p))
+		}
+		return str(v)
 	}
 }
 

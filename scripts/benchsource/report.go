@@ -171,7 +171,7 @@ func (r *report) section() string {
 		w("- %s workload: written in %.1fs; %d bytes of binlog row images per row change; %d bytes of Kafka key+value per message (before lz4)\n",
 			sp.Name, sp.Took.Seconds(), raw.ImageBytes/int64(max(1, sp.Rows)), p.ValueBytes/max(1, p.Produced))
 	}
-	w("- raw: go-mysql BinlogSyncer with the reader's settings (ParseTime false, UseDecimal false, VerifyChecksum, EventCacheCount %d), default RowsEvent decoding\n", r.o.eventBuffer)
+	w("- raw: go-mysql BinlogSyncer with the reader's settings (source.Reader.SyncerConfig: ParseTime false, UseDecimal false, VerifyChecksum, EventCacheCount %d) and go-mysql's own rows-event decoding (the reader replaces it with source/decode.go, which leaves DATE/TIME/DATETIME/TIMESTAMP and short DECIMAL values packed for the reader to format)\n", r.o.eventBuffer)
 	kafkaCfg := "default KafkaConfig (lz4, acks=all, 1 MiB batches, 2 ms linger)"
 	if r.o.compression != "" || r.o.maxBatchBytes != 0 {
 		kafkaCfg = fmt.Sprintf("KafkaConfig NOT the default: compression %q, MaxBatchBytes %d (empty/0 = default)", r.o.compression, r.o.maxBatchBytes)
