@@ -44,7 +44,7 @@ type result struct {
 	ValueBytes      int64         // pipeline only: key+value bytes produced until the end
 	Produced        int64         // pipeline only: messages produced until the end
 	Requests        uint64        // pipeline only: produce requests
-	ProduceTime     time.Duration // pipeline only: time spent in produce requests (encode, compress, send, wait for acks)
+	ProduceTime     time.Duration // pipeline only: time spent in produce requests (send, wait for acks; encoding and compression run ahead, outside)
 }
 
 func (r result) rate() float64 {

@@ -191,7 +191,7 @@ func (r *report) section() string {
 		if p.Requests == 0 {
 			continue
 		}
-		w("Pipeline, %s (median run): %d produce requests of %.0f messages on average; the producer was inside a produce request (encode, lz4, send, wait for acks=all) %.0f%% of the time; other processes (not this benchmark, db1's mariadbd or Kafka) used %.1f CPU s, %.0f%% of the machine, and db1's mariadbd %.1f CPU s.\n",
+		w("Pipeline, %s (median run): %d produce requests of %.0f messages on average; the producer was inside a produce request (send and wait for acks=all; the next batch is encoded and compressed meanwhile) %.0f%% of the time; other processes (not this benchmark, db1's mariadbd or Kafka) used %.1f CPU s, %.0f%% of the machine, and db1's mariadbd %.1f CPU s.\n",
 			sp.Name, p.Requests, float64(p.Messages)/float64(p.Requests), 100*p.ProduceTime.Seconds()/p.Took.Seconds(),
 			p.CPU.Others(), 100*p.CPU.Others()/(p.Took.Seconds()*float64(r.cond.CPUs)), p.CPU.MariaDB)
 	}
