@@ -28,7 +28,14 @@ func (nopMetrics) Differences(int) {}
 // are logged at warn with their keys (never row values) and counted;
 // differences it cannot confirm because the replica is behind are only
 // logged at debug: the next round comes back to them.
+//
+// It follows promotions: before each slice it reads the replica's
+// checkpoint, and once that shows a newer master generation (epoch) than the
+// master's, it finds the master again (Config.Locate) and goes on with it.
+// Without Locate it stops comparing (each slice fails with ErrMasterMoved)
+// rather than compare with an old master.
 type Continuous struct {
+	cfg       Config
 	v         *Verifier
 	sliceRows int
 	m         Metrics
@@ -66,7 +73,37 @@ func NewContinuous(ctx context.Context, cfg Config, sliceRows int, m Metrics) (*
 		v.Close()
 		return nil, fmt.Errorf("%w: %s", ErrNoCheckpoint, v.note)
 	}
-	return &Continuous{v: v, sliceRows: sliceRows, m: m, log: cfg.Log, noted: map[string]bool{}}, nil
+	return &Continuous{cfg: cfg, v: v, sliceRows: sliceRows, m: m, log: cfg.Log, noted: map[string]bool{}}, nil
+}
+
+// follow finds the master again if the replica has applied a newer master
+// generation than the master compared with.
+func (c *Continuous) follow(ctx context.Context) error {
+	st, found, err := c.v.pos.applied(ctx)
+	if err != nil {
+		return fmt.Errorf("read the checkpoint of replica %s: %w", c.cfg.ReplicaName, err)
+	}
+	moved := c.v.pos.sameMaster(st)
+	if !found || moved == nil {
+		return nil
+	}
+	if c.cfg.Locate == nil {
+		return fmt.Errorf("%w; continuous verification has no way to find the new master (no locator): it compares nothing until restarted", moved)
+	}
+	v, err := New(ctx, c.cfg)
+	if err != nil {
+		return err
+	}
+	if v.Static() {
+		v.Close()
+		return fmt.Errorf("%w: %s", ErrNoCheckpoint, v.note)
+	}
+	c.log.Warn().Str("old_master", c.v.cfg.MasterName).Uint64("old_epoch", c.v.cfg.MasterEpoch).
+		Str("master", v.cfg.MasterName).Uint64("epoch", v.cfg.MasterEpoch).
+		Msg("continuous verification: the replica follows a new master; comparing with it from the first table")
+	c.v.Close()
+	c.v, c.cur, c.tables, c.next, c.lo = v, nil, nil, 0, nil
+	return nil
 }
 
 // Close closes the connections.
@@ -92,6 +129,9 @@ func (c *Continuous) Run(ctx context.Context, interval time.Duration) {
 // Slice verifies the next chunks, about sliceRows rows, and returns the rows
 // compared and the differences confirmed.
 func (c *Continuous) Slice(ctx context.Context) (rows int64, diffs int, err error) {
+	if err := c.follow(ctx); err != nil {
+		return 0, 0, err
+	}
 	tablesSeen := 0
 	for rows < int64(c.sliceRows) {
 		if c.cur == nil {
@@ -168,6 +208,14 @@ func (c *Continuous) open(ctx context.Context, name string) (w *walk, differs bo
 	case err != nil:
 		return nil, false, err
 	case t == nil:
+		// Missing or defined differently on the replica. Under a live
+		// load the CREATE or ALTER may just not have reached it yet: the
+		// difference counts once it persists after the replica applied
+		// what the master had executed when it was seen.
+		confirmed, err := c.schemaDiffers(ctx, name)
+		if err != nil || !confirmed {
+			return nil, false, err
+		}
 		c.log.Warn().Str("table", name).Str("replica", c.v.cfg.ReplicaName).Msg("continuous verification: " + tr.Note)
 		return nil, true, nil
 	case w == nil:
@@ -178,4 +226,24 @@ func (c *Continuous) open(ctx context.Context, name string) (w *walk, differs bo
 		return nil, false, nil
 	}
 	return w, false, nil
+}
+
+// schemaDiffers checks a table found missing or different on the replica
+// again, once the replica has passed the master's position: true if it still
+// is; false without error while the replica is behind (the next round looks
+// again).
+func (c *Continuous) schemaDiffers(ctx context.Context, name string) (bool, error) {
+	pos, err := c.v.pos.masterPos(ctx, c.v.master)
+	if err != nil {
+		return false, err
+	}
+	if err := c.v.pos.wait(ctx, pos); err != nil {
+		if errors.Is(err, ErrBehind) {
+			c.log.Debug().Err(err).Str("table", name).Msg("continuous verification: a table definition difference is not confirmed yet; the next round checks it again")
+			return false, nil
+		}
+		return false, err
+	}
+	_, t, err := c.v.prepare(ctx, name, &TableReport{Table: name})
+	return t == nil && err == nil, err
 }
