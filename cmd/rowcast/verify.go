@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/pipeline/service"
 	"github.com/rowcast/rowcast/pipeline/verify"
 )
 
@@ -34,10 +35,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rate := fs.Int("rows-per-second", 0, "read at most this many rows per second on each side (0: no limit)")
 	chunkRows := fs.Int("chunk-rows", verify.DefaultChunkRows, "rows per chunk")
 	parallel := fs.Int("parallel", verify.DefaultParallel, "chunks hashed at once on each side")
+	keyset := fs.Bool("keyset-bounds", false, "find every chunk's bounds on the master (the key of its last row), also for a key of one integer column, whose bounds are otherwise steps of key values: for keys whose values are spread very unevenly")
 	wait := fs.Duration("wait-timeout", 30*time.Second, "how long to wait for the replica to reach the master's position before re-checking a chunk that differs")
 	noWait := fs.Bool("no-wait", false, "compare the replica as it is, without waiting for replication (for a replica whose sink is stopped); differences may then be lag")
 	maxDiffs := fs.Int("max-diffs", 100, "differences listed per table (all are counted and repaired)")
-	hash := fs.String("hash", "", "row hash: "+verify.HashCRC+" or "+verify.HashMD5+" (default: the fastest both servers have)")
+	hash := fs.String("hash", "", "hash function: "+verify.HashCRC32+" (32 bits per row), "+verify.HashCRC+" (64 bits per row, slower) or "+
+		verify.HashMD5+" (default: "+verify.HashCRC32+" where both servers have CRC32C, MariaDB 10.8 and later, else "+verify.HashMD5+")")
 	var lf logFlags
 	lf.register(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,7 +57,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	vc, err := verifyConfig(cfg, *replica)
+	vc, err := verifyConfig(cfg, *replica, log)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -66,7 +69,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	vc.Repair, vc.Quiet, vc.NoWait = *repair, *quiet, *noWait
-	vc.RowsPerSecond, vc.ChunkRows, vc.Parallel = *rate, *chunkRows, *parallel
+	vc.RowsPerSecond, vc.ChunkRows, vc.Parallel, vc.KeysetBounds = *rate, *chunkRows, *parallel, *keyset
 	vc.WaitTimeout, vc.MaxDiffs, vc.Hash = *wait, *maxDiffs, *hash
 	vc.Log = log
 	pr := newProgress(stderr, log)
@@ -103,22 +106,22 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// verifyConfig maps the config file to a verification of one replica.
-func verifyConfig(cfg *config.Config, replica string) (verify.Config, error) {
+// verifyConfig maps the config file to a verification of one replica
+// against the current master: the config's master until a promotion, then
+// the node the topic's newest epoch record names (see service.VerifyMasterLocator). The
+// replica may be any other MySQL node, the config's master too once another
+// node was promoted and it rejoined.
+func verifyConfig(cfg *config.Config, replica string, log zerolog.Logger) (verify.Config, error) {
 	n, ok := cfg.Node(replica)
 	if !ok {
 		return verify.Config{}, fmt.Errorf("replica %q is not a node of the config; use one of %v", replica, cfg.Replicas)
 	}
-	if replica == cfg.Master {
-		return verify.Config{}, fmt.Errorf("%s is the master; name a replica: %v", replica, cfg.Replicas)
-	}
 	if n.Kind != config.KindMySQL {
 		return verify.Config{}, fmt.Errorf("replica %s is a %s node: verify compares MySQL/MariaDB replicas only", replica, n.Kind)
 	}
-	m, _ := cfg.Node(cfg.Master)
 	return verify.Config{
-		MasterName: cfg.Master, ReplicaName: replica,
-		MasterDSN: m.DSN, ReplicaDSN: n.DSN,
+		ReplicaName: replica, ReplicaDSN: n.DSN,
+		Locate: service.VerifyMasterLocator(cfg, log),
 		Filter: verify.Filter{Include: cfg.Source.Include, Exclude: cfg.Source.Exclude,
 			Bookkeeping: cfg.Sink.BookkeepingSchema},
 		Topic: cfg.Kafka.Topic,

@@ -19,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/failover"
 	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/pipeline/verify"
 	"github.com/rowcast/rowcast/pipeline/workload"
@@ -126,7 +130,7 @@ func TestVerifyFindsAndRepairs(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("equal replica: exit %d\n%s\n%s", code, out, errs)
 	}
-	wantLines(t, out, database+".accounts: equal  rows 300, chunks 7", database+".lines: equal  rows 120",
+	wantLines(t, out, database+".accounts: equal  rows 300, chunks 6", database+".lines: equal  rows 120",
 		database+".events: equal  rows 3, chunks 1 (0 re-checked), no key", "no primary key: compared as a whole", "EQUAL: replica db2 vs master db1")
 
 	tamper(t, testenv.Replica1, database)
@@ -366,4 +370,116 @@ http: %q
 	if !found {
 		t.Fatalf("no warning about the differing row:\n%s", logs)
 	}
+}
+
+// TestVerifyFollowsPromotion: verify compares a replica with the current
+// master, not the one the config names. db1 (the config's master) holds a
+// transaction db2 and db3 never got; then an epoch record in the topic
+// names db2 the master of epoch 2, as a promotion writes it (the promotion
+// lease is still held, as when a promotion is running or died after writing
+// its record: the locator then reads the topic itself). Before it, db3
+// differs from its master db1; after it, db3 equals its master db2, db2 is
+// refused as a replica and db1, the old master, may be verified against
+// db2. When the master cannot be determined, verify fails (exit 2) instead
+// of falling back to the config's master.
+func TestVerifyFollowsPromotion(t *testing.T) {
+	topic := testenv.CreateTopic(t, 1)
+	database := testenv.CreateDatabase(t, testenv.Master, testenv.Replica1, testenv.Replica2)
+	for _, node := range []string{testenv.Master, testenv.Replica1, testenv.Replica2} {
+		testenv.Exec(t, testenv.DB(t, node),
+			"CREATE TABLE `"+database+"`.accounts (id INT NOT NULL PRIMARY KEY, balance BIGINT NOT NULL)",
+			"INSERT INTO `"+database+"`.accounts SELECT seq, 1000 FROM `"+database+"`.seq_1_to_100")
+	}
+	testenv.Exec(t, testenv.DB(t, testenv.Master), "UPDATE `"+database+"`.accounts SET balance = 1 WHERE id = 42")
+	cfgPath := e2eConfig(t, database, topic, "")
+
+	code, out, errs := runVerifyCmd(t, "--config", cfgPath, "--replica", "db3")
+	if code != 1 || !strings.Contains(out, "changed id=42") || !strings.Contains(out, "replica db3 vs master db1") {
+		t.Fatalf("before the promotion, db3 against db1: exit %d, want 1\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db1"); code != 2 || !strings.Contains(errs, "db1 is the current master (epoch 1") {
+		t.Fatalf("before the promotion, db1 as a replica: exit %d, want 2\n%s\n%s", code, out, errs)
+	}
+
+	// The promotion of db2: the lease, then the epoch record.
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Cleanup(func() {
+		for _, node := range []string{testenv.Master, testenv.Replica1, testenv.Replica2} {
+			db := testenv.DB(t, node)
+			db.Exec("DELETE FROM rowcast.promotion_lease WHERE topic = ?", topic)
+			db.Exec("DELETE FROM rowcast.epochs WHERE topic = ?", topic)
+		}
+	})
+	if _, err := failover.AcquireLease(ctx, cfg, topic, failover.Holder("verify-test"), time.Minute, 0, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	writeEpochRecord(t, kafkaConfig(cfg), pipeline.EpochRecord{Epoch: 2, Master: "db2", StartGTIDSet: "0-2-1", Flavor: "mariadb", TxnSeq: 1})
+
+	code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db3")
+	if code != 0 {
+		t.Fatalf("after the promotion, db3 against db2: exit %d, want 0\n%s\n%s", code, out, errs)
+	}
+	wantLines(t, out, "compared with master db2, epoch 2 (from the epoch record)", "EQUAL: replica db3 vs master db2")
+	if code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db2"); code != 2 || !strings.Contains(errs, "db2 is the current master (epoch 2") {
+		t.Fatalf("after the promotion, db2 as a replica: exit %d, want 2\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db1", "--json")
+	var rep verify.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.Master != "db2" || rep.MasterEpoch != 2 || rep.Replica != "db1" ||
+		len(rep.Tables) != 1 || rep.Tables[0].Differences != 1 {
+		t.Fatalf("after the promotion, the old master db1 against db2: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
+
+	// No Kafka: the current master is unknown.
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(t.TempDir(), "rowcast.yaml")
+	if err := os.WriteFile(broken, []byte(strings.Replace(string(text), testenv.Addr("kafka"), "127.0.0.1:1", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runVerifyCmd(t, "--config", broken, "--replica", "db3")
+	if code != 2 || !strings.Contains(errs, "the current master cannot be determined") {
+		t.Fatalf("without Kafka: exit %d, want 2 and a clear error\n%s\n%s", code, out, errs)
+	}
+	t.Logf("without Kafka: %s", strings.TrimSpace(errs))
+}
+
+// writeEpochRecord publishes an epoch record to the topic, as a promotion
+// does.
+func writeEpochRecord(t *testing.T, kc pipeline.KafkaConfig, rec pipeline.EpochRecord) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := pipeline.NewProducer(kc, zerolog.Nop(), pipeline.ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	ev := &pipeline.Event{Kind: pipeline.KindEpoch, Pos: pipeline.Position{Epoch: rec.Epoch, TxnSeq: rec.TxnSeq, Last: true},
+		Flavor: rec.Flavor, CommitTime: time.Now(), Epoch: &rec}
+	c := &pipeline.Codec{}
+	k, err := c.AppendKey(nil, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.AppendValue(nil, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Send(ctx, k, v, "epoch record"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
 }

@@ -262,9 +262,11 @@ func KafkaConfig(cfg *config.Config) pipeline.KafkaConfig {
 func verifyContinuously(ctx context.Context, cfg *config.Config, replica string, log zerolog.Logger, m *SinkMetrics) {
 	log = log.With().Str("replica", replica).Str("component", "verify").Logger()
 	n, _ := cfg.Node(replica)
-	master, _ := cfg.Node(cfg.Master)
 	vc := verify.Config{
-		MasterName: cfg.Master, ReplicaName: replica, MasterDSN: master.DSN, ReplicaDSN: n.DSN,
+		ReplicaName: replica, ReplicaDSN: n.DSN,
+		// The current master, from the epoch records: after a promotion
+		// the slices compare with the new master.
+		Locate:        VerifyMasterLocator(cfg, log),
 		Filter:        verify.Filter{Include: cfg.Source.Include, Exclude: cfg.Source.Exclude, Bookkeeping: cfg.Sink.BookkeepingSchema},
 		Topic:         cfg.Kafka.Topic,
 		RowsPerSecond: cfg.Verify.RowsPerSecond,
@@ -286,6 +288,26 @@ func verifyContinuously(ctx context.Context, cfg *config.Config, replica string,
 			return
 		case <-time.After(interval):
 		}
+	}
+}
+
+// VerifyMasterLocator finds the current master for verify as every rowcast
+// command does (failover.Locator: the epoch index on the mysql nodes,
+// checked against the topic's epoch records). It fails when that cannot be
+// determined: verify then stops rather than compare with, or repair from, an
+// old master.
+func VerifyMasterLocator(cfg *config.Config, log zerolog.Logger) func(context.Context) (verify.Master, error) {
+	loc := failover.NewLocator(cfg, KafkaConfig(cfg), log)
+	return func(ctx context.Context) (verify.Master, error) {
+		cur, err := loc.Current(ctx)
+		if err != nil {
+			return verify.Master{}, fmt.Errorf("look up the current master: %w", err)
+		}
+		n, ok := cfg.Node(cur.Master)
+		if !ok || n.Kind != config.KindMySQL {
+			return verify.Master{}, fmt.Errorf("the current master %s (epoch %d, from the %s) is not a MySQL node of the config", cur.Master, cur.Epoch, cur.From)
+		}
+		return verify.Master{Name: cur.Master, DSN: n.DSN, Epoch: cur.Epoch, From: cur.From}, nil
 	}
 }
 

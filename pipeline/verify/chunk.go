@@ -13,10 +13,12 @@ import (
 
 // chunk is the key range (lo, hi]; a nil bound is open, so the first and
 // last chunks also catch rows the replica holds outside the master's range.
-// seq is its place in the table, to list differences in key order.
+// seq is its place in the table, to list differences in key order; span the
+// key values a stepped chunk was meant to cover (see stepper), 0 for others.
 type chunk struct {
 	lo, hi keyVals
 	seq    int
+	span   uint64
 }
 
 // listedDiff is a difference kept for the report, with its chunk's place.
@@ -31,6 +33,9 @@ type walk struct {
 	t      *Table
 	tr     *TableReport
 	repair bool
+	// step finds the chunk bounds of a table walked by one integer column
+	// (nil: keyset bounds, see boundSQL).
+	step *stepper
 
 	mu       sync.Mutex
 	differed []chunk      // chunks with confirmed differences
@@ -47,11 +52,19 @@ func (w *walk) finish() {
 	w.listed = nil
 }
 
-// run walks the whole table: the master's key gives the chunk bounds, one
+// run walks the whole table: the master's key gives the chunk bounds (by
+// steps of key values for an integer key, see stepper; else by keyset), one
 // chunk ahead of Parallel workers that hash them.
 func (w *walk) run(ctx context.Context) error {
 	w.v.master.QueryRowContext(ctx, "SELECT IFNULL(TABLE_ROWS,0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
 		w.t.Schema, w.t.Name).Scan(&w.estimate)
+	next := func(ctx context.Context, lo keyVals) (keyVals, uint64, error) {
+		hi, err := w.bound(ctx, lo)
+		return hi, 0, err
+	}
+	if w.step = newStepper(w); w.step != nil && !w.v.cfg.KeysetBounds {
+		next = w.step.next
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	ch := make(chan chunk, w.v.cfg.Parallel)
 	g.Go(func() error {
@@ -59,15 +72,16 @@ func (w *walk) run(ctx context.Context) error {
 		var lo keyVals
 		for seq := 0; ; seq++ {
 			var hi keyVals
+			var span uint64
 			err := w.v.retry(gctx, w.t, func() (err error) {
-				hi, err = w.bound(gctx, lo)
+				hi, span, err = next(gctx, lo)
 				return err
 			})
 			if err != nil {
 				return err
 			}
 			select {
-			case ch <- chunk{lo: lo, hi: hi, seq: seq}:
+			case ch <- chunk{lo: lo, hi: hi, seq: seq, span: span}:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -194,7 +208,7 @@ func (w *walk) hashBoth(ctx context.Context, c chunk) (m, r hashResult, pos stri
 func (w *walk) chunk(ctx context.Context, c chunk) error {
 	var o outcome
 	err := w.v.retry(ctx, w.t, func() (err error) {
-		o, err = w.verifyChunk(ctx, c)
+		o, err = w.verifyChunk(ctx, c, true)
 		return err
 	})
 	if err == nil {
@@ -231,8 +245,10 @@ type outcome struct {
 }
 
 // verifyChunk hashes a chunk on both sides and, if the hashes differ, goes
-// through the re-checks described in the package comment.
-func (w *walk) verifyChunk(ctx context.Context, c chunk) (outcome, error) {
+// through the re-checks described in the package comment. A chunk that
+// differs and holds more than twice ChunkRows rows is split first, if split
+// (see split).
+func (w *walk) verifyChunk(ctx context.Context, c chunk, split bool) (outcome, error) {
 	m, r, pos, err := w.hashBoth(ctx, c)
 	if err != nil {
 		return outcome{}, err
@@ -255,6 +271,9 @@ func (w *walk) verifyChunk(ctx context.Context, c chunk) (outcome, error) {
 			return o, nil
 		}
 	}
+	if big := 2 * int64(w.v.cfg.ChunkRows); split && w.step != nil && (m.rows > big || r.rows > big) {
+		return w.split(ctx, c)
+	}
 	cands, err := w.rowDiff(ctx, c)
 	if err != nil || len(cands) == 0 {
 		return o, err
@@ -263,8 +282,49 @@ func (w *walk) verifyChunk(ctx context.Context, c chunk) (outcome, error) {
 	return o, err
 }
 
+// split verifies a large chunk that differs part by part: the keyset bounds
+// of the master's rows cut it into chunks of ChunkRows rows, each verified as
+// a chunk (hashed, and listed row by row only if it differs), so that no
+// listing holds more than about ChunkRows keys per side. Only stepped chunks
+// get large (see stepper).
+func (w *walk) split(ctx context.Context, c chunk) (outcome, error) {
+	o := outcome{rechecked: true}
+	lo := c.lo
+	for {
+		hi, err := w.bound(ctx, lo)
+		if err != nil {
+			return o, err
+		}
+		last := hi == nil
+		if !last && c.hi != nil {
+			in, err := w.step.less(hi, c.hi)
+			if err != nil {
+				return o, err
+			}
+			last = !in
+		}
+		if last {
+			hi = c.hi
+		}
+		part, err := w.verifyChunk(ctx, chunk{lo: lo, hi: hi, seq: c.seq}, false)
+		if err != nil {
+			return o, err
+		}
+		o.rows += part.rows
+		o.diffs = append(o.diffs, part.diffs...)
+		o.repaired += part.repaired
+		if last {
+			return o, nil
+		}
+		lo = hi
+	}
+}
+
 // record adds a verified chunk to the report.
 func (w *walk) record(c chunk, o outcome) {
+	if w.step != nil {
+		w.step.observe(c, o.rows)
+	}
 	w.mu.Lock()
 	w.tr.Chunks++
 	w.tr.Rows += o.rows

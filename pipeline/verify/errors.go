@@ -15,4 +15,11 @@ var (
 	ErrNoCheckpoint = errors.New("the replica has no checkpoint")
 	// ErrConfig is a setting verify cannot work with.
 	ErrConfig = errors.New("verify config")
+	// ErrMasterUnknown means the current master could not be determined
+	// (Config.Locate failed): verify does not compare with a master it is
+	// not sure of.
+	ErrMasterUnknown = errors.New("the current master cannot be determined")
+	// ErrMasterMoved means the replica has applied a newer master generation
+	// (epoch) than the master verify compares with: a promotion happened.
+	ErrMasterMoved = errors.New("the master changed")
 )

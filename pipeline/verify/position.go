@@ -33,6 +33,23 @@ type positions struct {
 	// topic) or the operator chose not to wait; rows are compared as they
 	// are.
 	static bool
+	// masterName and epoch name the master compared with and its master
+	// generation: a checkpoint of a newer epoch means a promotion since.
+	masterName string
+	epoch      uint64
+}
+
+// sameMaster checks that the replica's checkpoint is not of a newer master
+// generation than the master compared with: if it is, a promotion happened,
+// and neither the master's positions nor its rows say anything about the
+// replica any more.
+func (p *positions) sameMaster(st checkpoint.State) error {
+	if st.Epoch <= p.epoch {
+		return nil
+	}
+	return fmt.Errorf("%w: the replica has applied master generation (epoch) %d, and %s is the master of epoch %d: "+
+		"a promotion happened; verify compares with the current master, found from the topic's epoch records (run it again, or check rowcast status)",
+		ErrMasterMoved, st.Epoch, p.masterName, p.epoch)
 }
 
 // masterPos reads the master's executed GTID set now. q may be a transaction
@@ -79,6 +96,11 @@ func (p *positions) wait(ctx context.Context, pos string) error {
 		st, found, err = p.applied(ctx)
 		if err != nil {
 			return err
+		}
+		if found {
+			if err := p.sameMaster(st); err != nil {
+				return err
+			}
 		}
 		if found && st.GTIDSet != "" {
 			got, err := gomysql.ParseGTIDSet(p.flavor, st.GTIDSet)

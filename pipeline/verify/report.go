@@ -76,9 +76,13 @@ func (t *TableReport) Equal() bool {
 
 // Report is the outcome of one verification.
 type Report struct {
-	Master  string `json:"master"`
-	Replica string `json:"replica"`
-	Hash    string `json:"hash"`
+	Master string `json:"master"`
+	// MasterEpoch is the master's generation; MasterFrom where its name
+	// comes from ("config", "epoch record"; empty when it was given).
+	MasterEpoch uint64 `json:"master_epoch"`
+	MasterFrom  string `json:"master_from,omitempty"`
+	Replica     string `json:"replica"`
+	Hash        string `json:"hash"`
 	// Static is set when the replica was compared as it is, without waiting
 	// for it to reach the master's position (no checkpoint, or --no-wait);
 	// Note says why.
@@ -122,6 +126,9 @@ func (r *Report) Equal() bool {
 // WriteText prints the report for an operator: one block per table, each
 // difference with its key and, unless quiet, the values on both sides.
 func (r *Report) WriteText(w io.Writer, quiet bool) {
+	if r.MasterFrom != "" {
+		fmt.Fprintf(w, "compared with master %s, epoch %d (from the %s)\n", r.Master, r.MasterEpoch, r.MasterFrom)
+	}
 	if r.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", r.Note)
 	}

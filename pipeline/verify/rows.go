@@ -156,17 +156,47 @@ func (w *walk) compareRows(ctx context.Context, keys []keyVals, lock, repair boo
 	return diffs, repaired, nil
 }
 
+// The replica's sql_mode for repairs (the sink's), and the one a repair of
+// rows holding the ENUM error value runs under.
+//
+// A master not in strict mode stores a value that is not a member of an
+// ENUM as the special error value 0, which reads back as an empty string.
+// Writing that into the ENUM under strict mode fails (error 1265), although
+// it is exactly what the master holds; the sink has the same problem and the
+// same answer (sink/mysql/enum.go): the statement that writes such rows runs
+// with strict mode off, and only that statement, so that any other value the
+// replica cannot hold still fails the repair.
+const (
+	strictSQLMode  = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+	lenientSQLMode = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+
+// enumErrorValue reports whether a row (every stored column as read) holds
+// the empty string, the error value, in an ENUM column.
+func (t *Table) enumErrorValue(vals [][]byte) bool {
+	for i, c := range t.cols {
+		if c.DataType == "enum" && vals[i] != nil && len(vals[i]) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // rewrite makes the replica's rows equal to the master's, in one replica
 // transaction: rows absent on the master are deleted first (which also
-// frees their unique keys), then the master's rows are upserted. The
-// checkpoint is not touched: these are not changelog transactions.
+// frees their unique keys), then the master's rows are upserted, those with
+// the ENUM error value in a statement of their own under lenientSQLMode.
+// The checkpoint is not touched: these are not changelog transactions.
 func (w *walk) rewrite(ctx context.Context, diffs []rowDiff) error {
 	var del []keyVals
-	var up [][][]byte
+	var up, upEnum [][][]byte
 	for _, d := range diffs {
-		if d.master == nil {
+		switch {
+		case d.master == nil:
 			del = append(del, d.key)
-		} else {
+		case w.t.enumErrorValue(d.master.vals):
+			upEnum = append(upEnum, d.master.vals)
+		default:
 			up = append(up, d.master.vals)
 		}
 	}
@@ -191,6 +221,24 @@ func (w *walk) rewrite(ctx context.Context, diffs []rowDiff) error {
 		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("repair %s on the replica: write %d row(s) from the master: %w", w.t, len(up), err)
+		}
+	}
+	if len(upEnum) > 0 {
+		q, args, err := w.t.upsertSQL(upEnum)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "SET SESSION sql_mode = '"+lenientSQLMode+"'"); err != nil {
+			return fmt.Errorf("repair %s on the replica: %w", w.t, err)
+		}
+		_, werr := tx.ExecContext(ctx, q, args...)
+		// Strict again before anything else runs on this connection (the
+		// transaction's, which goes back to the pool).
+		if _, err := tx.ExecContext(ctx, "SET SESSION sql_mode = '"+strictSQLMode+"'"); err != nil && werr == nil {
+			werr = err
+		}
+		if werr != nil {
+			return fmt.Errorf("repair %s on the replica: write %d row(s) from the master holding the ENUM error value '': %w", w.t, len(upEnum), werr)
 		}
 	}
 	if err := tx.Commit(); err != nil {

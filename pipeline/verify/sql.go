@@ -7,23 +7,49 @@ import (
 )
 
 // Hash functions. Both sides must compute the same function; New picks the
-// one both servers have.
+// fastest one both servers have.
+//
+// Each is two things: the summary of a chunk (its row count and an aggregate
+// of one value per row), which every chunk costs, and the hash of one row,
+// which only chunks whose summaries differ cost (rows listed key by key, and
+// rows read again to confirm a difference). Both are taken from the row's
+// canonical text (Table.canonical), which costs most of the server's time:
+// docs/BENCHMARKS.md has the measurements.
 const (
-	// HashCRC (MariaDB 10.8 and later) hashes a row's canonical text with
-	// CRC32 and CRC32C side by side, 64 bits; a chunk is summed up by its
-	// row count and the exact sum of its rows' hashes.
+	// HashCRC32 (MariaDB 10.8 and later, the default there) sums up a chunk
+	// by the BIT_XOR of CRC32C(CRC32(text)) over its rows: one CRC32 of the
+	// text per row, then a CRC32C of that CRC's decimal digits, which costs
+	// little (a 10-byte string) and makes the value non-linear in the text.
+	// A row is hashed with the 64 bits of HashCRC.
 	//
-	// Building the row's text costs most of the time, so it is built once
-	// per row: the first CRC's argument assigns it to a user variable that
-	// the second reads. MariaDB evaluates a function's arguments left to
-	// right, as it evaluates the operands of | (TestRowHashOneText holds it
-	// to that). Measured on the benchmark table (docs/BENCHMARKS.md): about
-	// 20% less CPU than building the text twice, 40% more than one CRC32
-	// alone, whose 32 linear bits would let two rows changed alike cancel out
-	// in a chunk's sum with odds of about 2^-16.
+	// Detection. A chunk whose rows differ shows the same summary with odds
+	// of about 2^-31 per chunk, whatever the change: a single changed row
+	// goes unseen if its CRC32 collides (odds 2^-32; never for a change of
+	// at most 4 consecutive bytes of a text of the same length), or if the
+	// outer CRC32C maps its two CRCs alike (odds 2^-32); several changed
+	// rows, if their changes cancel out in the XOR (odds about 2^-32, as
+	// for random values). The outer CRC is what makes XOR safe: CRC32 is
+	// linear, so the XOR of bare CRC32s (pt-table-checksum's default) cancels
+	// out with certainty when two rows of a chunk are changed alike (same
+	// bytes, same positions, same text length), and a sum of bare CRC32s
+	// with odds of about 2^-16. XOR needs rows that differ from each other:
+	// a chunk of a key is; a table without a usable key, which may hold the
+	// same row twice, is summed (SUM) instead.
+	HashCRC32 = "crc32"
+	// HashCRC (MariaDB 10.8 and later) hashes a row's text with CRC32 and
+	// CRC32C side by side, 64 bits, and sums up a chunk by the exact sum of
+	// its rows' hashes: a single changed row goes unseen with odds of 2^-64,
+	// two rows changed alike cancel out with odds of about 2^-32. It costs
+	// the servers 15% to 55% more CPU per row than HashCRC32 (the text goes
+	// through a user variable, and the sum is a DECIMAL one).
+	//
+	// The text is built once per row: the first CRC's argument assigns it
+	// to a user variable that the second reads. MariaDB evaluates a
+	// function's arguments left to right, as it evaluates the operands of |
+	// (TestRowHashOneText holds it to that).
 	HashCRC = "crc32+crc32c"
-	// HashMD5 is the first 64 bits of MD5 of the same text: any MySQL or
-	// MariaDB, about twice the CPU.
+	// HashMD5 is the first 64 bits of MD5 of the same text, summed: any
+	// MySQL or MariaDB, about twice the CPU of HashCRC.
 	HashMD5 = "md5-64"
 )
 
@@ -42,16 +68,31 @@ func (c column) value() string {
 // text. CONCAT_WS skips NULLs, so each nullable column adds a marker ('N' for
 // NULL); each character or binary column is preceded by its length, so no
 // separator inside a value can shift the columns. Numbers, dates and times
-// never contain the separator.
+// never contain the separator, and their text is never empty.
+//
+// One character or binary column (the table's last) goes at the end of the
+// text, without a length or a NULL marker, which saves the server two
+// function calls per row: everything before it delimits itself, so the text
+// ends right after the fields before it when the value is NULL, and
+// continues with a separator when it is not (even when it is empty). This
+// needs at least one field before it; a table of one column keeps both.
 func (t *Table) canonical() string {
 	binary := false
-	for _, c := range t.cols {
+	last := -1
+	for i, c := range t.cols {
 		binary = binary || c.kind == kindBinary
+		if c.kind == kindText || c.kind == kindBinary {
+			last = i
+		}
+	}
+	if len(t.cols) < 2 {
+		last = -1
 	}
 	parts := make([]string, 0, 2*len(t.cols))
-	for _, c := range t.cols {
+	for i, c := range t.cols {
 		v := c.value()
 		switch {
+		case i == last:
 		case c.kind == kindText || c.kind == kindBinary:
 			// When every argument is text, CONCAT_WS converts values to one
 			// character set, where a multi-byte charset's byte length would
@@ -70,6 +111,9 @@ func (t *Table) canonical() string {
 			parts = append(parts, v)
 		}
 	}
+	if last >= 0 {
+		parts = append(parts, t.cols[last].value())
+	}
 	return "CONCAT_WS('#'," + strings.Join(parts, ",") + ")"
 }
 
@@ -85,7 +129,8 @@ func multiByte(cs string) bool {
 	return true
 }
 
-// rowHash is the 64-bit hash of one row, an unsigned integer expression.
+// rowHash is the 64-bit hash of one row, an unsigned integer expression
+// (HashCRC32 hashes rows as HashCRC does).
 func (t *Table) rowHash(fn string) string {
 	c := t.canonical()
 	if fn == HashMD5 {
@@ -278,9 +323,18 @@ func (t *Table) boundSQL(lo keyVals, n int) (string, []any, error) {
 		" ORDER BY " + t.keyList() + " LIMIT " + strconv.Itoa(n-1) + ",1", args, nil
 }
 
-// aggregates sums up rows: their count and the exact (DECIMAL) sum of their
-// hashes. A sum, unlike XOR, does not cancel out two equal changes.
-func (t *Table) aggregates(fn string) string {
+// aggregates sums up rows: their count and an aggregate of one value per
+// row, as text (see the hash functions). keyed says the rows differ from
+// each other (they hold a key), which HashCRC32's XOR needs.
+func (t *Table) aggregates(fn string, keyed bool) string {
+	if fn == HashCRC32 {
+		agg := "SUM"
+		if keyed {
+			agg = "BIT_XOR"
+		}
+		return "COUNT(*), CAST(COALESCE(" + agg + "(CRC32C(CRC32(" + t.canonical() + "))),0) AS CHAR)"
+	}
+	// A sum, unlike XOR, does not cancel out two rows changed alike.
 	return "COUNT(*), CAST(COALESCE(SUM(" + t.rowHash(fn) + "),0) AS CHAR)"
 }
 
@@ -290,7 +344,7 @@ func (t *Table) hashSQL(fn string, lo, hi keyVals) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return "SELECT " + t.aggregates(fn) + " FROM " + t.quoted() + t.index() + where, args, nil
+	return "SELECT " + t.aggregates(fn, true) + " FROM " + t.quoted() + t.index() + where, args, nil
 }
 
 // rowHashSQL lists the key and the hash of every row of a chunk.
@@ -360,9 +414,10 @@ func (t *Table) deleteSQL(keys []keyVals) (string, []any, error) {
 	return "DELETE FROM " + t.quoted() + " WHERE " + in, args, nil
 }
 
-// wholeSQL sums up a whole table in one statement.
-func (t *Table) wholeSQL(fn string, lock bool) string {
-	s := "SELECT " + t.aggregates(fn) + " FROM " + t.quoted()
+// wholeSQL sums up a whole table in one statement, as a chunk when keyed
+// (the table's rows are known to differ from each other).
+func (t *Table) wholeSQL(fn string, keyed, lock bool) string {
+	s := "SELECT " + t.aggregates(fn, keyed) + " FROM " + t.quoted()
 	if lock {
 		s += " LOCK IN SHARE MODE"
 	}

@@ -2,13 +2,20 @@
 // the rows where it does not.
 //
 // How it compares. Table by table, in chunks of the table's key (the primary
-// key, else a unique key of NOT NULL columns): the chunk bounds are found on
-// the master by keyset pagination, then each side hashes the same key range
-// in one statement (a row count and the exact sum of 64-bit row hashes, see
-// Table.canonical for the row text). Master and replica hash in parallel, and
-// several chunks are in flight. A single statement reads one consistent
-// InnoDB snapshot, and a replica fed by rowcast only ever shows a prefix of
-// the master's history, so a chunk is never compared half-written.
+// key, else a unique key of NOT NULL columns): the chunk bounds are stepped
+// over the key's values for a key of one integer column (stepper), found on
+// the master by keyset pagination otherwise; then each side sums up the same
+// key range in one statement (a row count and an aggregate of one hash per
+// row, see HashCRC32 for the default and what it detects, Table.canonical for
+// the row text). Master and replica hash in parallel, and several chunks are
+// in flight. A single statement reads one consistent InnoDB snapshot, and a
+// replica fed by rowcast only ever shows a prefix of the master's history, so
+// a chunk is never compared half-written.
+//
+// Which master. The current one: Config.Locate finds it (after a promotion,
+// the node the topic's newest epoch record names), and a replica whose
+// checkpoint shows a newer master generation than that master's stops the
+// verification (ErrMasterMoved) rather than be compared with an old master.
 //
 // While both keep running. A chunk whose hashes differ may only be behind:
 // the master's GTID position is read after its hash, and the chunk is
@@ -54,10 +61,24 @@ import (
 	"github.com/rowcast/rowcast/checkpoint"
 )
 
-// Config configures a verification. MasterDSN and ReplicaDSN are required.
+// Config configures a verification. ReplicaDSN is required, and either
+// Locate or MasterDSN.
 type Config struct {
 	// MasterName and ReplicaName name the nodes in reports and errors.
 	MasterName, ReplicaName string
+	// Locate finds the current master, which verify compares with instead
+	// of MasterName and MasterDSN: after a promotion, the master a config
+	// file names is an old one (its data may lag, or hold transactions the
+	// topic never got), and repairing a replica from it would be wrong. New
+	// calls it once; an error fails New with ErrMasterUnknown. A replica
+	// whose checkpoint shows a newer master generation than the master's
+	// (a promotion since) fails with ErrMasterMoved; Continuous then calls
+	// Locate again. Nil: MasterName is the master, of generation
+	// MasterEpoch.
+	Locate func(ctx context.Context) (Master, error)
+	// MasterEpoch is the master generation of MasterName when Locate is
+	// nil. Default 1: the configured master before any promotion.
+	MasterEpoch uint64
 	// MasterDSN and ReplicaDSN are go-sql-driver DSNs. The replica's user
 	// must be able to write through read_only for Repair (rowcast's user
 	// has READ_ONLY ADMIN).
@@ -76,6 +97,11 @@ type Config struct {
 	// Parallel is the number of chunks hashed at once, per side. Default
 	// DefaultParallel.
 	Parallel int
+	// KeysetBounds finds every chunk's upper bound on the master as the key
+	// of its ChunkRows-th row, also for a table walked by one integer
+	// column, whose bounds are otherwise stepped without reading the master
+	// (see stepper): for comparisons.
+	KeysetBounds bool
 	// RowsPerSecond limits the rows read per second on each side; 0: no
 	// limit.
 	RowsPerSecond int
@@ -93,8 +119,9 @@ type Config struct {
 	// MaxDiffs bounds the differences listed per table (all are counted,
 	// and all are repaired). Default 100.
 	MaxDiffs int
-	// Hash forces a row hash (HashCRC or HashMD5); default: the fastest
-	// both servers have.
+	// Hash forces a hash function (HashCRC32, HashCRC or HashMD5; see
+	// there for what each detects); default: the fastest both servers
+	// have, HashCRC32 on MariaDB 10.8 and later, else HashMD5.
 	Hash string
 	// LogDiffs logs each confirmed difference at warn, with its table and
 	// key (never the row's values): for continuous verification, whose only
@@ -119,13 +146,13 @@ type Progress struct {
 
 // Defaults of Config.ChunkRows and Config.Parallel, measured with
 // `scripts/bench verify` (docs/BENCHMARKS.md): each chunk costs the servers
-// a fixed part beside its rows (statements, range setup, the bound query),
-// so that 20000-row chunks took the least server CPU per row (in one
-// side-by-side run, 25% less than 5000-row chunks) and 1000-row chunks the
-// most. A chunk that differs is listed row by row, 20000 keys and hashes per
-// side: small. Two chunks in flight keep each side busy while the other
-// side's answer and the next bound are on their way; four were no better in
-// the median on two cores, and load the master more.
+// a fixed part beside its rows (statements, range setup, and for keyset
+// bounds the bound query), so that 20000-row chunks took less server CPU per
+// row than 5000-row ones and 1000-row chunks the most; 50000-row chunks
+// gained nothing measurable. A chunk that differs is listed row by row,
+// 20000 keys and hashes per side: small. Two chunks in flight keep each side
+// busy while the other side's answer is on its way; four were no better on
+// two cores, and load the master more.
 const (
 	DefaultChunkRows = 20000
 	DefaultParallel  = 2
@@ -153,9 +180,23 @@ func (c *Config) setDefaults() {
 	if c.MasterName == "" {
 		c.MasterName = "master"
 	}
+	if c.MasterEpoch == 0 {
+		c.MasterEpoch = 1
+	}
 	if c.ReplicaName == "" {
 		c.ReplicaName = "replica"
 	}
+}
+
+// Master is the node that takes writes, as Config.Locate finds it.
+type Master struct {
+	// Name is the node's name, DSN its go-sql-driver DSN.
+	Name, DSN string
+	// Epoch is its master generation: 1 before any promotion.
+	Epoch uint64
+	// From says where the answer comes from, for the report ("config",
+	// "epoch record").
+	From string
 }
 
 // Verifier compares one replica with the master.
@@ -168,6 +209,7 @@ type Verifier struct {
 	thr     *throttle
 	log     zerolog.Logger
 	note    string
+	from    string // where the master's name comes from (Master.From)
 }
 
 // sessionDSN pins what both sides must agree on to hash alike (time_zone for
@@ -192,7 +234,7 @@ func sessionDSN(dsn string, lockWait time.Duration, write bool) (string, error) 
 	c.Params["time_zone"] = "'+00:00'"
 	c.Params["innodb_lock_wait_timeout"] = strconv.Itoa(max(1, int(lockWait.Seconds())))
 	if write {
-		c.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"
+		c.Params["sql_mode"] = "'" + strictSQLMode + "'"
 		c.Params["foreign_key_checks"] = "0"
 	}
 	return c.FormatDSN(), nil
@@ -234,11 +276,27 @@ func mariaDBAtLeast(version string, major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
-// New connects to both sides, picks the row hash and reads the replica's
-// checkpoint.
+// New finds the master (Config.Locate), connects to both sides, picks the
+// hash function and reads the replica's checkpoint.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	cfg.setDefaults()
-	v := &Verifier{cfg: cfg, log: cfg.Log}
+	from := ""
+	if cfg.Locate != nil {
+		m, err := cfg.Locate(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v: verify compares a replica with the current master only; check that Kafka and the mysql nodes answer (rowcast status)",
+				ErrMasterUnknown, err)
+		}
+		if m.Name == cfg.ReplicaName {
+			return nil, fmt.Errorf("%w: %s is the current master (epoch %d, from the %s): name one of its replicas",
+				ErrConfig, m.Name, m.Epoch, m.From)
+		}
+		if m.DSN == "" || m.Epoch == 0 {
+			return nil, fmt.Errorf("%w: the current master %q (epoch %d) has no DSN", ErrMasterUnknown, m.Name, m.Epoch)
+		}
+		cfg.MasterName, cfg.MasterDSN, cfg.MasterEpoch, from = m.Name, m.DSN, m.Epoch, m.From
+	}
+	v := &Verifier{cfg: cfg, log: cfg.Log, from: from}
 	var mver, rver string
 	var err error
 	if v.master, mver, err = open(ctx, "master "+cfg.MasterName, cfg.MasterDSN, cfg, false); err != nil {
@@ -249,16 +307,24 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	v.hash = HashMD5
-	if mariaDBAtLeast(mver, 10, 8) && mariaDBAtLeast(rver, 10, 8) {
-		v.hash = HashCRC // CRC32C arrived in MariaDB 10.8
+	crc32c := mariaDBAtLeast(mver, 10, 8) && mariaDBAtLeast(rver, 10, 8) // CRC32C arrived in MariaDB 10.8
+	if crc32c {
+		v.hash = HashCRC32
 	}
 	switch cfg.Hash {
 	case "":
-	case HashMD5, HashCRC:
+	case HashCRC32, HashCRC:
+		if !crc32c {
+			v.Close()
+			return nil, fmt.Errorf("%w: hash %s needs CRC32C, MariaDB 10.8 or later on both sides (master %s, replica %s): use %s",
+				ErrConfig, cfg.Hash, mver, rver, HashMD5)
+		}
+		v.hash = cfg.Hash
+	case HashMD5:
 		v.hash = cfg.Hash
 	default:
 		v.Close()
-		return nil, fmt.Errorf("%w: hash %q: use %s or %s", ErrConfig, cfg.Hash, HashCRC, HashMD5)
+		return nil, fmt.Errorf("%w: hash %q: use %s, %s or %s", ErrConfig, cfg.Hash, HashCRC32, HashCRC, HashMD5)
 	}
 	flavor := gomysql.MySQLFlavor
 	if strings.Contains(mver, "MariaDB") {
@@ -266,7 +332,8 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	v.pos = &positions{flavor: flavor, master: v.master, replica: v.replica,
 		store: checkpoint.NewMySQL(cfg.Filter.Bookkeeping), topic: cfg.Topic,
-		timeout: cfg.WaitTimeout, poll: 50 * time.Millisecond}
+		timeout: cfg.WaitTimeout, poll: 50 * time.Millisecond,
+		masterName: cfg.MasterName, epoch: cfg.MasterEpoch}
 	switch {
 	case cfg.NoWait:
 		v.pos.static = true
@@ -284,6 +351,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 			v.pos.static = true
 			v.note = fmt.Sprintf("replica %s holds no rowcast checkpoint for topic %s in schema %s: it is compared as it is, without waiting for replication",
 				cfg.ReplicaName, cfg.Topic, cfg.Filter.Bookkeeping)
+		} else if err := v.pos.sameMaster(st); err != nil {
+			v.Close()
+			return nil, err
 		} else if _, err := gomysql.ParseGTIDSet(flavor, st.GTIDSet); err != nil {
 			v.Close()
 			return nil, fmt.Errorf("replica %s: checkpoint GTID set %q is not a %s GTID set: %v", cfg.ReplicaName, st.GTIDSet, flavor, err)
@@ -315,8 +385,8 @@ func (v *Verifier) Tables(ctx context.Context) ([]string, error) {
 // could be verified (the tables cannot be listed, ctx ended); a table that
 // fails has its Error set and the others are still verified.
 func (v *Verifier) Run(ctx context.Context) (*Report, error) {
-	rep := &Report{Master: v.cfg.MasterName, Replica: v.cfg.ReplicaName, Hash: v.hash,
-		Static: v.pos.static, Note: v.note, Started: time.Now()}
+	rep := &Report{Master: v.cfg.MasterName, MasterEpoch: v.cfg.MasterEpoch, MasterFrom: v.from,
+		Replica: v.cfg.ReplicaName, Hash: v.hash, Static: v.pos.static, Note: v.note, Started: time.Now()}
 	names, err := v.Tables(ctx)
 	if err != nil {
 		return nil, err
@@ -391,6 +461,7 @@ func (v *Verifier) table(ctx context.Context, name string, tr *TableReport) erro
 	if v.cfg.Repair && tr.Differences > 0 {
 		// Verify again what differed: the same chunks, from their first hash.
 		again := &walk{v: v, t: t, tr: &TableReport{Table: name}, repair: false}
+		again.step = newStepper(again)
 		if err := again.chunks(ctx, w.differed); err != nil {
 			return fmt.Errorf("verify again after the repair: %w", err)
 		}
@@ -417,14 +488,14 @@ func (v *Verifier) whole(ctx context.Context, t *Table, tr *TableReport) error {
 		return err
 	}
 	hashMaster := func(q queryer, lock bool) (m hashResult, pos string, err error) {
-		if err = q.QueryRowContext(ctx, t.wholeSQL(v.hash, lock)).Scan(&m.rows, &m.sum); err != nil {
+		if err = q.QueryRowContext(ctx, t.wholeSQL(v.hash, false, lock)).Scan(&m.rows, &m.sum); err != nil {
 			return m, "", fmt.Errorf("hash %s on the master: %w", t, err)
 		}
 		pos, err = v.pos.masterPos(ctx, q)
 		return m, pos, err
 	}
 	hashReplica := func() (r hashResult, err error) {
-		if err = v.replica.QueryRowContext(ctx, t.wholeSQL(v.hash, false)).Scan(&r.rows, &r.sum); err != nil {
+		if err = v.replica.QueryRowContext(ctx, t.wholeSQL(v.hash, false, false)).Scan(&r.rows, &r.sum); err != nil {
 			return r, fmt.Errorf("hash %s on the replica: %w", t, err)
 		}
 		return r, nil
@@ -477,14 +548,15 @@ func (v *Verifier) whole(ctx context.Context, t *Table, tr *TableReport) error {
 }
 
 // HashQuery is the statement that sums up a whole table as verify sums up a
-// chunk, with the given hash (HashCRC or HashMD5): for benchmarks.
+// chunk, with the given hash (HashCRC32, HashCRC or HashMD5): for
+// benchmarks.
 func HashQuery(ctx context.Context, db *sql.DB, table, hash string) (string, error) {
 	schema, name, _ := strings.Cut(table, ".")
 	t, err := describe(ctx, db, schema, name)
 	if err != nil {
 		return "", err
 	}
-	return t.wholeSQL(hash, false), nil
+	return t.wholeSQL(hash, len(t.key) > 0, false), nil
 }
 
 var progressMu sync.Mutex

@@ -320,10 +320,17 @@ func TestHashChoice(t *testing.T) {
 	database, _, replica := pair(t, 10)
 	testenv.Exec(t, replica, "UPDATE `"+database+"`.ukey SET val = 7 WHERE code = 'kkkkk4'")
 	cfg := baseConfig(database)
-	cfg.Hash = HashMD5
-	rep := run(t, cfg)
-	if rep.Hash != HashMD5 || table(t, rep, "ukey").Differences != 1 || table(t, rep, "single").Differences != 0 {
-		t.Fatalf("md5:\n%s", report(rep))
+	for _, h := range []string{"", HashCRC, HashMD5} {
+		cfg.Hash = h
+		rep := run(t, cfg)
+		want := h
+		if h == "" {
+			want = HashCRC32 // the default on MariaDB 10.8 and later
+		}
+		if rep.Hash != want || table(t, rep, "ukey").Differences != 1 || table(t, rep, "single").Differences != 0 ||
+			table(t, rep, "composite").Differences != 0 || table(t, rep, "nokey").Differences != 0 {
+			t.Fatalf("hash %q:\n%s", h, report(rep))
+		}
 	}
 	cfg.Hash = "sha3"
 	if _, err := New(context.Background(), cfg); !errors.Is(err, ErrConfig) {
@@ -343,9 +350,17 @@ func TestRowTextIsInjective(t *testing.T) {
 	ins := "INSERT INTO `" + database + "`.tricky VALUES "
 	testenv.Exec(t, master, ins+"(1,'x#','y',1,1,NULL),(2,NULL,'5',1,1,NULL),(3,'',NULL,1,1,NULL),(4,'N',NULL,1,1,NULL),(5,'a','b',NULL,12,NULL),(6,'a','b',1,1,''),(7,'a','b',1,1,'x')")
 	testenv.Exec(t, replica, ins+"(1,'x','#y',1,1,NULL),(2,'5',NULL,1,1,NULL),(3,NULL,'',1,1,NULL),(4,NULL,'N',1,1,NULL),(5,'a','b',12,NULL,NULL),(6,'a','b',1,1,NULL),(7,'a','b',1,1,'X')")
+	// The last text column goes at the end of the text without a length or
+	// a NULL marker (Table.canonical): NULL, '' and a shifted value differ.
+	create = "CREATE TABLE `" + database + "`.tail (id INT PRIMARY KEY, s VARCHAR(10) NULL, n INT NULL)"
+	testenv.Exec(t, master, create, "INSERT INTO `"+database+"`.tail VALUES (1,'',NULL),(2,'5',NULL),(3,'N',NULL),(4,'#1',NULL),(5,'x',1)")
+	testenv.Exec(t, replica, create, "INSERT INTO `"+database+"`.tail VALUES (1,NULL,NULL),(2,NULL,5),(3,NULL,NULL),(4,'1',NULL),(5,'x',1)")
 	rep := run(t, baseConfig(database))
 	if tr := table(t, rep, "tricky"); tr.Differences != 7 {
 		t.Fatalf("tricky: %d differences, want 7:\n%s", tr.Differences, report(rep))
+	}
+	if tr := table(t, rep, "tail"); tr.Differences != 4 {
+		t.Fatalf("tail: %d differences, want 4:\n%s", tr.Differences, report(rep))
 	}
 }
 
@@ -369,7 +384,7 @@ func TestRowHashOneText(t *testing.T) {
 		}
 		var n int64
 		var got, want, rowGot, rowWant string
-		if err := conn.QueryRowContext(ctx, tb.wholeSQL(HashCRC, false)).Scan(&n, &got); err != nil {
+		if err := conn.QueryRowContext(ctx, tb.wholeSQL(HashCRC, true, false)).Scan(&n, &got); err != nil {
 			t.Fatal(err)
 		}
 		c := tb.canonical()
@@ -383,6 +398,64 @@ func TestRowHashOneText(t *testing.T) {
 		conn.Close()
 		if n != 40 || got != want || rowGot != rowWant {
 			t.Fatalf("%s: sum %d %s, min row hash %s; want 40 %s %s", name, n, got, rowGot, want, rowWant)
+		}
+	}
+}
+
+// TestRepairEnumErrorValue: a master not in strict mode stores a value that
+// is no member of an ENUM as the error value, an empty string; repairing
+// such rows on a replica in strict mode must write that value, not fail
+// (error 1265).
+func TestRepairEnumErrorValue(t *testing.T) {
+	database := testenv.CreateDatabase(t, testenv.Master, testenv.Replica1)
+	master, replica := testenv.DB(t, testenv.Master), testenv.DB(t, testenv.Replica1)
+	create := "CREATE TABLE `" + database + "`.en (id INT NOT NULL PRIMARY KEY, e ENUM('a','b') NOT NULL, n INT NULL)"
+	testenv.Exec(t, master, create)
+	testenv.Exec(t, replica, create, "INSERT INTO `"+database+"`.en VALUES (2, 'a', 2), (3, 'b', 3), (4, 'b', 4)")
+	ctx := context.Background()
+	conn, err := master.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"SET SESSION sql_mode = ''", "INSERT INTO `" + database + "`.en VALUES (1, 'zzz', 1), (2, 'a', 2), (3, 'nope', 3), (4, 'b', 40)"} {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	conn.Close()
+	cfg := baseConfig(database)
+	cfg.Repair = true
+	v, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rep, err := v.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := table(t, rep, "en")
+	if !rep.Equal() || tr.Repaired != 3 || tr.Error != "" {
+		t.Fatalf("en: repaired %d, error %q\n%s", tr.Repaired, tr.Error, report(rep))
+	}
+	var got string
+	if err := replica.QueryRow("SELECT GROUP_CONCAT(id, ':', e + 0, ':', n ORDER BY id) FROM `" + database + "`.en").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "1:0:1,2:1:2,3:0:3,4:2:40" {
+		t.Fatalf("replica rows (id:ENUM index:n) %s", got)
+	}
+	// Every connection the repair used is strict again: take all the idle
+	// ones (and a few more) at once.
+	for i := range 8 {
+		c, err := v.replica.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var mode string
+		if err := c.QueryRowContext(ctx, "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil || !strings.Contains(mode, "STRICT_ALL_TABLES") {
+			t.Fatalf("replica connection %d: sql_mode %q %v", i, mode, err)
 		}
 	}
 }

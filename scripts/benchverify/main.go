@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +68,7 @@ func main() {
 	flag.StringVar(&o.doc, "doc", "", "markdown file to add this run's section to (replacing one of the same day)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench database on both servers (for another run with --reuse)")
 	flag.BoolVar(&o.reuse, "reuse", false, "reuse a bench database of N rows kept by --keep instead of creating it")
-	flag.StringVar(&o.only, "only", "", "run only these measurements, comma-separated: ceiling, default, parallel-1, parallel-4, chunk-1000, chunk-5000, md5 (default: all); or chunk=N,parallel=P for one custom one")
+	flag.StringVar(&o.only, "only", "", "run only these measurements, comma-separated, each --repeat times: ceiling, default, parallel-1, parallel-4, chunk-5000, chunk-50000, keyset, crc64, md5, before (default: all, the variants but default and parallel-4 once); or chunk=N,parallel=P[,hash=H][,keyset] for one custom one")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit of one measurement")
 	flag.Parse()
 	if o.loadBefore == "" {
@@ -130,12 +131,17 @@ func run(o options) error {
 	// The default is what `rowcast verify` does without flags.
 	chunk, parallel := verify.DefaultChunkRows, verify.DefaultParallel
 	variants := []variant{
-		{name: "default", chunk: chunk, parallel: parallel, repeat: o.repeat},
-		{name: "parallel 4", chunk: chunk, parallel: 4, repeat: o.repeat},
-		{name: "parallel 1", chunk: chunk, parallel: 1, repeat: 1},
-		{name: "chunk 1000", chunk: 1000, parallel: parallel, repeat: 1},
-		{name: "chunk 5000", chunk: 5000, parallel: parallel, repeat: 1},
-		{name: "md5 hash", chunk: chunk, parallel: parallel, repeat: 1, hash: verify.HashMD5},
+		{key: "default", name: "default", chunk: chunk, parallel: parallel, repeat: o.repeat},
+		{key: "parallel-4", name: "parallel 4", chunk: chunk, parallel: 4, repeat: o.repeat},
+		{key: "parallel-1", name: "parallel 1", chunk: chunk, parallel: 1, repeat: 1},
+		{key: "chunk-5000", name: "chunk 5000", chunk: 5000, parallel: parallel, repeat: 1},
+		{key: "chunk-50000", name: "chunk 50000", chunk: 50000, parallel: parallel, repeat: 1},
+		{key: "keyset", name: "keyset bounds", chunk: chunk, parallel: parallel, repeat: 1, keyset: true},
+		{key: "crc64", name: verify.HashCRC + " hash", chunk: chunk, parallel: parallel, repeat: 1, hash: verify.HashCRC},
+		{key: "md5", name: "md5 hash", chunk: chunk, parallel: parallel, repeat: 1, hash: verify.HashMD5},
+		// What `rowcast verify` did by default until integer keys got
+		// stepped bounds and crc32 became the default hash.
+		{key: "before", name: "before (keyset bounds, " + verify.HashCRC + " hash)", chunk: chunk, parallel: parallel, repeat: 1, keyset: true, hash: verify.HashCRC},
 	}
 	want := map[string]bool{}
 	for _, n := range strings.Split(o.only, ",") {
@@ -143,24 +149,30 @@ func run(o options) error {
 			want[n] = true
 		}
 	}
-	if c, p := 0, 0; o.only != "" {
-		fmt.Sscanf(o.only, "chunk=%d,parallel=%d", &c, &p)
-		if c > 0 && p > 0 {
-			variants = []variant{{name: "custom", chunk: c, parallel: p, repeat: o.repeat}}
-			want = map[string]bool{"custom": true}
+	// Variants named in --only are measured --repeat times each, in turns.
+	for i := range variants {
+		if want[variants[i].key] {
+			variants[i].repeat = o.repeat
 		}
 	}
-	run := func(name string) bool { return len(want) == 0 || want[name] }
-	// The ceiling: one statement per side hashing the whole table, and a
-	// bare COUNT(*), both sides at once.
-	for _, q := range []struct{ name, sql string }{
-		{"one statement, COUNT(*) only", "SELECT COUNT(*), '0' FROM " + benchDB + ".t"},
-		{"one statement, whole-table hash", ""},
+	if v, ok := custom(o.only); ok {
+		v.repeat = o.repeat
+		variants = []variant{v}
+		want = map[string]bool{"custom": true}
+	}
+	run := func(key string) bool { return len(want) == 0 || want[key] }
+	// The ceiling: one statement per side over the whole table, both sides
+	// at once: a bare COUNT(*), then verify's summary of a chunk with the
+	// default hash and with the 64-bit one.
+	for _, q := range []struct{ name, sql, hash string }{
+		{"one statement, COUNT(*) only", "SELECT COUNT(*), '0' FROM " + benchDB + ".t", ""},
+		{"one statement, whole-table summary, " + verify.HashCRC32, "", verify.HashCRC32},
+		{"one statement, whole-table summary, " + verify.HashCRC, "", verify.HashCRC},
 	} {
 		if !run("ceiling") {
 			break
 		}
-		res, err := ceiling(ctx, o, q.name, q.sql)
+		res, err := ceiling(ctx, o, q.name, q.sql, q.hash)
 		if err != nil {
 			return err
 		}
@@ -172,7 +184,7 @@ func run(o options) error {
 	for round := 0; ; round++ {
 		more := false
 		for _, v := range variants {
-			if round >= v.repeat || !run(strings.ReplaceAll(v.name, " ", "-")) {
+			if round >= v.repeat || !run(v.key) {
 				continue
 			}
 			more = true
@@ -272,11 +284,38 @@ func settle(ctx context.Context, m, r *sql.DB, limit time.Duration) bool {
 }
 
 type variant struct {
+	key      string // for --only
 	name     string
 	chunk    int
 	parallel int
 	repeat   int
-	hash     string
+	hash     string // "": verify's default
+	keyset   bool   // keyset bounds for the integer key (verify.Config.KeysetBounds)
+}
+
+// custom parses --only chunk=N,parallel=P[,hash=H][,keyset].
+func custom(only string) (variant, bool) {
+	v := variant{key: "custom", name: "custom"}
+	for _, f := range strings.Split(only, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
+		var err error
+		switch k {
+		case "chunk":
+			v.chunk, err = strconv.Atoi(val)
+		case "parallel":
+			v.parallel, err = strconv.Atoi(val)
+		case "hash":
+			v.hash = val
+		case "keyset":
+			v.keyset = true
+		default:
+			return v, false
+		}
+		if err != nil {
+			return v, false
+		}
+	}
+	return v, v.chunk > 0 && v.parallel > 0
 }
 
 type result struct {
@@ -305,7 +344,7 @@ func measure(ctx context.Context, o options, v variant) (result, error) {
 	vf, err := verify.New(ctx, verify.Config{
 		MasterName: "db1", ReplicaName: "db2", MasterDSN: dsn(o, o.master), ReplicaDSN: dsn(o, o.replica),
 		Filter:    verify.Filter{Tables: []string{benchDB + ".t"}},
-		ChunkRows: v.chunk, Parallel: v.parallel, Hash: v.hash,
+		ChunkRows: v.chunk, Parallel: v.parallel, Hash: v.hash, KeysetBounds: v.keyset,
 	})
 	if err != nil {
 		return result{}, err
@@ -320,14 +359,23 @@ func measure(ctx context.Context, o options, v variant) (result, error) {
 	if tr.Error != "" {
 		return result{}, fmt.Errorf("verify %s: %s", v.name, tr.Error)
 	}
-	name := fmt.Sprintf("verify, %s (chunk %d, parallel %d)", v.name, v.chunk, v.parallel)
+	extra := ""
+	if v.key == "custom" {
+		if v.hash != "" {
+			extra += ", hash " + v.hash
+		}
+		if v.keyset {
+			extra += ", keyset bounds"
+		}
+	}
+	name := fmt.Sprintf("verify, %s (chunk %d, parallel %d%s)", v.name, v.chunk, v.parallel, extra)
 	return result{name: name, rows: tr.Rows, chunks: tr.Chunks, secs: secs, cpu: c1.sub(c0), equal: tr.Equal(), variant: v}, nil
 }
 
 // ceiling runs one statement on each side at once: what the servers do
 // without chunking, per-chunk queries or the benchmark's own work. An empty
-// query is verify's own sum over the whole table.
-func ceiling(ctx context.Context, o options, name, query string) (result, error) {
+// query is verify's own summary of the whole table with the given hash.
+func ceiling(ctx context.Context, o options, name, query, hash string) (result, error) {
 	sums := make([]string, 2)
 	counts := make([]int64, 2)
 	var c0 cpuTimes
@@ -346,7 +394,7 @@ func ceiling(ctx context.Context, o options, name, query string) (result, error)
 		dbs[i] = db
 	}
 	if query == "" {
-		q, err := verify.HashQuery(ctx, dbs[0], benchDB+".t", verify.HashCRC)
+		q, err := verify.HashQuery(ctx, dbs[0], benchDB+".t", hash)
 		if err != nil {
 			return result{}, err
 		}
