@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"sync"
 	"time"
+	"unsafe"
 )
 
 var strictBase64 = base64.StdEncoding.Strict()
@@ -30,18 +33,24 @@ func (c *Codec) Decode(key, value []byte) (*Event, error) {
 // Before and After images: the caller must no longer use the previous
 // contents of e. On error e holds no meaningful event.
 func (c *Codec) DecodeInto(e *Event, key, value []byte) error {
-	beforeBuf, afterBuf := e.Before[:0], e.After[:0]
-	*e = Event{}
 	var d msgDecoder
+	d.strings = stringsPool.Get().(*eventStrings)
+	defer d.strings.release()
+	d.bufs = [2][]any{e.Before[:0], e.After[:0]}
+	d.hint = c.enc.last.Load()
+	*e = Event{}
 	if err := d.top(e, value); err != nil {
 		if e.Kind == 0 {
 			return fmt.Errorf("decode message: %w", err)
 		}
 		return decodeErr(e, err)
 	}
-	if err := d.payload(c, e, beforeBuf, afterBuf); err != nil {
+	if err := d.payload(c, e); err != nil {
 		return decodeErr(e, err)
 	}
+	d.strings.add(&e.GTID, d.gtid, d.gtidEsc)
+	d.strings.add(&e.File, d.file, d.fileEsc)
+	d.strings.finish()
 	if len(key) > 0 {
 		var arr [256]byte
 		want, err := c.AppendKey(arr[:0], e)
@@ -70,8 +79,10 @@ func (p jsonSpan) scan() jsonScanner { return jsonScanner{data: p.raw, base: p.o
 // msgDecoder holds what one message's sections leave for the next steps. The
 // value is read in one pass, except for the row images: they come before the
 // columns that say how to read them, so the pass only finds where they end
-// and they are read afterwards. The columns section is read only when the
-// table cache does not know it.
+// and they are read afterwards, unless the pass could read them with the
+// columns of the last message's table (hint) and that is the message's
+// table. The columns section is read only when the table cache does not
+// know it.
 type msgDecoder struct {
 	before, after jsonSpan
 	op            []byte
@@ -85,7 +96,36 @@ type msgDecoder struct {
 	dbTok, tabTok []byte // source.db and source.table as written, quotes included
 	db, table     []byte // their raw contents
 	dbEsc, tabEsc bool
+
+	gtid, file       []byte // source.gtid and source.file, raw
+	gtidEsc, fileEsc bool
+
+	// hint is the encoding of the table of the last message checked or
+	// encoded (Codec.enc.last), most often this message's: where the
+	// message has its text (rowcast.pk and rowcast.columns, the images'
+	// column names), the pass compares instead of reading.
+	hint      *tableEncoding
+	shapeDone bool
+	spec      [2][]any // the before and after images read with hint's table
+	// te is the encoding of the message's table, for the images' names.
+	te *tableEncoding
+
+	// The images' values: bufs holds them (DecodeInto's storage), and the
+	// strings and integers among them point into strs and words (boxAt).
+	bufs  [2][]any
+	strs  []string
+	words []uint64
+
+	strings *eventStrings
 }
+
+// The members of the value, its source block and its rowcast section in the
+// order the encoder writes them, for jsonScanner.member.
+var (
+	topMembers     = memberNames("before", "after", "op", "ts_ms", "source", "transaction", "rowcast")
+	sourceMembers  = memberNames("version", "connector", "name", "ts_ms", "db", "table", "server_id", "gtid", "file", "pos", "row")
+	rowcastMembers = memberNames("format", "kind", "epoch", "txn_seq", "row", "last", "gtid_set", "pk", "columns")
+)
 
 func (d *msgDecoder) top(e *Event, value []byte) error {
 	s := jsonScanner{data: value}
@@ -93,6 +133,7 @@ func (d *msgDecoder) top(e *Event, value []byte) error {
 		return err
 	}
 	var hasSource, hasRowcast bool
+	guess := 0
 	for i := 0; ; i++ {
 		more, err := s.next('}', i)
 		if err != nil {
@@ -101,15 +142,15 @@ func (d *msgDecoder) top(e *Event, value []byte) error {
 		if !more {
 			break
 		}
-		k, err := s.key(&d.scratch)
+		k, err := s.member(topMembers, &guess, &d.scratch)
 		if err != nil {
 			return err
 		}
 		switch string(k) {
 		case "before":
-			d.before, err = s.skipFast()
+			d.before, err = d.firstPass(&s, 0)
 		case "after":
-			d.after, err = s.skipFast()
+			d.after, err = d.firstPass(&s, 1)
 		case "op":
 			var v jsonSpan
 			v, err = s.rawValue()
@@ -123,6 +164,10 @@ func (d *msgDecoder) top(e *Event, value []byte) error {
 			hasRowcast = true
 			if err = d.rowcast(&s, e); err != nil {
 				err = fmt.Errorf("rowcast: %w", err)
+			}
+		case "transaction":
+			if !s.skipTransaction() {
+				err = s.skip(0)
 			}
 		default:
 			err = s.skip(0)
@@ -143,6 +188,31 @@ func (d *msgDecoder) top(e *Event, value []byte) error {
 	return nil
 }
 
+// skipTransaction reads over Debezium's transaction block when it is
+// written as the encoder writes it, {"id":"..","total_order":N,
+// "data_collection_order":N}, which is what skip would accept and read
+// there. It reports false, having consumed nothing, for any other text.
+func (s *jsonScanner) skipTransaction() bool {
+	pos := s.pos
+	ok := s.literal(`{"id":`) && s.peek() == '"'
+	if ok {
+		_, _, err := s.rawString()
+		ok = err == nil && s.literal(`,"total_order":`)
+	}
+	if ok {
+		_, _, ok = s.digits()
+		ok = ok && s.literal(`,"data_collection_order":`)
+	}
+	if ok {
+		_, _, ok = s.digits()
+		ok = ok && s.literal(`}`)
+	}
+	if !ok {
+		s.pos = pos
+	}
+	return ok
+}
+
 // rowcast reads the rowcast section: format, kind and position, and keeps
 // the rest for payload.
 func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
@@ -159,7 +229,13 @@ func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
 		hAll = 1<<iota - 1
 	)
 	var have int
+	guess := 0
 	for i := 0; ; i++ {
+		if i > 0 && d.hint != nil && !d.shapeDone && hasPrefix(s.data[s.pos:], d.hint.shape) {
+			d.knownShape(s)
+			guess = len(rowcastMembers)
+			continue
+		}
 		more, err := s.next('}', i)
 		if err != nil {
 			return err
@@ -167,7 +243,7 @@ func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
 		if !more {
 			break
 		}
-		k, err := s.key(&d.scratch)
+		k, err := s.member(rowcastMembers, &guess, &d.scratch)
 		if err != nil {
 			return err
 		}
@@ -231,6 +307,25 @@ func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
 	return nil
 }
 
+// knownShape takes d.hint.shape, found at s's position, as the pk and columns
+// members the general pass would read there: the encoder wrote it, so it is
+// exactly two members (or columns alone) whose values are JSON arrays, and
+// their spans are the ones skipFast would find. ,"columns": cannot occur
+// inside a JSON string (its quote would be escaped), so its first occurrence
+// is the member.
+func (d *msgDecoder) knownShape(s *jsonScanner) {
+	const pkName, colName = `,"pk":`, `,"columns":`
+	text := s.data[s.pos : s.pos+len(d.hint.shape)]
+	at := s.base + s.pos
+	i := bytes.Index(text, []byte(colName))
+	if i > 0 {
+		d.pk = jsonSpan{text[len(pkName):i], at + len(pkName)}
+	}
+	d.columns = jsonSpan{text[i+len(colName):], at + i + len(colName)}
+	s.pos += len(text)
+	d.shapeDone = true
+}
+
 func kindByName(raw []byte) Kind {
 	switch string(raw) {
 	case "row":
@@ -252,6 +347,7 @@ func (d *msgDecoder) source(s *jsonScanner, e *Event) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
+	guess := 0
 	for i := 0; ; i++ {
 		more, err := s.next('}', i)
 		if err != nil {
@@ -260,7 +356,7 @@ func (d *msgDecoder) source(s *jsonScanner, e *Event) error {
 		if !more {
 			return nil
 		}
-		k, err := s.key(&d.scratch)
+		k, err := s.member(sourceMembers, &guess, &d.scratch)
 		if err != nil {
 			return err
 		}
@@ -272,15 +368,23 @@ func (d *msgDecoder) source(s *jsonScanner, e *Event) error {
 				e.Flavor = flavorName(raw, esc)
 			}
 		case "ts_ms":
-			var num []byte
-			if num, err = s.number(); err == nil {
-				var ms int64
-				if ms, err = parseInt(num); err != nil {
-					err = s.errorf("ts_ms %.40s: %v", num, err)
-				} else if ms != 0 {
+			var ms int64
+			pos := s.pos
+			if v, neg, ok := s.digits(); ok && !neg && v <= math.MaxInt64 {
+				ms = int64(v)
+			} else {
+				s.pos = pos
+				var num []byte
+				if num, err = s.number(); err == nil {
+					if ms, err = parseInt(num); err != nil {
+						err = s.errorf("ts_ms %.40s: %v", num, err)
+					}
+				}
+			}
+			if err == nil {
+				e.CommitTime = time.Time{}
+				if ms != 0 {
 					e.CommitTime = time.UnixMilli(ms).UTC()
-				} else {
-					e.CommitTime = time.Time{}
 				}
 			}
 		case "db":
@@ -300,13 +404,12 @@ func (d *msgDecoder) source(s *jsonScanner, e *Event) error {
 			v, err = s.uint(math.MaxUint32)
 			e.ServerID = uint32(v)
 		case "gtid":
+			d.gtid, d.gtidEsc = nil, false
 			if !s.null() {
-				e.GTID, err = s.str()
-			} else {
-				e.GTID = ""
+				d.gtid, d.gtidEsc, err = s.rawString()
 			}
 		case "file":
-			e.File, err = s.str()
+			d.file, d.fileEsc, err = s.rawString()
 		case "pos":
 			var v uint64
 			v, err = s.uint(math.MaxUint32)
@@ -333,7 +436,7 @@ func flavorName(raw []byte, esc bool) string {
 
 // payload reads what depends on the kind: the table and the row images, the
 // DDL statement, the epoch record or the snapshot marker.
-func (d *msgDecoder) payload(c *Codec, e *Event, beforeBuf, afterBuf []any) error {
+func (d *msgDecoder) payload(c *Codec, e *Event) error {
 	if e.Kind != KindRow {
 		if d.hasOp {
 			return fmt.Errorf("op on a %s message: %w", e.Kind, ErrMalformed)
@@ -348,6 +451,11 @@ func (d *msgDecoder) payload(c *Codec, e *Event, beforeBuf, afterBuf []any) erro
 			return err
 		}
 		e.Table = t
+		if e.Kind == KindRow {
+			if d.te = d.hint; d.te == nil || d.te.t != t {
+				d.te = c.tableEncoding(t)
+			}
+		}
 	} else {
 		// Not read, but it must still be JSON.
 		for _, sp := range []jsonSpan{d.pk, d.columns} {
@@ -361,7 +469,7 @@ func (d *msgDecoder) payload(c *Codec, e *Event, beforeBuf, afterBuf []any) erro
 	}
 	switch e.Kind {
 	case KindRow:
-		return d.rowImages(e, beforeBuf, afterBuf)
+		return d.rowImages(e)
 	case KindDDL:
 		if d.ddl.raw == nil {
 			return fmt.Errorf("ddl message without rowcast.ddl: %w", ErrMalformed)
@@ -392,7 +500,7 @@ func (d *msgDecoder) payload(c *Codec, e *Event, beforeBuf, afterBuf []any) erro
 
 func isJSONNull(raw []byte) bool { return raw == nil || string(raw) == "null" }
 
-func (d *msgDecoder) rowImages(e *Event, beforeBuf, afterBuf []any) error {
+func (d *msgDecoder) rowImages(e *Event) error {
 	if e.Table == nil {
 		return fmt.Errorf("row message without rowcast.columns: %w", ErrMalformed)
 	}
@@ -413,14 +521,16 @@ func (d *msgDecoder) rowImages(e *Event, beforeBuf, afterBuf []any) error {
 		return fmt.Errorf("unknown op %.40s: %w", d.op, ErrMalformed)
 	}
 	var err error
-	if e.Before, err = d.image(e, "before", d.before, wantBefore, beforeBuf); err != nil {
+	if e.Before, err = d.image(e, 0, "before", d.before, wantBefore); err != nil {
 		return err
 	}
-	e.After, err = d.image(e, "after", d.after, wantAfter, afterBuf)
+	e.After, err = d.image(e, 1, "after", d.after, wantAfter)
 	return err
 }
 
-func (d *msgDecoder) image(e *Event, name string, sp jsonSpan, want bool, buf []any) ([]any, error) {
+// image returns image which (0 before, 1 after) of e, read from sp unless
+// the first pass read it with the columns of e's table.
+func (d *msgDecoder) image(e *Event, which int, name string, sp jsonSpan, want bool) ([]any, error) {
 	if !want {
 		if !isJSONNull(sp.raw) {
 			return nil, fmt.Errorf("op %c with a %s image: %w", byte(e.Op), name, ErrMalformed)
@@ -431,43 +541,18 @@ func (d *msgDecoder) image(e *Event, name string, sp jsonSpan, want bool, buf []
 		return nil, fmt.Errorf("op %c without %s image: %w", byte(e.Op), name, ErrMalformed)
 	}
 	t := e.Table
-	img := buf[:0]
-	if cap(img) < len(t.Columns) {
-		img = make([]any, 0, len(t.Columns))
+	if img := d.spec[which]; img != nil && d.hint.t == t {
+		return img, nil
 	}
+	var cols [][]byte
+	if d.te != nil && d.te.t == t {
+		cols = d.te.cols
+	}
+	d.reserve(t, 2-which)
 	s := sp.scan()
-	if err := s.expect('{'); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	// The pass over the message only found where the image ends: this reads
-	// and checks it all.
-	for i := range t.Columns {
-		col := &t.Columns[i]
-		if more, err := s.next('}', i); err != nil || !more {
-			if err == nil {
-				err = fmt.Errorf("%d of %d columns: %w", i, len(t.Columns), ErrMalformed)
-			}
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		k, err := s.key(&d.scratch)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if string(k) != col.Name {
-			return nil, fmt.Errorf("%s: member %.60q where column %s.%s.%s (position %d) belongs: %w",
-				name, k, t.Database, t.Name, col.Name, i, ErrMalformed)
-		}
-		v, err := decodeValue(&s, col.Kind)
-		if err != nil {
-			return nil, fmt.Errorf("%s: column %s.%s.%s (position %d): %w", name, t.Database, t.Name, col.Name, i, err)
-		}
-		img = append(img, v)
-	}
-	if more, err := s.next('}', len(t.Columns)); err != nil || more {
-		if err == nil {
-			err = s.errorf("more members than the %d columns", len(t.Columns))
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+	img, err := d.readImage(&s, name, t, cols, d.imageBuf(which, len(t.Columns)), false)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.end(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -475,32 +560,146 @@ func (d *msgDecoder) image(e *Event, name string, sp jsonSpan, want bool, buf []
 	return img, nil
 }
 
-// decodeValue reads one column value in the representation of its kind.
-func decodeValue(s *jsonScanner, k ValueKind) (any, error) {
+// firstPass reads over image which (0 before, 1 after) in the pass over the
+// message and returns its span. With a hint, it first tries to read the
+// image with the hint's columns, as the encoder writes them: when that
+// reads the whole image, the span is the one skipFast would return (the text
+// is a JSON object), and image takes the values if the message turns out to
+// be of the hint's table. Any difference ends the try, and what it wrote is
+// dropped.
+func (d *msgDecoder) firstPass(s *jsonScanner, which int) (jsonSpan, error) {
+	d.spec[which] = nil
+	if h := d.hint; h != nil && s.peek() == '{' {
+		d.reserve(h.t, 2-which)
+		start := s.pos
+		text, pending, strs, words := len(d.strings.text), len(d.strings.pending), d.strs, d.words
+		img, err := d.readImage(s, "", h.t, h.cols, d.imageBuf(which, len(h.t.Columns)), true)
+		if err == nil {
+			d.spec[which] = img
+			return jsonSpan{s.data[start:s.pos], s.base + start}, nil
+		}
+		s.pos = start
+		d.strings.text, d.strings.pending = d.strings.text[:text], d.strings.pending[:pending]
+		d.strs, d.words = strs, words
+	}
+	return s.skipFast()
+}
+
+// errNotAsEncoded ends readImage's try in the first pass (not reported).
+var errNotAsEncoded = errors.New("not as encoded")
+
+// readImage reads a row image of t at s's position into buf: '{', then each
+// column's name and value in table order, then '}'. Where the text is the
+// encoder's, '{' or ',' and a column's name are one comparison with cols,
+// t's encoding (if not nil). With asEncoded, it stops at the first other
+// text with errNotAsEncoded.
+func (d *msgDecoder) readImage(s *jsonScanner, name string, t *Table, cols [][]byte, buf []any, asEncoded bool) ([]any, error) {
+	img := buf[:0]
+	for i := range t.Columns {
+		col := &t.Columns[i]
+		if cols != nil && hasPrefix(s.data[s.pos:], cols[i]) {
+			s.pos += len(cols[i])
+		} else {
+			if asEncoded {
+				return nil, errNotAsEncoded
+			}
+			if i == 0 {
+				if err := s.expect('{'); err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+			}
+			if more, err := s.next('}', i); err != nil || !more {
+				if err == nil {
+					err = fmt.Errorf("%d of %d columns: %w", i, len(t.Columns), ErrMalformed)
+				}
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			k, err := s.key(&d.scratch)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			if string(k) != col.Name {
+				return nil, fmt.Errorf("%s: member %.60q where column %s.%s.%s (position %d) belongs: %w",
+					name, k, t.Database, t.Name, col.Name, i, ErrMalformed)
+			}
+		}
+		v, err := d.value(s, col.Kind)
+		if err != nil {
+			if asEncoded {
+				return nil, errNotAsEncoded
+			}
+			return nil, fmt.Errorf("%s: column %s.%s.%s (position %d): %w", name, t.Database, t.Name, col.Name, i, err)
+		}
+		img = append(img, v)
+	}
+	if asEncoded && !s.literal("}") {
+		return nil, errNotAsEncoded
+	}
+	if !asEncoded {
+		if more, err := s.next('}', len(t.Columns)); err != nil || more {
+			if err == nil {
+				err = s.errorf("more members than the %d columns", len(t.Columns))
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return img, nil
+}
+
+// imageBuf returns the storage for image which (0 before, 1 after) of n
+// values. An event without storage gets one slice for both images.
+func (d *msgDecoder) imageBuf(which, n int) []any {
+	if cap(d.bufs[which]) < n {
+		if which == 0 && cap(d.bufs[1]) < n {
+			both := make([]any, 2*n)
+			d.bufs[0], d.bufs[1] = both[:0:n], both[n:n:2*n]
+		} else {
+			d.bufs[which] = make([]any, 0, n)
+		}
+	}
+	return d.bufs[which][:0]
+}
+
+// reserve makes room in the slabs for the string and integer values of
+// images images of table t.
+func (d *msgDecoder) reserve(t *Table, images int) {
+	var strs, words int
+	for i := range t.Columns {
+		switch t.Columns[i].Kind {
+		case VInt, VYear, VUint, VBit:
+			words++
+		case VString, VDecimal, VDate, VDateTime, VTimestamp, VTime, VEnum, VSet, VJSON:
+			strs++
+		}
+	}
+	if strs > cap(d.strs)-len(d.strs) {
+		d.strs = make([]string, 0, images*strs)
+	}
+	if words > cap(d.words)-len(d.words) {
+		d.words = make([]uint64, 0, images*words)
+	}
+}
+
+// value reads one column value in the representation of its kind. Strings
+// and integers are boxed from the slabs (boxAt); the strings' text is set by
+// eventStrings.finish.
+func (d *msgDecoder) value(s *jsonScanner, k ValueKind) (any, error) {
 	if s.null() {
 		return nil, nil
 	}
 	switch k {
 	case VInt, VYear:
-		num, err := s.number()
+		v, err := s.intValue(k)
 		if err != nil {
 			return nil, err
 		}
-		v, err := parseInt(num)
-		if err != nil {
-			return nil, s.errorf("%s value %.40s: %v", k, num, err)
-		}
-		return v, nil
+		return d.boxWord(int64Type, uint64(v)), nil
 	case VUint, VBit:
-		num, err := s.number()
+		v, err := s.uintValue(k)
 		if err != nil {
 			return nil, err
 		}
-		v, err := parseUint(num, math.MaxUint64)
-		if err != nil {
-			return nil, s.errorf("%s value %.40s: %v", k, num, err)
-		}
-		return v, nil
+		return d.boxWord(uint64Type, v), nil
 	case VFloat, VDouble:
 		num, err := s.number()
 		if err != nil {
@@ -524,13 +723,151 @@ func decodeValue(s *jsonScanner, k ValueKind) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := unescape(raw, esc)
-		if !checkShape(k, v) {
-			return nil, s.errorf("%s value %.40q is not in the %s form", k, v, k)
+		if len(d.strs) == cap(d.strs) {
+			d.strs = make([]string, 0, 8)
 		}
-		return v, nil
+		d.strs = append(d.strs, "")
+		p := &d.strs[len(d.strs)-1]
+		if v := d.strings.add(p, raw, esc); !checkShape(k, v) {
+			return nil, s.errorf("%s value %.40q is not in the %s form", k, string(v), k)
+		}
+		return boxAt(stringType, unsafe.Pointer(p)), nil
 	}
 	return nil, s.errorf("unknown value kind %d", uint8(k))
+}
+
+// boxWord returns v, of type int64 or uint64 (typ), boxed from the slab.
+func (d *msgDecoder) boxWord(typ unsafe.Pointer, v uint64) any {
+	if len(d.words) == cap(d.words) {
+		d.words = make([]uint64, 0, 8)
+	}
+	d.words = append(d.words, v)
+	return boxAt(typ, unsafe.Pointer(&d.words[len(d.words)-1]))
+}
+
+// An interface value whose dynamic type is not a pointer is a type word and
+// a pointer to a copy of the value (runtime.eface; reflect builds them the
+// same way). Converting a string or an integer to an interface allocates
+// that copy, which was most of a row's allocations; boxAt instead points the
+// interface at a slot of one of the msgDecoder's slabs, one allocation for
+// all the values of a kind. A slot is not written once the event is complete
+// (eventStrings.finish sets the strings before), and an append past a slab's
+// capacity moves on to a new array, so the value an interface holds does not
+// change. TestDecodeBoxedValues checks that the values behave as ordinary
+// ones.
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+var (
+	stringType = typeWord("")
+	int64Type  = typeWord(int64(0))
+	uint64Type = typeWord(uint64(0))
+)
+
+func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+// boxAt returns the interface of type typ whose value is at p.
+func boxAt(typ, p unsafe.Pointer) (v any) {
+	*(*eface)(unsafe.Pointer(&v)) = eface{typ: typ, data: p}
+	return v
+}
+
+// eventStrings holds the strings of an event being decoded: their text is
+// written to a reused buffer, and copied to one allocation of its size once
+// the event is complete (finish).
+type eventStrings struct {
+	text    []byte
+	pending []pendingString
+}
+
+// pendingString is a string of the event not set yet: its text is
+// text[off:off+n].
+type pendingString struct {
+	p      *string
+	off, n int
+}
+
+var stringsPool = sync.Pool{New: func() any { return new(eventStrings) }}
+
+// add appends the text of raw, a string checked by rawString, and returns
+// it; finish sets *p to it.
+func (es *eventStrings) add(p *string, raw []byte, esc bool) []byte {
+	off := len(es.text)
+	if esc {
+		es.text = appendUnescaped(es.text, raw)
+	} else {
+		es.text = append(es.text, raw...)
+	}
+	es.pending = append(es.pending, pendingString{p: p, off: off, n: len(es.text) - off})
+	return es.text[off:]
+}
+
+// finish copies the strings' text to one allocation and sets them. The
+// bytes are never written again.
+func (es *eventStrings) finish() {
+	var b []byte
+	if len(es.text) > 0 {
+		b = make([]byte, len(es.text))
+		copy(b, es.text)
+	}
+	for _, ps := range es.pending {
+		*ps.p = ""
+		if ps.n > 0 {
+			*ps.p = unsafe.String(&b[ps.off], ps.n)
+		}
+	}
+}
+
+// release returns es to the pool, unless it grew for big values.
+func (es *eventStrings) release() {
+	if cap(es.text) > 64<<10 || cap(es.pending) > 4096 {
+		return
+	}
+	clear(es.pending) // the pointers into the last event
+	es.text, es.pending = es.text[:0], es.pending[:0]
+	stringsPool.Put(es)
+}
+
+// intValue reads the value of a column of kind k, VInt or VYear.
+func (s *jsonScanner) intValue(k ValueKind) (int64, error) {
+	pos := s.pos
+	if v, neg, ok := s.digits(); ok {
+		switch {
+		case !neg && v <= math.MaxInt64:
+			return int64(v), nil
+		case neg && v <= math.MaxInt64:
+			return -int64(v), nil
+		}
+	}
+	s.pos = pos
+	num, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	v, err := parseInt(num)
+	if err != nil {
+		return 0, s.errorf("%s value %.40s: %v", k, num, err)
+	}
+	return v, nil
+}
+
+// uintValue reads the value of a column of kind k, VUint or VBit.
+func (s *jsonScanner) uintValue(k ValueKind) (uint64, error) {
+	pos := s.pos
+	if v, neg, ok := s.digits(); ok && !neg {
+		return v, nil
+	}
+	s.pos = pos
+	num, err := s.number()
+	if err != nil {
+		return 0, err
+	}
+	v, err := parseUint(num, math.MaxUint64)
+	if err != nil {
+		return 0, s.errorf("%s value %.40s: %v", k, num, err)
+	}
+	return v, nil
 }
 
 // base64 reads a base64 string into a new slice with prefix bytes reserved

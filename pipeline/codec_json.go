@@ -1,10 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -88,7 +89,8 @@ func load8[T string | []byte](s T, i int) uint64 {
 // a quote, a backslash or not ASCII: the bytes that string scanning and
 // escaping must look at one by one. (The "has zero byte" trick of
 // https://graphics.stanford.edu/~seander/bithacks.html#ZeroInWord, which
-// may point at the wrong byte but never misses one.)
+// never misses a byte and may flag bytes after a real one, never before:
+// the lowest flag, the high bit of a byte, is always a real one.)
 func special8(x uint64) uint64 {
 	const lsb, msb = 0x0101010101010101, 0x8080808080808080
 	ctl := (x - 0x20*lsb) &^ x
@@ -316,49 +318,63 @@ func (s *jsonScanner) rawString() (raw []byte, escaped bool, err error) {
 	if s.peek() != '"' {
 		return nil, false, s.unexpected("string")
 	}
-	s.pos++
-	start := s.pos
+	start := s.pos + 1
 	d := s.data
-	for s.pos < len(d) {
-		if s.pos+8 <= len(d) && special8(load8(d, s.pos)) == 0 {
-			s.pos += 8
-			continue
+	i := start
+	for {
+		// Eight bytes at a time up to the first byte that needs a look: the
+		// lowest flag of special8 is always a real one.
+		for i+8 <= len(d) {
+			m := special8(binary.LittleEndian.Uint64(d[i:]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
 		}
-		c := d[s.pos]
+		if i >= len(d) {
+			break
+		}
+		c := d[i]
 		switch {
 		case c == '"':
-			raw = d[start:s.pos]
-			s.pos++
-			return raw, escaped, nil
+			s.pos = i + 1
+			return d[start:i], escaped, nil
 		case c == '\\':
 			escaped = true
-			if s.pos+1 >= len(d) {
+			if i+1 >= len(d) {
+				s.pos = i
 				return nil, false, s.errorf("unterminated string")
 			}
-			switch d[s.pos+1] {
+			switch d[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.pos += 2
+				i += 2
 			case 'u':
-				_, n := decodeU(d[s.pos:])
+				_, n := decodeU(d[i:])
 				if n == 0 {
+					s.pos = i
 					return nil, false, s.errorf("bad \\u escape (lone surrogates are refused)")
 				}
-				s.pos += n
+				i += n
 			default:
-				return nil, false, s.errorf("bad escape \\%c", d[s.pos+1])
+				s.pos = i
+				return nil, false, s.errorf("bad escape \\%c", d[i+1])
 			}
 		case c < 0x20:
+			s.pos = i
 			return nil, false, s.errorf("control character %#x in string", c)
 		case c < utf8.RuneSelf:
-			s.pos++
+			i++
 		default:
-			n := utf8Len(d[s.pos:])
+			n := utf8Len(d[i:])
 			if n == 0 {
+				s.pos = i
 				return nil, false, s.errorf("invalid UTF-8 in string")
 			}
-			s.pos += n
+			i += n
 		}
 	}
+	s.pos = len(d)
 	return nil, false, s.errorf("unterminated string")
 }
 
@@ -460,6 +476,61 @@ func (s *jsonScanner) str() (string, error) {
 	return unescape(raw, esc), nil
 }
 
+// member reads an object member's name and the colon after it, like key,
+// first trying names[*next], the member the encoder writes there: matching
+// it costs less than reading a string. The name returned is only valid until
+// the next call; *next moves past the member read when it is in names.
+func (s *jsonScanner) member(names []memberName, next *int, scratch *[]byte) ([]byte, error) {
+	if i := *next; i < len(names) {
+		if q := names[i].quoted; hasPrefix(s.data[s.pos:], q) {
+			s.pos += len(q)
+			*next = i + 1
+			return names[i].name, nil
+		}
+	}
+	k, err := s.key(scratch)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		if string(n.name) == string(k) {
+			*next = i + 1
+			break
+		}
+	}
+	return k, nil
+}
+
+// memberName is a member's name, and "name": as the encoder writes it.
+type memberName struct {
+	name, quoted []byte
+}
+
+// memberNames returns the memberName of each of names, which need no escape.
+func memberNames(names ...string) []memberName {
+	m := make([]memberName, len(names))
+	for i, n := range names {
+		q := []byte(`"` + n + `":`)
+		m[i] = memberName{name: q[1 : len(q)-2], quoted: q}
+	}
+	return m
+}
+
+// literal consumes text if it comes next, without white space before.
+func (s *jsonScanner) literal(text string) bool {
+	d := s.data[s.pos:]
+	if len(d) < len(text) || string(d[:len(text)]) != text {
+		return false
+	}
+	s.pos += len(text)
+	return true
+}
+
+// hasPrefix reports whether b starts with prefix.
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
 // key reads an object member's name and the colon after it. The name is
 // only valid until the next call (it may point into scratch).
 func (s *jsonScanner) key(scratch *[]byte) ([]byte, error) {
@@ -521,8 +592,47 @@ func (s *jsonScanner) number() ([]byte, error) {
 
 var errOutOfRange = errors.New("out of range")
 
+// digits reads the integer the scanner is at when it is written plainly:
+// 1 to 19 digits without a leading zero (so it fits a uint64), optionally
+// after a minus sign, and followed by something that cannot continue a JSON
+// number. It reports false, having consumed nothing, for anything else,
+// which number and parseUint then read (or refuse) the long way.
+func (s *jsonScanner) digits() (v uint64, neg, ok bool) {
+	s.ws()
+	d := s.data
+	i := s.pos
+	if i < len(d) && d[i] == '-' {
+		neg = true
+		i++
+	}
+	start := i
+	for ; i < len(d) && i-start < 19; i++ {
+		c := d[i] - '0'
+		if c > 9 {
+			break
+		}
+		v = v*10 + uint64(c)
+	}
+	n := i - start
+	if n == 0 || n > 1 && d[start] == '0' {
+		return 0, false, false
+	}
+	if i < len(d) {
+		if c := d[i]; c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' {
+			return 0, false, false
+		}
+	}
+	s.pos = i
+	return v, neg, true
+}
+
 // uint reads a non-negative integer that fits in max.
 func (s *jsonScanner) uint(max uint64) (uint64, error) {
+	pos := s.pos
+	if v, neg, ok := s.digits(); ok && !neg && v <= max {
+		return v, nil
+	}
+	s.pos = pos
 	num, err := s.number()
 	if err != nil {
 		return 0, err
@@ -536,6 +646,24 @@ func (s *jsonScanner) uint(max uint64) (uint64, error) {
 
 // parseUint parses a JSON number that must be an integer in [0, max].
 func parseUint(num []byte, max uint64) (uint64, error) {
+	// Up to 19 digits cannot overflow a uint64: check against max once.
+	if n := len(num); n > 0 && n < 20 {
+		var v uint64
+		for _, c := range num {
+			if c < '0' || c > '9' {
+				return parseUintSlow(num, max)
+			}
+			v = v*10 + uint64(c-'0')
+		}
+		if v > max {
+			return 0, errOutOfRange
+		}
+		return v, nil
+	}
+	return parseUintSlow(num, max)
+}
+
+func parseUintSlow(num []byte, max uint64) (uint64, error) {
 	if len(num) == 0 || num[0] == '-' && !(len(num) == 2 && num[1] == '0') {
 		return 0, errors.New("want an unsigned integer")
 	}
@@ -667,12 +795,11 @@ func (s *jsonScanner) skipFast() (jsonSpan, error) {
 			}
 		case '"':
 			for {
-				j := bytes.IndexByte(d[i+1:], '"')
-				if j < 0 {
+				i = indexQuote(d, i+1)
+				if i < 0 {
 					s.pos = len(d)
 					return jsonSpan{}, s.errorf("unterminated string")
 				}
-				i += j + 1
 				bs := 0
 				for d[i-1-bs] == '\\' {
 					bs++
@@ -685,4 +812,23 @@ func (s *jsonScanner) skipFast() (jsonSpan, error) {
 	}
 	s.pos = len(d)
 	return jsonSpan{}, s.errorf("unexpected end, want '}' or ']'")
+}
+
+// indexQuote returns the index of the first '"' in d from i on, -1 if none.
+// Eight bytes at a time: the strings of a message are mostly short, where
+// bytes.IndexByte costs more in its call than in its search.
+func indexQuote(d []byte, i int) int {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(d); i += 8 {
+		x := binary.LittleEndian.Uint64(d[i:]) ^ '"'*lsb
+		if m := (x - lsb) &^ x & msb; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	for ; i < len(d); i++ {
+		if d[i] == '"' {
+			return i
+		}
+	}
+	return -1
 }

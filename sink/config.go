@@ -18,7 +18,7 @@ type WorkerConfig struct {
 	// (a new replica, seeded as of that offset). Default 0. Once a checkpoint
 	// exists it is the only truth; consumer-group offsets are never used.
 	StartOffset int64
-	// MaxBatchRows bounds the rows of one ApplyRows call. Default 500.
+	// MaxBatchRows bounds the rows of one ApplyRows call. Default 2000.
 	MaxBatchRows int
 	// MaxBatchBytes bounds the message bytes of one ApplyRows call. Default
 	// 4 MiB.
@@ -66,7 +66,7 @@ func FromConfig(s config.Sink, topic string) WorkerConfig {
 
 func (c *WorkerConfig) setDefaults() {
 	if c.MaxBatchRows <= 0 {
-		c.MaxBatchRows = 500
+		c.MaxBatchRows = 2000
 	}
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = 4 << 20

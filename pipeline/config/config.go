@@ -117,7 +117,8 @@ type Sink struct {
 	// ProtectReplicas makes each MySQL replica read-only for everyone but the
 	// sink worker. Default true.
 	ProtectReplicas *bool `yaml:"protect_replicas"`
-	// MaxBatchRows bounds the rows of one multi-row statement. Default 500.
+	// MaxBatchRows bounds the rows of one multi-row statement (or LOAD DATA).
+	// Default 2000.
 	MaxBatchRows int `yaml:"max_batch_rows"`
 	// MaxTxnMerge bounds how many source transactions a worker that is behind
 	// merges into one target commit. Default 100; 1 disables merging.
@@ -304,7 +305,7 @@ func (c *Config) setDefaults() {
 		k2.ProtectReplicas = &t
 	}
 	if k2.MaxBatchRows == 0 {
-		k2.MaxBatchRows = 500
+		k2.MaxBatchRows = 2000
 	}
 	if k2.MaxTxnMerge == 0 {
 		k2.MaxTxnMerge = 100

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -195,9 +196,20 @@ func appendTSV(b []byte, tbl *pipeline.Table, img []any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// appendEscaped appends s with backslash, tab, newline, carriage return and
+// NUL escaped for LOAD DATA.
 func appendEscaped(b []byte, s string) []byte {
 	start := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			// Eight bytes at a time up to the first that may need an escape.
+			m := escapeCandidates(load8(s, i))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
+		}
 		var esc byte
 		switch s[i] {
 		case '\\':
@@ -211,13 +223,34 @@ func appendEscaped(b []byte, s string) []byte {
 		case 0:
 			esc = '0'
 		default:
+			i++
 			continue
 		}
 		b = append(b, s[start:i]...)
 		b = append(b, '\\', esc)
-		start = i + 1
+		i++
+		start = i
 	}
 	return append(b, s[start:]...)
+}
+
+// load8 reads 8 bytes of s from i, little-endian (one load on amd64/arm64).
+func load8(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// escapeCandidates flags (high bit of each byte) the bytes of x below 0x20
+// and the backslashes: every byte appendEscaped escapes, and a few others.
+// The lowest flag is always a real one ("has zero byte" of
+// https://graphics.stanford.edu/~seander/bithacks.html#ZeroInWord).
+func escapeCandidates(x uint64) uint64 {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	ctl := (x - 0x20*lsb) &^ x
+	bs := x ^ '\\'*lsb
+	bs = (bs - lsb) &^ bs
+	return (ctl | bs) & msb
 }
 
 const hexDigits = "0123456789ABCDEF"

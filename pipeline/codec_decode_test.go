@@ -1,0 +1,196 @@
+package pipeline
+
+import (
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// hintEvents are messages of several tables, to warm a Codec with: the
+// table of the last one decoded is the hint of its next Decode.
+func hintEvents() []*Event {
+	ins, upd := sinkBenchEvents()
+	del := *upd
+	del.Op, del.After = OpDelete, nil
+	evs := []*Event{ins, upd, &del, benchEvent()}
+	for _, name := range []string{"insert", "update", "delete", "no pk", "composite pk", "read", "snapshot table end"} {
+		evs = append(evs, messageEvents()[name])
+	}
+	// The same column names as ordersTable, other kinds.
+	other := &Table{Database: "shop", Name: "orders_v2", PrimaryKey: []int{0}, Columns: []Column{
+		{Name: "id", Kind: VString, SQLType: "varchar(20)"},
+		{Name: "name", Kind: VInt, SQLType: "int(11)"},
+	}}
+	return append(evs, &Event{Kind: KindRow, Pos: Position{Epoch: 1, TxnSeq: 7}, GTID: "0-1-7", Flavor: "mariadb",
+		ServerID: 1, CommitTime: testTime, File: "mysql-bin.000001", Offset: 4, Table: other, Op: OpInsert,
+		After: []any{"42", int64(7)}})
+}
+
+// warmCodec returns a Codec that has decoded (and checked the key of) one
+// message of each of evs, evs[last] last.
+func warmCodec(tb testing.TB, evs []*Event, last int) *Codec {
+	tb.Helper()
+	enc := &Codec{Cluster: "main"}
+	c := &Codec{Cluster: "main"}
+	for i := range evs {
+		e := evs[(last+1+i)%len(evs)]
+		k, err := enc.AppendKey(nil, e)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		v, err := enc.AppendValue(nil, e)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := c.Decode(k, v); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return c
+}
+
+// FuzzDecodeHinted: a Codec that decoded messages before, whose first pass
+// compares the text with the encoding of the last message's table, decodes
+// every input as a fresh Codec does: the same event or the same error.
+func FuzzDecodeHinted(f *testing.F) {
+	evs := hintEvents()
+	enc := &Codec{Cluster: "main"}
+	for i, e := range append(evs, ordersInsert()) {
+		k, _ := enc.AppendKey(nil, e)
+		v, _ := enc.AppendValue(nil, e)
+		f.Add(k, v, uint8(i))
+		f.Add([]byte(nil), v, uint8(i+1))
+	}
+	f.Add([]byte(goldenKey), []byte(strings.Replace(goldenValue, `"name":"x"`, `"name" : "\u0078"`, 1)), uint8(7))
+	f.Fuzz(func(t *testing.T, key, value []byte, last uint8) {
+		want, wantErr := (&Codec{Cluster: "main"}).Decode(key, value)
+		c := warmCodec(t, evs, int(last)%len(evs))
+		got, err := c.Decode(key, value)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("hinted: error %v\nfresh: error %v", err, wantErr)
+		}
+		if err == nil {
+			assertEvent(t, got, want)
+		}
+	})
+}
+
+// Messages of tables that alternate, some with the same column names, and a
+// Codec that also encodes: the hint is often another table, and decoded
+// events still share the decoder's *Table.
+func TestDecodeHintOtherTable(t *testing.T) {
+	evs := hintEvents()
+	c := &Codec{Cluster: "main"}
+	tables := map[string]*Table{}
+	for round := range 3 {
+		for i, e := range evs {
+			if round == 1 && i%2 == 0 {
+				// The encoder's last table becomes the hint.
+				if _, err := c.AppendValue(nil, evs[(i+1)%len(evs)]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k, v, got := roundTrip(t, c, e)
+			assertEvent(t, got, e)
+			if got.Table == nil {
+				continue
+			}
+			if got.Table == e.Table {
+				t.Errorf("event %d: decoded the encoder's *Table", i)
+			}
+			id := fmt.Sprintf("%s|%v|%v", got.Table.Name, got.Table.Columns, got.Table.PrimaryKey)
+			if prev, ok := tables[id]; ok && prev != got.Table {
+				t.Errorf("event %d (round %d): a second *Table for %s", i, round, got.Table.Name)
+			}
+			tables[id] = got.Table
+			// Right after itself, with the hint its own table.
+			again, err := c.Decode(k, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertEvent(t, again, e)
+			if again.Table != got.Table {
+				t.Errorf("event %d: decoded twice, two *Table", i)
+			}
+		}
+	}
+}
+
+// The values of decoded images are ordinary values: type switches,
+// comparisons, reflection and formatting see what they would see of values
+// converted the usual way, and they stay intact through garbage collection
+// and later decodes.
+func TestDecodeBoxedValues(t *testing.T) {
+	_, upd := sinkBenchEvents()
+	upd.Before[0], upd.After[1] = int64(-7), int64(1<<40)
+	tab := &Table{Database: "d", Name: "u", PrimaryKey: []int{0}, Columns: []Column{
+		{Name: "id", Kind: VUint, SQLType: "bigint unsigned"}, {Name: "bit", Kind: VBit, SQLType: "bit(64)"},
+		{Name: "s", Kind: VString, SQLType: "text"}, {Name: "e", Kind: VString, SQLType: "text"}}}
+	uns := &Event{Kind: KindRow, Table: tab, Op: OpInsert, Flavor: "mariadb",
+		After: []any{uint64(1 << 63), uint64(3), "é\u2028\"", ""}}
+	c := &Codec{Cluster: "main"}
+	var decoded []*Event
+	for range 50 {
+		for _, e := range []*Event{upd, uns} {
+			_, _, got := roundTrip(t, c, e)
+			decoded = append(decoded, got)
+		}
+	}
+	runtime.GC()
+	for i, got := range decoded {
+		want := []*Event{upd, uns}[i%2]
+		for img, vals := range map[string][2][]any{"before": {got.Before, want.Before}, "after": {got.After, want.After}} {
+			for j, v := range vals[0] {
+				w := vals[1][j]
+				if v != w || !reflect.DeepEqual(v, w) || fmt.Sprintf("%#v", v) != fmt.Sprintf("%#v", w) {
+					t.Fatalf("event %d %s[%d]: %#v, want %#v", i, img, j, v, w)
+				}
+				if reflect.TypeOf(v) != reflect.TypeOf(w) {
+					t.Fatalf("event %d %s[%d]: type %T, want %T", i, img, j, v, w)
+				}
+				switch x := v.(type) {
+				case string:
+					if x != w.(string) || len(x) != len(w.(string)) {
+						t.Fatalf("event %d %s[%d]: string %q", i, img, j, x)
+					}
+				case int64:
+					if x != w.(int64) {
+						t.Fatalf("event %d %s[%d]: int64 %d", i, img, j, x)
+					}
+				case uint64:
+					if x != w.(uint64) {
+						t.Fatalf("event %d %s[%d]: uint64 %d", i, img, j, x)
+					}
+				default:
+					t.Fatalf("event %d %s[%d]: unexpected %T", i, img, j, v)
+				}
+			}
+		}
+	}
+	if m := map[any]int{decoded[0].After[0]: 1}; m[upd.After[0]] != 1 {
+		t.Error("a decoded value is not the same map key as the original")
+	}
+}
+
+// What a sink pays per message: the event, one slice for the images, one
+// block of text for their strings, a slab of strings and one of integers.
+func TestDecodeAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts under the race detector")
+	}
+	ins, upd := sinkBenchEvents()
+	for _, e := range []*Event{ins, upd} {
+		c := &Codec{Cluster: "main"}
+		key, value, _ := roundTrip(t, c, e)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := c.Decode(key, value); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 5 {
+			t.Errorf("op %c: %v allocations per Decode, want at most 5", e.Op, allocs)
+		}
+	}
+}
