@@ -242,7 +242,7 @@ func TestKafkaProducerCompressions(t *testing.T) {
 			if err := stop(); !errors.Is(err, context.Canceled) {
 				t.Errorf("Run returned %v, want context.Canceled", err)
 			}
-			goleak.VerifyNone(t, leaks) // the encoder and the producer's connections are gone
+			verifyNoLeaks(t, leaks) // the encoder and the producer's connections are gone
 			expectIdle(t, p)
 			expectTopic(t, ctx, cfg, msgs)
 		})

@@ -221,7 +221,7 @@ func TestKafkaProduceConsumeInOrder(t *testing.T) {
 	if _, err := c.Next(ctx); !errors.Is(err, ErrConsumerClosed) {
 		t.Errorf("Next after Close: %v", err)
 	}
-	goleak.VerifyNone(t, leaks)
+	verifyNoLeaks(t, leaks)
 }
 
 func testKV(i int) (key, value []byte) {
