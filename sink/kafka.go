@@ -21,8 +21,8 @@ import (
 // otherwise waits for the replica while the decoder could work, and the
 // replica waits while the worker decodes). The decoded messages waiting for
 // the worker are bounded by count (decodeAheadMessages) and by their size
-// on the wire (decodeAheadBytes; one chunk of them is always let through),
-// on top of the consumer's own prefetch bound.
+// on the wire (decodeAheadBytes; one message is always let through), on top
+// of the consumer's own prefetch bound.
 //
 // An undecodable message is returned as a Message with Err set (the worker
 // stops on it unless the operator skips that offset). Consumer errors that
@@ -107,11 +107,7 @@ func (k *KafkaInput) stop() {
 	}
 }
 
-// decoder decodes the consumer's messages ahead of the worker. They go to
-// the worker in chunks of up to decodeChunk messages, so that the two
-// goroutines hand over (and wake each other) once per chunk rather than per
-// message; a chunk goes as soon as the decoder has caught up with what the
-// consumer knows of the partition, so that no message waits for later ones.
+// decoder decodes the consumer's messages ahead of the worker.
 type decoder struct {
 	out    chan decoded
 	cancel context.CancelFunc
@@ -121,25 +117,16 @@ type decoder struct {
 	bytes int           // wire bytes of the messages in out
 	space chan struct{} // signalled when bytes went down
 	err   error         // the stream's final error, once out is drained
-
-	// Owned by next's caller: the chunk being handed out.
-	cur      []Message
-	curBytes int
 }
 
-// decodeChunk is the most messages of one chunk.
-const decodeChunk = 64
-
-// decoded is a chunk of messages, or the stream's final error.
 type decoded struct {
-	msgs  []Message
-	bytes int
-	err   error
+	msg Message
+	err error
 }
 
 func startDecoder(c *pipeline.Consumer, codec *pipeline.Codec, topic string) *decoder {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &decoder{out: make(chan decoded, decodeAheadMessages/decodeChunk), cancel: cancel, done: make(chan struct{}),
+	d := &decoder{out: make(chan decoded, decodeAheadMessages), cancel: cancel, done: make(chan struct{}),
 		space: make(chan struct{}, 1)}
 	go d.run(ctx, c, codec, topic)
 	return d
@@ -147,7 +134,6 @@ func startDecoder(c *pipeline.Consumer, codec *pipeline.Codec, topic string) *de
 
 func (d *decoder) run(ctx context.Context, c *pipeline.Consumer, codec *pipeline.Codec, topic string) {
 	defer close(d.done)
-	var ch decoded
 	for {
 		m, err := c.Next(ctx)
 		if err != nil {
@@ -156,9 +142,6 @@ func (d *decoder) run(ctx context.Context, c *pipeline.Consumer, codec *pipeline
 			}
 			if errors.Is(err, pipeline.ErrOffsetOutOfRange) {
 				err = fmt.Errorf("%w: the checkpoint's offset is no longer in topic %s (retention?): re-seed the replica", err, topic)
-			}
-			if len(ch.msgs) > 0 && !d.send(ctx, ch) {
-				return
 			}
 			select {
 			case d.out <- decoded{err: err}:
@@ -171,83 +154,57 @@ func (d *decoder) run(ctx context.Context, c *pipeline.Consumer, codec *pipeline
 		if msg.Err != nil && !errors.Is(msg.Err, pipeline.ErrMalformed) {
 			msg.Err = fmt.Errorf("%w: %w", pipeline.ErrMalformed, msg.Err)
 		}
-		if ch.msgs == nil {
-			ch.msgs = make([]Message, 0, decodeChunk)
-		}
-		ch.msgs = append(ch.msgs, msg)
-		ch.bytes += msg.Size
-		if len(ch.msgs) < decodeChunk && ch.bytes < decodeAheadBytes/8 && m.Offset+1 < c.HighWatermark() {
-			continue // the consumer has, or is fetching, the next message
-		}
-		if !d.send(ctx, ch) {
-			return
-		}
-		ch = decoded{}
-	}
-}
-
-// send waits for room by bytes (an empty queue always takes a chunk) and
-// queues ch. It reports false when ctx ended first.
-func (d *decoder) send(ctx context.Context, ch decoded) bool {
-	for {
-		d.mu.Lock()
-		room := d.bytes == 0 || d.bytes+ch.bytes <= decodeAheadBytes
-		if room {
-			d.bytes += ch.bytes
-		}
-		d.mu.Unlock()
-		if room {
-			break
+		// Wait for room by bytes; an empty queue always takes one message.
+		for {
+			d.mu.Lock()
+			room := d.bytes == 0 || d.bytes+msg.Size <= decodeAheadBytes
+			if room {
+				d.bytes += msg.Size
+			}
+			d.mu.Unlock()
+			if room {
+				break
+			}
+			select {
+			case <-d.space:
+			case <-ctx.Done():
+				return
+			}
 		}
 		select {
-		case <-d.space:
+		case d.out <- decoded{msg: msg}:
 		case <-ctx.Done():
-			return false
+			return
 		}
-	}
-	select {
-	case d.out <- ch:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
 func (d *decoder) next(ctx context.Context) (Message, error) {
-	for len(d.cur) == 0 {
-		if d.err != nil {
-			return Message{}, d.err
-		}
-		if d.curBytes > 0 {
-			d.mu.Lock()
-			d.bytes -= d.curBytes
-			d.mu.Unlock()
-			d.curBytes = 0
-			select {
-			case d.space <- struct{}{}:
-			default:
-			}
-		}
-		var x decoded
+	if d.err != nil {
+		return Message{}, d.err
+	}
+	var x decoded
+	select {
+	case x = <-d.out:
+	default:
 		select {
 		case x = <-d.out:
-		default:
-			select {
-			case x = <-d.out:
-			case <-ctx.Done():
-				return Message{}, ctx.Err()
-			}
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
 		}
-		if x.err != nil {
-			d.err = x.err
-			return Message{}, x.err
-		}
-		d.cur, d.curBytes = x.msgs, x.bytes
 	}
-	m := d.cur[0]
-	d.cur[0] = Message{} // the worker owns the event now
-	d.cur = d.cur[1:]
-	return m, nil
+	if x.err != nil {
+		d.err = x.err
+		return Message{}, x.err
+	}
+	d.mu.Lock()
+	d.bytes -= x.msg.Size
+	d.mu.Unlock()
+	select {
+	case d.space <- struct{}{}:
+	default:
+	}
+	return x.msg, nil
 }
 
 func (d *decoder) stop() {

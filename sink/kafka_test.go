@@ -83,13 +83,13 @@ func TestKafkaInput(t *testing.T) {
 	sinktest.CompareRows(t, "t", mem.Rows(t, "t"), []string{"2|b"})
 }
 
-// TestKafkaInputChunks: messages go to the worker in chunks; every one
-// arrives, in order, the last ones without waiting for messages that do
-// not exist, and a worker applies them all.
-func TestKafkaInputChunks(t *testing.T) {
+// TestKafkaInputMany: many messages, decoded ahead of the worker, all
+// arrive in order, the last ones without waiting for messages that do not
+// exist, and a worker applies them all.
+func TestKafkaInputMany(t *testing.T) {
 	topic := testenv.CreateTopic(t, 1)
 	s := script()
-	const txns, rows = 60, 5 // 360 messages: several chunks and a partial one
+	const txns, rows = 60, 5 // 360 messages
 	for i := range txns {
 		for j := range rows {
 			s.Insert("t", int64(i*rows+j), "v")
@@ -133,7 +133,7 @@ func TestKafkaInputChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for off := int64(3); off < int64(len(recs)); off++ {
-		// The last message must not wait for a chunk to fill.
+		// The last message must not wait for more.
 		mctx, mcancel := context.WithTimeout(ctx, 10*time.Second)
 		m, err := in.Next(mctx)
 		mcancel()

@@ -77,6 +77,7 @@ func (r *rowcastSide) startPublisher(ctx context.Context, topic, start string) e
 		return err
 	}
 	r.cfg = cfg
+	r.b.cond.MaxBatchRows, r.b.cond.MaxTxnMerge = cfg.Sink.MaxBatchRows, cfg.Sink.MaxTxnMerge
 	kc := service.KafkaConfig(cfg)
 	if _, err := pipeline.EnsureTopic(ctx, kc); err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, err)

@@ -200,7 +200,7 @@ func (b *bench) section() string {
 	w("- MariaDB %s, three fresh instances of the benchmark's own (master, native replica, rowcast target), each %s; Kafka %s (the stack's broker); all on loopback\n",
 		c.MariaDB, c.Settings, c.Kafka)
 	w("- rowcast %s, %s; sink settings: max_batch_rows %s, max_txn_merge %s\n", o.commit, c.Go,
-		orDefault(o.maxBatchRows), orDefault(o.maxTxnMerge))
+		setting(o.maxBatchRows, c.MaxBatchRows), setting(o.maxTxnMerge, c.MaxTxnMerge))
 	w("- rows of about 190 bytes (BIGINT key, 2 INT, DECIMAL, 2 DATETIME, 3 VARCHAR); each workload written by %d connections, one statement per transaction; updates change 4 columns of every row\n", o.conns)
 	w("- native: `CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos` from the position before the workloads; the IO thread fetched each workload while it was written; timed: `START SLAVE SQL_THREAD` until `@@gtid_slave_pos` holds the workload's last GTID (polled every 2 ms)\n")
 	w("- rowcast: the pipeline service published each workload to a fresh topic while it was written; timed: a new sink worker (built as `rowcast sink` builds it) from Run until its committed checkpoint holds the workload's last GTID\n")
@@ -228,11 +228,16 @@ func (b *bench) section() string {
 	return s.String()
 }
 
-func orDefault(n int) string {
-	if n <= 0 {
-		return "default"
+// setting is a sink setting as run: flag (0: not set) and the value in
+// effect (0: unknown, no rowcast side ran).
+func setting(flag, effective int) string {
+	switch {
+	case flag > 0:
+		return fmt.Sprint(flag)
+	case effective > 0:
+		return fmt.Sprintf("%d (default)", effective)
 	}
-	return fmt.Sprint(n)
+	return "default"
 }
 
 // updateDoc puts this run's section into the Sink section of the doc:

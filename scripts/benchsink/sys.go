@@ -121,6 +121,9 @@ type conditions struct {
 	Kafka      string
 	Go         string
 	Settings   string // the replicas' durability and binlog settings
+	// The sink worker's batch settings in effect (config defaults when the
+	// flags leave them), set when the rowcast side's config is parsed.
+	MaxBatchRows, MaxTxnMerge int
 }
 
 func machine() conditions {
