@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -11,6 +10,14 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rowcast/rowcast/scripts/internal/procstat"
+)
+
+// The machine as /proc shows it (scripts/internal/procstat).
+var (
+	procCPU = procstat.ProcCPU
+	loadavg = procstat.Loadavg
 )
 
 func logf(format string, args ...any) {
@@ -50,29 +57,6 @@ func (b *bench) cpuNow(s *server) cpuTimes {
 		Kafka:    procCPU(pid),
 		kafkaPid: pid,
 	}
-}
-
-// procCPU reads utime+stime of a process from /proc, in seconds; 0 when
-// unknown.
-func procCPU(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
 }
 
 // procStatus reads a "kB" line of /proc/PID/status, in bytes.
@@ -128,33 +112,6 @@ type conditions struct {
 
 func machine() conditions {
 	c := conditions{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				c.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				c.MemTotal = n << 10
-			}
-		}
-	}
+	c.CPUModel, c.MemTotal = procstat.CPUModel(), procstat.MemTotal()
 	return c
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

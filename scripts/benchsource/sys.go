@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -13,6 +12,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rowcast/rowcast/scripts/internal/procstat"
+)
+
+// The machine as /proc shows it (scripts/internal/procstat).
+var (
+	machineBusy = procstat.MachineBusy
+	procCPU     = procstat.ProcCPU
+	loadavg     = procstat.Loadavg
 )
 
 // cpuTimes are CPU seconds (user+system) of this process, of db1's mariadbd,
@@ -35,57 +43,7 @@ func (o *options) cpuNow() cpuTimes {
 	return cpuTimes{Self: self, MariaDB: procCPU(o.mariadbPid), Kafka: procCPU(o.kafkaPid), Machine: machineBusy()}
 }
 
-// machineBusy reads the machine's non-idle CPU seconds from /proc/stat.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0
-	}
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		switch i {
-		case 3, 4: // idle, iowait
-		case 8, 9: // guest time is already counted in user
-		default:
-			busy += n
-		}
-	}
-	return busy / clockTicks
-}
-
-// procCPU reads utime+stime of a process from /proc, in seconds; 0 when
-// unknown.
-func procCPU(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14, stime 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks
-}
-
 // clockTicks is USER_HZ, 100 on every Linux platform Go supports.
-const clockTicks = 100
 
 // memSampler records the peak RSS (VmHWM, reset at the start where the
 // kernel allows it) and the peak live heap while a measurement runs.
@@ -168,35 +126,8 @@ type conditions struct {
 
 func machine() conditions {
 	c := conditions{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				c.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				c.MemTotal = n << 10
-			}
-		}
-	}
+	c.CPUModel, c.MemTotal = procstat.CPUModel(), procstat.MemTotal()
 	return c
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // counterValue sums a counter's series whose op label, if it has one, is

@@ -1,11 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/rowcast/rowcast/scripts/internal/procstat"
+)
+
+// The machine as /proc shows it (scripts/internal/procstat).
+var (
+	machineBusy = procstat.MachineBusy
+	procCPU     = procstat.ProcCPU
+	cpuModel    = procstat.CPUModel
+	memTotal    = procstat.MemTotal
 )
 
 // cpuTimes are CPU seconds (user+system) of this process, of both mariadbd
@@ -29,85 +35,3 @@ func cpuNow(o options) cpuTimes {
 }
 
 // clockTicks is USER_HZ, 100 on every Linux platform Go supports.
-const clockTicks = 100
-
-// machineBusy reads the machine's non-idle CPU seconds from /proc/stat.
-func machineBusy() float64 {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0
-	}
-	var busy float64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseFloat(v, 64)
-		switch i {
-		case 3, 4: // idle, iowait
-		case 8, 9: // guest time is already counted in user
-		default:
-			busy += n
-		}
-	}
-	return busy / clockTicks
-}
-
-// procCPU reads utime+stime of a process from /proc, in seconds; 0 when
-// unknown.
-func procCPU(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: utime is field 14, stime 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clockTicks
-}
-
-// cpuModel is the first "model name" of /proc/cpuinfo.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "?"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
-}
-
-// memTotal is MemTotal of /proc/meminfo, in bytes.
-func memTotal() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "MemTotal:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n * 1024
-			}
-		}
-	}
-	return 0
-}
