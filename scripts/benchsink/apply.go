@@ -286,16 +286,16 @@ func heapProfiler(path string) (stop func()) {
 }
 
 // newWorker builds the sink worker as `rowcast sink` does
-// (service.NewSinkWorker), or, with --no-load-data, the same worker with a
-// target that never uses LOAD DATA (for comparisons).
+// (service.NewSinkWorker), or, with --no-load-data / --no-binlog, the same
+// worker with a target that never uses LOAD DATA / row events (comparisons).
 func (r *rowcastSide) newWorker(m *service.SinkMetrics) (*sink.Worker, func(), error) {
 	o := r.b.o
-	if !o.noLoadData && !o.syncDecode {
+	if !o.noLoadData && !o.noBinlog && !o.syncDecode {
 		return service.NewSinkWorker(r.cfg, "target", service.SinkOptions{}, warnLogger("sink"), m)
 	}
 	n, _ := r.cfg.Node("target")
 	kc := service.KafkaConfig(r.cfg)
-	tgt, err := mysql.New(mysql.Config{DSN: n.DSN, Schema: r.cfg.Sink.BookkeepingSchema, Topic: kc.Topic, NoLoadData: o.noLoadData}, warnLogger("sink"))
+	tgt, err := mysql.New(mysql.Config{DSN: n.DSN, Schema: r.cfg.Sink.BookkeepingSchema, Topic: kc.Topic, NoLoadData: o.noLoadData, NoBinlog: o.noBinlog}, warnLogger("sink"))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -67,6 +67,7 @@ type options struct {
 	maxTxnMerge         int
 	keep                bool
 	noLoadData          bool
+	noBinlog            bool
 	syncDecode          bool
 }
 
@@ -144,6 +145,7 @@ func main() {
 	flag.IntVar(&o.maxBatchRows, "max-batch-rows", 0, "sink.max_batch_rows (0: the default)")
 	flag.IntVar(&o.maxTxnMerge, "max-txn-merge", 0, "sink.max_txn_merge (0: the default)")
 	flag.BoolVar(&o.noLoadData, "no-load-data", false, "apply upserts with INSERT ... ON DUPLICATE KEY UPDATE only (comparison)")
+	flag.BoolVar(&o.noBinlog, "no-binlog", false, "apply every row as SQL, no row events in BINLOG statements (comparison)")
 	flag.BoolVar(&o.syncDecode, "sync-decode", false, "decode Kafka messages on the worker's goroutine, as before decode-ahead (comparison)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "limit of one measurement")
 	flag.BoolVar(&o.keep, "keep", false, "leave the instances running and the topics in place")

@@ -66,6 +66,8 @@ mariadb_bootstrap_sql() {
 		--                                max_connections is reached
 		--   SLAVE MONITOR                SHOW SLAVE STATUS: check no native replication runs
 		--                                on a node before writing to / promoting it
+		--   BINLOG REPLAY                sinks: apply rows as row events (BINLOG statement),
+		--                                ~40% less replica CPU than SQL; without it, SQL
 		-- (Listing other users' sessions in SHOW PROCESSLIST would need PROCESS; not granted.)
 		CREATE USER IF NOT EXISTS 'rowcast'@'127.0.0.1' IDENTIFIED BY $pw;
 		ALTER USER 'rowcast'@'127.0.0.1' IDENTIFIED BY $pw;
@@ -73,7 +75,7 @@ mariadb_bootstrap_sql() {
 		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES,
 		      CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW, TRIGGER,
 		      REPLICATION SLAVE, BINLOG MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN,
-		      SLAVE MONITOR
+		      SLAVE MONITOR, BINLOG REPLAY
 		      ON *.* TO 'rowcast'@'127.0.0.1';
 	SQL
 }

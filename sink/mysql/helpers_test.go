@@ -50,6 +50,9 @@ func newReplica(t testing.TB, node string) *replica {
 	return r
 }
 
+// sqlOnly makes a Target apply every row as SQL (tests of the SQL path).
+func sqlOnly(c *Config) { c.NoBinlog = true }
+
 // target returns a new Target on the replica, running as rowcast.
 func (r *replica) target(t testing.TB, mod ...func(*Config)) *Target {
 	t.Helper()

@@ -95,7 +95,7 @@ func (t *Target) loadable(ctx context.Context, tbl *pipeline.Table) (bool, error
 
 // forgetTables drops what the Target knows of the replica's tables (after
 // DDL, or on a new session).
-func (t *Target) forgetTables() { clear(t.tables) }
+func (t *Target) forgetTables() { clear(t.tables); clear(t.binTables) }
 
 // loadSQL is the LOAD DATA statement of a table's upserts.
 func (t *Target) loadSQL(tbl *pipeline.Table) string {

@@ -247,7 +247,7 @@ func TestLoadDataOnlyPlainTables(t *testing.T) {
 	}
 	s.Commit()
 
-	tgt := r.target(t)
+	tgt := r.target(t, sqlOnly)
 	rec := &recorder{}
 	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
 	if _, err := sinktest.RunWorker(context.Background(), t, tgt, sinktest.NewInput(s.Msgs), sink.WorkerConfig{}, nil); err != nil {
@@ -304,7 +304,7 @@ func TestLoadDataRefused(t *testing.T) {
 		}
 		s.Commit()
 	}
-	tgt := r.target(t)
+	tgt := r.target(t, sqlOnly)
 	rec := &noLocalInfile{}
 	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
 	in := sinktest.NewInput(s.Msgs)

@@ -50,6 +50,19 @@ func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
 	if len(tbl.PrimaryKey) == 0 {
 		return t.applyNoKey(ctx, tbl, rows, replay)
 	}
+	if t.binOK && !replay {
+		bt, err := t.binTableFor(ctx, tbl)
+		if err != nil {
+			return err
+		}
+		if bt != nil {
+			n, err := t.applyBinary(ctx, bt, rows)
+			if err != nil || n == len(rows) {
+				return err
+			}
+			rows = rows[n:]
+		}
+	}
 	if rows[0].Op == pipeline.OpDelete {
 		return t.deleteKeys(ctx, tbl, rows, replay)
 	}

@@ -30,7 +30,7 @@ func TestSQLSequence(t *testing.T) {
 	s.Commit()
 	s.DDL("ALTER TABLE `t` ADD COLUMN `w` INT NULL")
 
-	tgt := r.target(t)
+	tgt := r.target(t, sqlOnly)
 	rec := &recorder{}
 	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
 	in := sinktest.NewInput(s.Msgs)

@@ -18,6 +18,8 @@
 // upsert batches of plain tables (no other unique key, no trigger, not
 // referenced by a foreign key) go through LOAD DATA LOCAL INFILE ... REPLACE
 // instead, which costs the server about half as much per row: see load.go.
+// On MariaDB, when the sink's user may run BINLOG statements, rows of tables
+// with a primary key go as binary row events instead: see binlog.go.
 //
 // The SQL is MariaDB 10.11's. MySQL 8.0.20+ deprecates VALUES() in
 // ON DUPLICATE KEY UPDATE in favour of a row alias, but still accepts it.
@@ -55,6 +57,10 @@ type Config struct {
 	// LOCAL INFILE ... REPLACE on MariaDB replicas that allow it (see
 	// load.go).
 	NoLoadData bool
+	// NoBinlog applies every row as SQL. By default rows of tables with a
+	// primary key go as row events in BINLOG statements on MariaDB replicas
+	// where the sink's user may run them (see binlog.go).
+	NoBinlog bool
 }
 
 // execer is the one path every statement of the Target takes, so that tests
@@ -94,6 +100,19 @@ type Target struct {
 	loadBuf   []byte
 	loadStmts map[*pipeline.Table]string
 	tables    map[string]tableInfo
+
+	// Binary apply (binlog.go): this session ran the format description;
+	// the tables' row-event encodings (nil: as SQL); the replica's
+	// server_id, the size where a row event is cut, the last table id, the
+	// event buffer.
+	binOK      bool
+	binWarned  bool
+	binTables  map[*pipeline.Table]*binTable
+	serverID   uint32
+	binLimit   int
+	binTableID uint64
+	binBuf     []byte
+	binStmt    []byte
 
 	wrap func(execer) execer // tests: record statements
 }
@@ -181,6 +200,9 @@ func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
 		if t.loadOK {
 			t.registerReader()
 		}
+	}
+	if err := t.binInit(ctx, version); err != nil {
+		return checkpoint.State{}, false, err
 	}
 	if !t.inited {
 		if err := t.store.Init(ctx, t.ex); err != nil {

@@ -1,0 +1,543 @@
+package mysql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/sink"
+	"github.com/rowcast/rowcast/sink/sinktest"
+)
+
+// allTypesDDL has a column of every type the binary apply encodes.
+const allTypesDDL = "CREATE TABLE `t` (" +
+	"`id` BIGINT NOT NULL PRIMARY KEY," +
+	"`i8` TINYINT NULL, `u8` TINYINT UNSIGNED NULL, `i16` SMALLINT NULL, `u16` SMALLINT UNSIGNED NULL," +
+	"`i24` MEDIUMINT NULL, `u24` MEDIUMINT UNSIGNED NULL, `i32` INT NULL, `u32` INT UNSIGNED NULL, `u64` BIGINT UNSIGNED NULL," +
+	"`f` FLOAT NULL, `d` DOUBLE NULL," +
+	"`dec1` DECIMAL(5,0) NULL, `dec2` DECIMAL(12,2) NULL, `dec3` DECIMAL(30,10) NULL, `dec4` DECIMAL(65,30) NULL, `dec5` DECIMAL(10,10) NULL," +
+	"`c` CHAR(10) NULL, `vc` VARCHAR(300) NULL, `c3` VARCHAR(10) CHARACTER SET utf8mb3 NULL," +
+	"`bin` BINARY(4) NULL, `vb` VARBINARY(300) NULL," +
+	"`tt` TINYTEXT NULL, `tx` TEXT NULL, `mt` MEDIUMTEXT NULL, `lt` LONGTEXT NULL," +
+	"`tb` TINYBLOB NULL, `bl` BLOB NULL, `mb` MEDIUMBLOB NULL, `lb` LONGBLOB NULL," +
+	"`dt` DATE NULL, `dtm` DATETIME NULL, `dtm3` DATETIME(3) NULL, `dtm6` DATETIME(6) NULL," +
+	"`ts0` TIMESTAMP NULL DEFAULT NULL, `ts6` TIMESTAMP(6) NULL DEFAULT NULL," +
+	"`tm` TIME NULL, `tm1` TIME(1) NULL, `tm4` TIME(4) NULL, `tm6` TIME(6) NULL," +
+	"`y` YEAR NULL, `b1` BIT(1) NULL, `b13` BIT(13) NULL, `b64` BIT(64) NULL," +
+	"`e` ENUM('a','b','c''d') NULL, `st` SET('x','y','z') NULL, `j` JSON NULL," +
+	"`nn` INT NOT NULL DEFAULT 0" +
+	") DEFAULT CHARSET=utf8mb4"
+
+// allTypesColumns are the events' columns of allTypesDDL.
+func allTypesColumns() []pipeline.Column {
+	var cols []pipeline.Column
+	add := func(kind pipeline.ValueKind, sqlType string, names ...string) {
+		for _, n := range names {
+			cols = append(cols, pipeline.Column{Name: n, Kind: kind, SQLType: sqlType})
+		}
+	}
+	add(pipeline.VInt, "bigint(20)", "id")
+	add(pipeline.VInt, "int", "i8")
+	add(pipeline.VUint, "int unsigned", "u8")
+	add(pipeline.VInt, "int", "i16")
+	add(pipeline.VUint, "int unsigned", "u16")
+	add(pipeline.VInt, "int", "i24")
+	add(pipeline.VUint, "int unsigned", "u24")
+	add(pipeline.VInt, "int", "i32")
+	add(pipeline.VUint, "int unsigned", "u32", "u64")
+	add(pipeline.VFloat, "float", "f")
+	add(pipeline.VDouble, "double", "d")
+	add(pipeline.VDecimal, "decimal", "dec1", "dec2", "dec3", "dec4", "dec5")
+	add(pipeline.VString, "varchar", "c", "vc", "c3")
+	add(pipeline.VBytes, "varbinary", "bin", "vb")
+	add(pipeline.VString, "text", "tt", "tx", "mt", "lt")
+	add(pipeline.VBytes, "blob", "tb", "bl", "mb", "lb")
+	add(pipeline.VDate, "date", "dt")
+	add(pipeline.VDateTime, "datetime", "dtm", "dtm3", "dtm6")
+	add(pipeline.VTimestamp, "timestamp", "ts0", "ts6")
+	add(pipeline.VTime, "time", "tm", "tm1", "tm4", "tm6")
+	add(pipeline.VYear, "year(4)", "y")
+	add(pipeline.VBit, "bit", "b1", "b13", "b64")
+	add(pipeline.VEnum, "enum('a','b','c''d')", "e")
+	add(pipeline.VSet, "set('x','y','z')", "st")
+	add(pipeline.VJSON, "longtext", "j")
+	add(pipeline.VInt, "int(11)", "nn")
+	return cols
+}
+
+var yearCol = slices.IndexFunc(allTypesColumns(), func(c pipeline.Column) bool { return c.Name == "y" })
+
+// valueGen makes random values a master could hold in allTypesDDL's
+// columns; with odd set, also values the binary apply leaves to SQL (more
+// fractional digits than the column keeps, which SQL rounds).
+type valueGen struct {
+	r   *rand.Rand
+	odd bool
+}
+
+func (g valueGen) digitsStr(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('0' + g.r.IntN(10))
+	}
+	return string(b)
+}
+
+func (g valueGen) decimal(prec, scale int) string {
+	ip := strings.TrimLeft(g.digitsStr(g.r.IntN(prec-scale+1)), "0")
+	if ip == "" {
+		ip = "0"
+	}
+	s := ip
+	if scale > 0 {
+		n := scale
+		if g.r.IntN(4) == 0 {
+			n = g.r.IntN(scale + 1) // fewer digits: the SQL path pads, so must we
+		}
+		if g.odd && g.r.IntN(10) == 0 {
+			n = scale + 1
+		}
+		if n > 0 {
+			s += "." + g.digitsStr(n)
+		}
+	}
+	if g.r.IntN(3) == 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+func (g valueGen) text(maxChars int, mb4 bool) string {
+	alphabet := []rune("abcXYZ 019_'\"\\\t\n\x00é€ж")
+	if mb4 {
+		alphabet = append(alphabet, '😀', '𝄞')
+	}
+	n := g.r.IntN(maxChars + 1)
+	var b strings.Builder
+	for range n {
+		b.WriteRune(alphabet[g.r.IntN(len(alphabet))])
+	}
+	return b.String()
+}
+
+func (g valueGen) bytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(g.r.IntN(256))
+	}
+	return b
+}
+
+func (g valueGen) frac(fsp int) string {
+	n := fsp
+	if g.odd && g.r.IntN(10) == 0 {
+		n = fsp + 1
+	}
+	if n == 0 || g.r.IntN(4) == 0 {
+		return ""
+	}
+	return "." + g.digitsStr(n)
+}
+
+func (g valueGen) date() string {
+	if g.r.IntN(20) == 0 {
+		return "0000-00-00"
+	}
+	y := 1000 + g.r.IntN(9000)
+	m := 1 + g.r.IntN(12)
+	return fmt.Sprintf("%04d-%02d-%02d", y, m, 1+g.r.IntN(daysIn(y, m)))
+}
+
+func (g valueGen) clock() string {
+	return fmt.Sprintf("%02d:%02d:%02d", g.r.IntN(24), g.r.IntN(60), g.r.IntN(60))
+}
+
+func (g valueGen) timestamp(fsp int) string {
+	secs := 1 + g.r.Int64N(math.MaxInt32)
+	days, rem := secs/86400, secs%86400
+	y, m, d := civilFromDays(days)
+	s := fmt.Sprintf("%04d-%02d-%02d %02d:%02d:%02d", y, m, d, rem/3600, rem/60%60, rem%60)
+	if secs == math.MaxInt32 {
+		return s
+	}
+	return s + g.frac(fsp)
+}
+
+func civilFromDays(z int64) (int, int, int) {
+	z += 719468
+	era := z / 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	return int(y), int(m), int(d)
+}
+
+func (g valueGen) time(fsp int) string {
+	s := fmt.Sprintf("%02d:%02d:%02d", g.r.IntN(839), g.r.IntN(60), g.r.IntN(60)) + g.frac(fsp)
+	if s == "838:59:59" || strings.HasPrefix(s, "838:59:59.") {
+		s = "838:59:59"
+	}
+	if g.r.IntN(3) == 0 {
+		s = "-" + s
+	}
+	return s
+}
+
+// row returns an image of allTypesColumns with key id.
+func (g valueGen) row(id int64) []any {
+	r := g.r
+	signed := func(bits uint) int64 { return r.Int64N(1<<bits) - 1<<(bits-1) }
+	unsigned := func(bits uint) uint64 {
+		if bits == 64 {
+			return r.Uint64()
+		}
+		return r.Uint64N(1 << bits)
+	}
+	f32 := math.Float32frombits(r.Uint32())
+	for math.IsNaN(float64(f32)) || math.IsInf(float64(f32), 0) {
+		f32 = math.Float32frombits(r.Uint32())
+	}
+	f64 := math.Float64frombits(r.Uint64())
+	for math.IsNaN(f64) || math.IsInf(f64, 0) {
+		f64 = math.Float64frombits(r.Uint64())
+	}
+	enums := []string{"a", "b", "c'd", ""}
+	sets := []string{"", "x", "y", "z", "x,y", "x,z", "y,z", "x,y,z"}
+	img := []any{id,
+		signed(8), unsigned(8), signed(16), unsigned(16), signed(24), unsigned(24), signed(32), unsigned(32), unsigned(64),
+		float64(f32), f64,
+		g.decimal(5, 0), g.decimal(12, 2), g.decimal(30, 10), g.decimal(65, 30), g.decimal(10, 10),
+		strings.TrimRight(g.text(10, true), " "), g.text(300, true), g.text(10, false),
+		g.bytes(4), g.bytes(r.IntN(301)),
+		g.text(60, true), g.text(400, true), g.text(400, true), g.text(400, true),
+		g.bytes(r.IntN(256)), g.bytes(r.IntN(600)), g.bytes(r.IntN(600)), g.bytes(r.IntN(600)),
+		g.date(), g.date() + " " + g.clock(), g.date() + " " + g.clock() + g.frac(3), g.date() + " " + g.clock() + g.frac(6),
+		g.timestamp(0), g.timestamp(6),
+		g.time(0), g.time(1), g.time(4), g.time(6),
+		int64(1901 + r.IntN(255)), unsigned(1), unsigned(13), unsigned(64),
+		enums[r.IntN(len(enums))], sets[r.IntN(len(sets))], fmt.Sprintf(`{"k": %d, "s": "é\"x"}`, r.IntN(1000)),
+		int64(r.IntN(100)),
+	}
+	if r.IntN(2) == 0 {
+		img[yearCol] = int64(0) // YEAR 0000
+	}
+	for i := 1; i < len(img)-1; i++ {
+		if r.IntN(12) == 0 {
+			img[i] = nil
+		}
+	}
+	return img
+}
+
+// allTypesScript is a random history of inserts, updates (some moving the
+// key) and deletes on allTypesDDL's table.
+func allTypesScript(db string, seed uint64, odd bool) *sinktest.Script {
+	g := valueGen{r: rand.New(rand.NewPCG(seed, 1)), odd: odd}
+	s := sinktest.NewScript(db)
+	s.Table("t", allTypesColumns(), 0)
+	var ids []int64
+	next := int64(1)
+	for range 60 {
+		n := 1 + g.r.IntN(12)
+		for range n {
+			switch op := g.r.IntN(10); {
+			case op < 5 || len(ids) == 0:
+				s.Insert("t", g.row(next)...)
+				ids = append(ids, next)
+				next++
+			case op < 8:
+				i := g.r.IntN(len(ids))
+				img := g.row(ids[i])
+				if g.r.IntN(5) == 0 { // key change
+					img[0] = next
+					next++
+				}
+				s.Update("t", []any{ids[i]}, img...)
+				ids[i] = img[0].(int64)
+			default:
+				i := g.r.IntN(len(ids))
+				s.Delete("t", ids[i])
+				ids = slices.Delete(ids, i, i+1)
+			}
+		}
+		s.Commit()
+	}
+	return s
+}
+
+// binRowsPrefix starts a BINLOG statement of row events (a TABLE_MAP
+// first), not the format description.
+const binRowsPrefix = "BINLOG 'AAAAABM"
+
+func countPrefix(stmts []string, prefix string) int {
+	n := 0
+	for _, s := range stmts {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBinaryApplyMatchesSQL applies the same random history of every
+// column type through row events and through SQL, on the replica, and
+// compares the tables as the server reads them back.
+func TestBinaryApplyMatchesSQL(t *testing.T) {
+	defer func(n int) { binLatin1Min = n }(binLatin1Min)
+	binLatin1Min = 1 // every statement in latin1, and back to utf8mb4 for SQL
+	for _, odd := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fallback=%v", odd), func(t *testing.T) {
+			rb := newReplica(t, testenv.Replica1)
+			rs := newReplica(t, testenv.Replica1)
+			rb.Setup(t, allTypesDDL)
+			rs.Setup(t, allTypesDDL)
+
+			tb := rb.target(t)
+			rec := &recorder{}
+			tb.wrap = func(e execer) execer { rec.execer = e; return rec }
+			in := sinktest.NewInput(allTypesScript(rb.db, 7, odd).Msgs)
+			in.Live = true
+			if _, err := sinktest.RunWorker(context.Background(), t, tb, in, sink.WorkerConfig{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			ts := rs.target(t, sqlOnly)
+			in = sinktest.NewInput(allTypesScript(rs.db, 7, odd).Msgs)
+			in.Live = true
+			if _, err := sinktest.RunWorker(context.Background(), t, ts, in, sink.WorkerConfig{}, nil); err != nil {
+				t.Fatal(err)
+			}
+
+			stmts := rec.get()
+			binlogs := countPrefix(stmts, binRowsPrefix)
+			sqlRows := countPrefix(stmts, "INSERT INTO "+q(rb.db, "t")) + countPrefix(stmts, "DELETE FROM "+q(rb.db, "t"))
+			t.Logf("%d BINLOG statements, %d SQL row statements", binlogs, sqlRows)
+			if binlogs < map[bool]int{false: 60, true: 10}[odd] {
+				t.Fatalf("only %d BINLOG statements: the binary apply was not used", binlogs)
+			}
+			if !odd && sqlRows > 0 {
+				t.Errorf("%d row statements went as SQL, want none", sqlRows)
+			}
+			if odd && sqlRows == 0 {
+				t.Errorf("no row went as SQL, though some values have more digits than their columns")
+			}
+			got, want := rb.Rows(t, "t"), rs.Rows(t, "t")
+			if len(want) < 50 {
+				t.Fatalf("only %d rows: the history is too short", len(want))
+			}
+			if !slices.Equal(got, want) {
+				for i := range min(len(got), len(want)) {
+					if got[i] != want[i] {
+						t.Fatalf("row %d differs:\nbinary: %q\nsql:    %q", i, got[i], want[i])
+					}
+				}
+				t.Fatalf("binary apply: %d rows, SQL: %d", len(got), len(want))
+			}
+		})
+	}
+}
+
+// TestBinaryApplyConflicts: rows the replica does not hold as the events
+// expect get the SQL path's semantics, and the session is left as the SQL
+// statements after it need it.
+func TestBinaryApplyConflicts(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, `n` INT NOT NULL)",
+		"INSERT INTO `t` VALUES (1, 'stale', 0), (9, 'extra', 0)")
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}, {Name: "n", Kind: pipeline.VInt}}
+	s := sinktest.NewScript(r.db)
+	s.Table("t", cols, 0)
+	s.Insert("t", int64(1), "one", int64(1)) // already there: upserted
+	s.Insert("t", int64(2), "two", int64(2))
+	s.Insert("t", int64(3), "three", int64(3))
+	s.Commit()
+	// The replica loses row 3: the update re-creates it, as an upsert does.
+	s.Insert("t", int64(4), "four", int64(4))
+	s.Update("t", []any{int64(3)}, int64(3), "THREE", int64(33))
+	s.Update("t", []any{int64(2)}, int64(20), "twenty", int64(20)) // key change
+	s.Commit()
+
+	tgt := r.target(t)
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	msgs := s.Msgs
+	in := sinktest.NewInput(msgs)
+	in.Live = true
+	// Run the first transaction, drop row 3 behind the sink's back, run the rest.
+	cut := slices.IndexFunc(msgs, func(m sink.Message) bool { return m.Event.Kind == pipeline.KindRow && m.Event.Op == pipeline.OpUpdate })
+	in = sinktest.NewInput(msgs[:cut])
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 3")
+	tgt = r.target(t)
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in = sinktest.NewInput(msgs)
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1|one|1", "20|twenty|20", "3|THREE|33", "4|four|4", "9|extra|0"}
+	if got := r.Rows(t, "t"); !slices.Equal(got, want) {
+		t.Fatalf("rows %q, want %q", got, want)
+	}
+	stmts := rec.get()
+	if countPrefix(stmts, binRowsPrefix) < 3 {
+		t.Fatalf("the binary apply was not used: %q", stmts)
+	}
+	if countPrefix(stmts, "INSERT INTO "+q(r.db, "t")) < 2 {
+		t.Fatalf("the duplicate insert and the missing row were not re-sent as upserts: %q", stmts)
+	}
+	// The session after BINLOG statements: still binlogging, strict and
+	// checking unique keys; foreign keys unchecked as the sink always runs.
+	ctx := context.Background()
+	tgt = r.target(t)
+	if _, _, err := tgt.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	if err := tgt.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ev := &pipeline.Event{Kind: pipeline.KindRow, Table: s.Msgs[len(s.Msgs)-1].Event.Table, Op: pipeline.OpInsert,
+		Pos: pipeline.Position{Epoch: 1, TxnSeq: 100}, After: []any{int64(5), "five", int64(5)}}
+	if err := tgt.ApplyRows(ctx, []*pipeline.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	var logBin, unique, fk, n int
+	var mode string
+	if err := tgt.ex.QueryRowContext(ctx, "SELECT @@sql_log_bin, @@unique_checks, @@foreign_key_checks, @@sql_mode, "+
+		"(SELECT COUNT(*) FROM "+q(r.db, "t")+" WHERE `id`=5)").Scan(&logBin, &unique, &fk, &mode, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("row 5 not written in the transaction")
+	}
+	if logBin != 1 || unique != 1 || fk != 0 || !strings.Contains(mode, "STRICT_ALL_TABLES") {
+		t.Errorf("session after BINLOG: sql_log_bin=%d unique_checks=%d foreign_key_checks=%d sql_mode=%s", logBin, unique, fk, mode)
+	}
+	if err := tgt.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Count(t, "t"); got != len(want) {
+		t.Errorf("after ROLLBACK: %d rows, want %d", got, len(want))
+	}
+
+	// A delete of a row the replica does not have stops the worker, as the
+	// SQL path does.
+	s.Delete("t", int64(1))
+	s.Commit()
+	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 1")
+	tgt = r.target(t)
+	in = sinktest.NewInput(s.Msgs)
+	in.Live = true
+	_, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil)
+	if !errors.Is(err, sink.ErrRowMissing) {
+		t.Fatalf("delete of a missing row: %v, want ErrRowMissing", err)
+	}
+}
+
+// TestBinaryApplyTables: tables the binary apply does not write (no
+// primary key, a latin1 column, a trigger, a column the replica lacks) are
+// written as SQL, correctly.
+func TestBinaryApplyTables(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t,
+		"CREATE TABLE `nokey` (`id` BIGINT NOT NULL, `v` VARCHAR(10) NULL)",
+		"CREATE TABLE `wider` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, `extra` INT NULL)",
+		"CREATE TABLE `latin` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) CHARACTER SET latin1 NULL)",
+		"CREATE TABLE `trig` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)",
+		"CREATE TABLE `audit` (`n` INT NOT NULL)",
+		"CREATE TRIGGER `trig_i` AFTER INSERT ON `trig` FOR EACH ROW INSERT INTO `audit` VALUES (NEW.id)",
+		"CREATE TABLE `plain` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}
+	s := sinktest.NewScript(r.db)
+	s.Table("nokey", cols)
+	s.Insert("nokey", int64(1), "é1")
+	for _, name := range []string{"wider", "latin", "trig", "plain"} {
+		s.Table(name, cols, 0)
+		s.Insert(name, int64(1), "é1")
+		s.Insert(name, int64(2), "x2")
+	}
+	s.Commit()
+	tgt := r.target(t)
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in := sinktest.NewInput(s.Msgs)
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"latin", "trig", "plain"} {
+		if got := r.Rows(t, name); !slices.Equal(got, []string{"1|é1", "2|x2"}) {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+	if got := r.Rows(t, "nokey"); !slices.Equal(got, []string{"1|é1"}) {
+		t.Errorf("nokey: %q", got)
+	}
+	if got := r.Rows(t, "wider"); !slices.Equal(got, []string{"1|é1|NULL", "2|x2|NULL"}) {
+		t.Errorf("wider: %q", got)
+	}
+	if got := r.Rows(t, "audit"); !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("the trigger did not fire for each row: %q", got)
+	}
+	stmts := rec.get()
+	if n := countPrefix(stmts, binRowsPrefix); n != 1 {
+		t.Errorf("%d BINLOG statements, want 1 (table plain)", n)
+	}
+	for _, name := range []string{"nokey", "wider", "latin", "trig"} {
+		if countPrefix(stmts, "INSERT INTO "+q(r.db, name)) != 1 {
+			t.Errorf("table %s was not written as SQL: %q", name, stmts)
+		}
+	}
+}
+
+// TestBinaryApplyWithoutPrivilege: a sink user without BINLOG REPLAY
+// applies every row as SQL.
+func TestBinaryApplyWithoutPrivilege(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
+	user := testenv.UniqueName(t, "rcnobin")
+	r.Setup(t, "CREATE USER '"+user+"'@'127.0.0.1' IDENTIFIED BY 'pw'",
+		"GRANT ALL ON "+quoteIdent(r.db)+".* TO '"+user+"'@'127.0.0.1'",
+		"GRANT ALL ON "+quoteIdent(r.schema)+".* TO '"+user+"'@'127.0.0.1'")
+	t.Cleanup(func() { r.root.Exec("DROP USER IF EXISTS '" + user + "'@'127.0.0.1'") })
+	s := sinktest.NewScript(r.db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
+	s.Insert("t", int64(1), "a")
+	s.Insert("t", int64(2), "b")
+	s.Commit()
+	tgt := r.target(t, func(c *Config) { c.DSN = userDSN(r.node, user, "pw") })
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in := sinktest.NewInput(s.Msgs)
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Rows(t, "t"); !slices.Equal(got, []string{"1|a", "2|b"}) {
+		t.Fatalf("rows %q", got)
+	}
+	stmts := rec.get()
+	if countPrefix(stmts, "BINLOG ") != 1 || countPrefix(stmts, binRowsPrefix) != 0 || countPrefix(stmts, "INSERT INTO "+q(r.db, "t")) != 1 {
+		t.Fatalf("want one refused format description and the rows as SQL: %q", stmts)
+	}
+}
