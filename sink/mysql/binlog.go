@@ -101,8 +101,8 @@ func (t *Target) binTableFor(ctx context.Context, tbl *pipeline.Table) (*binTabl
 	if bt == nil {
 		t.log.Debug().Str("table", qualified(tbl)).Str("reason", why).Msg("rows of this table are applied as SQL")
 	}
-	if t.binTables == nil {
-		t.binTables = map[*pipeline.Table]*binTable{}
+	if t.binTables == nil || len(t.binTables) >= 4096 {
+		t.binTables = map[*pipeline.Table]*binTable{} // bounded: shapes of dropped tables go
 	}
 	t.binTables[tbl] = bt
 	return bt, nil
