@@ -300,8 +300,8 @@ func countPrefix(stmts []string, prefix string) int {
 // column type through row events and through SQL, on the replica, and
 // compares the tables as the server reads them back.
 func TestBinaryApplyMatchesSQL(t *testing.T) {
-	defer func(n int) { binLatin1Min = n }(binLatin1Min)
-	binLatin1Min = 1 // every statement in latin1, and back to utf8mb4 for SQL
+	defer func(n int) { binLatin1Rows = n }(binLatin1Rows)
+	binLatin1Rows = 1 // every batch in latin1, and back to utf8mb4 for SQL
 	for _, odd := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fallback=%v", odd), func(t *testing.T) {
 			rb := newReplica(t, testenv.Replica1)
@@ -539,5 +539,56 @@ func TestBinaryApplyWithoutPrivilege(t *testing.T) {
 	stmts := rec.get()
 	if countPrefix(stmts, "BINLOG ") != 1 || countPrefix(stmts, binRowsPrefix) != 0 || countPrefix(stmts, "INSERT INTO "+q(r.db, "t")) != 1 {
 		t.Fatalf("want one refused format description and the rows as SQL: %q", stmts)
+	}
+}
+
+// TestBinaryApplyChunks: a batch goes as several statements, one in flight
+// while the next is encoded; a statement refused in the middle leaves the
+// ones before it applied and the rest to SQL, in order.
+func TestBinaryApplyChunks(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(20) NULL, `n` INT NOT NULL)",
+		"INSERT INTO `t` VALUES (700, 'stale', -1)")
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}, {Name: "n", Kind: pipeline.VInt}}
+	s := sinktest.NewScript(r.db)
+	s.Table("t", cols, 0)
+	const rows = 3*binChunkRows - 100
+	for i := int64(1); i <= rows; i++ {
+		s.Insert("t", i, fmt.Sprintf("v%d", i), i)
+	}
+	s.Commit()
+	for i := int64(1); i <= rows; i += 2 {
+		s.Update("t", []any{i}, i, fmt.Sprintf("u%d", i), -i)
+	}
+	s.Commit()
+	tgt := r.target(t)
+	rec := &recorder{}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in := sinktest.NewInput(s.Msgs)
+	in.Live = true
+	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{MaxBatchRows: rows}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := int64(1); i <= rows; i++ {
+		if i%2 == 1 {
+			want = append(want, fmt.Sprintf("%d|u%d|%d", i, i, -i))
+		} else {
+			want = append(want, fmt.Sprintf("%d|v%d|%d", i, i, i))
+		}
+	}
+	slices.Sort(want)
+	if got := r.Rows(t, "t"); !slices.Equal(got, want) {
+		t.Fatalf("%d rows, want %d; first: %q", len(got), len(want), got[:min(3, len(got))])
+	}
+	stmts := rec.get()
+	// inserts: chunk 1 applied, chunk 2 refused (row 700), the rest as SQL;
+	// updates (700 rows): 2 chunks.
+	if n := countPrefix(stmts, binRowsPrefix); n != 4 {
+		t.Errorf("%d BINLOG statements of rows, want 4", n)
+	}
+	if countPrefix(stmts, "SET character_set_client=latin1") != 2 || countPrefix(stmts, "SET character_set_client=utf8mb4") != 2 {
+		t.Errorf("character_set_client not set and restored once per batch: %d, %d",
+			countPrefix(stmts, "SET character_set_client=latin1"), countPrefix(stmts, "SET character_set_client=utf8mb4"))
 	}
 }

@@ -111,8 +111,7 @@ type Target struct {
 	serverID   uint32
 	binLimit   int
 	binTableID uint64
-	binBuf     []byte
-	binStmt    []byte
+	binSends   [2]binSend
 
 	wrap func(execer) execer // tests: record statements
 }
