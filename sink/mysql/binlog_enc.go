@@ -236,53 +236,19 @@ func (c *binCol) appendValue(b []byte, v any) ([]byte, bool) {
 			return binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(f))), true
 		}
 		return binary.LittleEndian.AppendUint64(b, math.Float64bits(f)), true
-	case pipeline.VString, pipeline.VJSON:
-		s, ok := v.(string)
-		if !ok || len(s) > c.maxBytes || !c.charsFit(s) {
-			return b, false
-		}
-		return append(c.appendLen(b, len(s)), s...), true
 	case pipeline.VBytes:
 		s, ok := v.([]byte)
 		if !ok || len(s) > c.maxBytes {
 			return b, false
 		}
 		return append(c.appendLen(b, len(s)), s...), true
-	case pipeline.VDecimal:
+	case pipeline.VString, pipeline.VJSON, pipeline.VDecimal, pipeline.VDate, pipeline.VDateTime,
+		pipeline.VTimestamp, pipeline.VTime, pipeline.VEnum, pipeline.VSet:
 		s, ok := v.(string)
 		if !ok {
 			return b, false
 		}
-		return appendDecimal(b, s, c.prec, c.scale)
-	case pipeline.VDate:
-		s, ok := v.(string)
-		if !ok {
-			return b, false
-		}
-		y, m, d, ok := parseDate(s)
-		if !ok || len(s) != 10 {
-			return b, false
-		}
-		x := uint32(d) | uint32(m)<<5 | uint32(y)<<9
-		return append(b, byte(x), byte(x>>8), byte(x>>16)), true
-	case pipeline.VDateTime:
-		s, ok := v.(string)
-		if !ok {
-			return b, false
-		}
-		return appendDatetime2(b, s, c.scale)
-	case pipeline.VTimestamp:
-		s, ok := v.(string)
-		if !ok {
-			return b, false
-		}
-		return appendTimestamp2(b, s, c.scale)
-	case pipeline.VTime:
-		s, ok := v.(string)
-		if !ok {
-			return b, false
-		}
-		return appendTime2(b, s, c.scale)
+		return c.appendText(b, s)
 	case pipeline.VYear:
 		y, ok := v.(int64)
 		if !ok {
@@ -304,11 +270,34 @@ func (c *binCol) appendValue(b []byte, v any) ([]byte, bool) {
 			b = append(b, byte(x>>(8*i)))
 		}
 		return b, true
-	case pipeline.VEnum:
-		s, ok := v.(string)
-		if !ok {
+	}
+	return b, false
+}
+
+// appendText appends a value the changelog holds as text.
+func (c *binCol) appendText(b []byte, s string) ([]byte, bool) {
+	switch c.kind {
+	case pipeline.VString, pipeline.VJSON:
+		if len(s) > c.maxBytes || !c.charsFit(s) {
 			return b, false
 		}
+		return append(c.appendLen(b, len(s)), s...), true
+	case pipeline.VDecimal:
+		return appendDecimal(b, s, c.prec, c.scale)
+	case pipeline.VDate:
+		y, m, d, ok := parseDate(s)
+		if !ok || len(s) != 10 {
+			return b, false
+		}
+		x := uint32(d) | uint32(m)<<5 | uint32(y)<<9
+		return append(b, byte(x), byte(x>>8), byte(x>>16)), true
+	case pipeline.VDateTime:
+		return appendDatetime2(b, s, c.scale)
+	case pipeline.VTimestamp:
+		return appendTimestamp2(b, s, c.scale)
+	case pipeline.VTime:
+		return appendTime2(b, s, c.scale)
+	case pipeline.VEnum:
 		idx := -1
 		for i, m := range c.members {
 			if m == s {
@@ -327,10 +316,6 @@ func (c *binCol) appendValue(b []byte, v any) ([]byte, bool) {
 		}
 		return b, true
 	case pipeline.VSet:
-		s, ok := v.(string)
-		if !ok {
-			return b, false
-		}
 		var bits uint64
 		for s != "" {
 			part, rest, _ := strings.Cut(s, ",")

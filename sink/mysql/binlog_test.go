@@ -282,6 +282,20 @@ func allTypesScript(db string, seed uint64, odd bool) *sinktest.Script {
 	return s
 }
 
+// runRecorded runs a worker over msgs into tgt until the input ends, and
+// returns what tgt sent; rec, if not nil, collects it across runs.
+func runRecorded(t *testing.T, tgt *Target, msgs []sink.Message, cfg sink.WorkerConfig, rec *recorder) (*recorder, error) {
+	t.Helper()
+	if rec == nil {
+		rec = &recorder{}
+	}
+	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	in := sinktest.NewInput(msgs)
+	in.Live = true
+	_, err := sinktest.RunWorker(context.Background(), t, tgt, in, cfg, nil)
+	return rec, err
+}
+
 // binRowsPrefix starts a BINLOG statement of row events (a TABLE_MAP
 // first), not the format description.
 const binRowsPrefix = "BINLOG 'AAAAABM"
@@ -310,17 +324,11 @@ func TestBinaryApplyMatchesSQL(t *testing.T) {
 			rs.Setup(t, allTypesDDL)
 
 			tb := rb.target(t)
-			rec := &recorder{}
-			tb.wrap = func(e execer) execer { rec.execer = e; return rec }
-			in := sinktest.NewInput(allTypesScript(rb.db, 7, odd).Msgs)
-			in.Live = true
-			if _, err := sinktest.RunWorker(context.Background(), t, tb, in, sink.WorkerConfig{}, nil); err != nil {
+			rec, err := runRecorded(t, tb, allTypesScript(rb.db, 7, odd).Msgs, sink.WorkerConfig{}, nil)
+			if err != nil {
 				t.Fatal(err)
 			}
-			ts := rs.target(t, sqlOnly)
-			in = sinktest.NewInput(allTypesScript(rs.db, 7, odd).Msgs)
-			in.Live = true
-			if _, err := sinktest.RunWorker(context.Background(), t, ts, in, sink.WorkerConfig{}, nil); err != nil {
+			if _, err := runRecorded(t, rs.target(t, sqlOnly), allTypesScript(rs.db, 7, odd).Msgs, sink.WorkerConfig{}, nil); err != nil {
 				t.Fatal(err)
 			}
 
@@ -373,25 +381,15 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	s.Update("t", []any{int64(2)}, int64(20), "twenty", int64(20)) // key change
 	s.Commit()
 
-	tgt := r.target(t)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-	msgs := s.Msgs
-	in := sinktest.NewInput(msgs)
-	in.Live = true
 	// Run the first transaction, drop row 3 behind the sink's back, run the rest.
+	msgs := s.Msgs
 	cut := slices.IndexFunc(msgs, func(m sink.Message) bool { return m.Event.Kind == pipeline.KindRow && m.Event.Op == pipeline.OpUpdate })
-	in = sinktest.NewInput(msgs[:cut])
-	in.Live = true
-	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+	rec, err := runRecorded(t, r.target(t), msgs[:cut], sink.WorkerConfig{}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 3")
-	tgt = r.target(t)
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-	in = sinktest.NewInput(msgs)
-	in.Live = true
-	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+	if _, err := runRecorded(t, r.target(t), msgs, sink.WorkerConfig{}, rec); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"1|one|1", "20|twenty|20", "3|THREE|33", "4|four|4", "9|extra|0"}
@@ -408,7 +406,7 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	// The session after BINLOG statements: still binlogging, strict and
 	// checking unique keys; foreign keys unchecked as the sink always runs.
 	ctx := context.Background()
-	tgt = r.target(t)
+	tgt := r.target(t)
 	if _, _, err := tgt.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -445,11 +443,7 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	s.Delete("t", int64(1))
 	s.Commit()
 	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 1")
-	tgt = r.target(t)
-	in = sinktest.NewInput(s.Msgs)
-	in.Live = true
-	_, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil)
-	if !errors.Is(err, sink.ErrRowMissing) {
+	if _, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil); !errors.Is(err, sink.ErrRowMissing) {
 		t.Fatalf("delete of a missing row: %v, want ErrRowMissing", err)
 	}
 }
@@ -478,11 +472,8 @@ func TestBinaryApplyTables(t *testing.T) {
 	}
 	s.Commit()
 	tgt := r.target(t)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-	in := sinktest.NewInput(s.Msgs)
-	in.Live = true
-	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+	rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"latin", "trig", "plain"} {
@@ -526,11 +517,8 @@ func TestBinaryApplyWithoutPrivilege(t *testing.T) {
 	s.Insert("t", int64(2), "b")
 	s.Commit()
 	tgt := r.target(t, func(c *Config) { c.DSN = userDSN(r.node, user, "pw") })
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-	in := sinktest.NewInput(s.Msgs)
-	in.Live = true
-	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+	rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := r.Rows(t, "t"); !slices.Equal(got, []string{"1|a", "2|b"}) {
@@ -562,11 +550,8 @@ func TestBinaryApplyChunks(t *testing.T) {
 	}
 	s.Commit()
 	tgt := r.target(t)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-	in := sinktest.NewInput(s.Msgs)
-	in.Live = true
-	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{MaxBatchRows: rows}, nil); err != nil {
+	rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{MaxBatchRows: rows}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var want []string
