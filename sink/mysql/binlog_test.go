@@ -17,7 +17,7 @@ import (
 )
 
 // allTypesDDL has a column of every type the binary apply encodes.
-const allTypesDDL = "CREATE TABLE `t` (" +
+var allTypesDDL = "CREATE TABLE `t` (" +
 	"`id` BIGINT NOT NULL PRIMARY KEY," +
 	"`i8` TINYINT NULL, `u8` TINYINT UNSIGNED NULL, `i16` SMALLINT NULL, `u16` SMALLINT UNSIGNED NULL," +
 	"`i24` MEDIUMINT NULL, `u24` MEDIUMINT UNSIGNED NULL, `i32` INT NULL, `u32` INT UNSIGNED NULL, `u64` BIGINT UNSIGNED NULL," +
@@ -32,8 +32,26 @@ const allTypesDDL = "CREATE TABLE `t` (" +
 	"`tm` TIME NULL, `tm1` TIME(1) NULL, `tm4` TIME(4) NULL, `tm6` TIME(6) NULL," +
 	"`y` YEAR NULL, `b1` BIT(1) NULL, `b13` BIT(13) NULL, `b64` BIT(64) NULL," +
 	"`e` ENUM('a','b','c''d') NULL, `st` SET('x','y','z') NULL, `j` JSON NULL," +
+	"`dtm1` DATETIME(1) NULL, `dtm2` DATETIME(2) NULL, `ts3` TIMESTAMP(3) NULL DEFAULT NULL, `tm2` TIME(2) NULL, `tm5` TIME(5) NULL," +
+	"`dec6` DECIMAL(9,0) NULL, `dec7` DECIMAL(18,9) NULL, `dec8` DECIMAL(19,1) NULL, `b8` BIT(8) NULL, `b9` BIT(9) NULL," +
+	"`c255` CHAR(255) NULL, `v64` VARCHAR(64) NULL, `vb255` VARBINARY(255) NULL, `vb256` VARBINARY(256) NULL, `bin1` BINARY(1) NULL," +
+	"`e300` ENUM(" + enum300 + ") NULL, `s20` SET(" + set20 + ") NULL, `s64` SET(" + set64 + ") NULL," +
 	"`nn` INT NOT NULL DEFAULT 0" +
 	") DEFAULT CHARSET=utf8mb4"
+
+// members lists n ENUM/SET members m0, m1, ... as SQL.
+func members(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "'m%d'", i)
+	}
+	return b.String()
+}
+
+var enum300, set20, set64 = members(300), members(20), members(64)
 
 // allTypesColumns are the events' columns of allTypesDDL.
 func allTypesColumns() []pipeline.Column {
@@ -68,6 +86,15 @@ func allTypesColumns() []pipeline.Column {
 	add(pipeline.VEnum, "enum('a','b','c''d')", "e")
 	add(pipeline.VSet, "set('x','y','z')", "st")
 	add(pipeline.VJSON, "longtext", "j")
+	add(pipeline.VDateTime, "datetime", "dtm1", "dtm2")
+	add(pipeline.VTimestamp, "timestamp", "ts3")
+	add(pipeline.VTime, "time", "tm2", "tm5")
+	add(pipeline.VDecimal, "decimal", "dec6", "dec7", "dec8")
+	add(pipeline.VBit, "bit", "b8", "b9")
+	add(pipeline.VString, "char", "c255", "v64")
+	add(pipeline.VBytes, "varbinary", "vb255", "vb256", "bin1")
+	add(pipeline.VEnum, "enum", "e300")
+	add(pipeline.VSet, "set", "s20", "s64")
 	add(pipeline.VInt, "int(11)", "nn")
 	return cols
 }
@@ -125,6 +152,16 @@ func (g valueGen) text(maxChars int, mb4 bool) string {
 		b.WriteRune(alphabet[g.r.IntN(len(alphabet))])
 	}
 	return b.String()
+}
+
+func (g valueGen) set(n int) string {
+	var parts []string
+	for i := range n {
+		if g.r.IntN(4) == 0 {
+			parts = append(parts, fmt.Sprintf("m%d", i))
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 func (g valueGen) bytes(n int) []byte {
@@ -233,6 +270,10 @@ func (g valueGen) row(id int64) []any {
 		g.time(0), g.time(1), g.time(4), g.time(6),
 		int64(1901 + r.IntN(255)), unsigned(1), unsigned(13), unsigned(64),
 		enums[r.IntN(len(enums))], sets[r.IntN(len(sets))], fmt.Sprintf(`{"k": %d, "s": "é\"x"}`, r.IntN(1000)),
+		g.date() + " " + g.clock() + g.frac(1), g.date() + " " + g.clock() + g.frac(2), g.timestamp(3), g.time(2), g.time(5),
+		g.decimal(9, 0), g.decimal(18, 9), g.decimal(19, 1), unsigned(8), unsigned(9),
+		strings.TrimRight(g.text(255, true), " "), g.text(64, true), g.bytes(r.IntN(256)), g.bytes(r.IntN(257)), g.bytes(1),
+		fmt.Sprintf("m%d", r.IntN(300)), g.set(20), g.set(64),
 		int64(r.IntN(100)),
 	}
 	if r.IntN(2) == 0 {
@@ -316,19 +357,23 @@ func countPrefix(stmts []string, prefix string) int {
 func TestBinaryApplyMatchesSQL(t *testing.T) {
 	defer func(n int) { binLatin1Rows = n }(binLatin1Rows)
 	binLatin1Rows = 1 // every batch in latin1, and back to utf8mb4 for SQL
-	for _, odd := range []bool{false, true} {
-		t.Run(fmt.Sprintf("fallback=%v", odd), func(t *testing.T) {
+	for _, c := range []struct {
+		odd  bool
+		seed uint64
+	}{{false, 7}, {false, 8}, {false, 9}, {true, 7}} {
+		odd, seed := c.odd, c.seed
+		t.Run(fmt.Sprintf("fallback=%v/seed=%d", odd, seed), func(t *testing.T) {
 			rb := newReplica(t, testenv.Replica1)
 			rs := newReplica(t, testenv.Replica1)
 			rb.Setup(t, allTypesDDL)
 			rs.Setup(t, allTypesDDL)
 
 			tb := rb.target(t)
-			rec, err := runRecorded(t, tb, allTypesScript(rb.db, 7, odd).Msgs, sink.WorkerConfig{}, nil)
+			rec, err := runRecorded(t, tb, allTypesScript(rb.db, seed, odd).Msgs, sink.WorkerConfig{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := runRecorded(t, rs.target(t, sqlOnly), allTypesScript(rs.db, 7, odd).Msgs, sink.WorkerConfig{}, nil); err != nil {
+			if _, err := runRecorded(t, rs.target(t, sqlOnly), allTypesScript(rs.db, seed, odd).Msgs, sink.WorkerConfig{}, nil); err != nil {
 				t.Fatal(err)
 			}
 
