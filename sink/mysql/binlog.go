@@ -149,8 +149,8 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 			why = "columns differ from the events'"
 			continue
 		}
-		if strings.Contains(strings.ToUpper(extra), "GENERATED") {
-			why = "generated column " + name
+		if up := strings.ToUpper(extra); strings.Contains(up, "GENERATED") || strings.Contains(up, "ROW START") || strings.Contains(up, "ROW END") {
+			why = "generated or system-versioning column " + name
 			continue
 		}
 		c, ok := binColumn(tbl.Columns[i].Kind, name, dataType, colType, charset, maxChars, octets, prec, scale, fsp)
