@@ -43,7 +43,9 @@ type walk struct {
 	estimate int64
 }
 
-// finish puts the listed differences in the report, in key order.
+// finish puts the listed differences in the report chunk by chunk, in key
+// order of the chunks; within a chunk, the master's rows (changed, missing)
+// come before the replica's extra ones.
 func (w *walk) finish() {
 	sort.SliceStable(w.listed, func(i, j int) bool { return w.listed[i].seq < w.listed[j].seq })
 	for _, d := range w.listed {
