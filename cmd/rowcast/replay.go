@@ -87,7 +87,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			plan.Replica, plan.From.Offset)
 		return nil
 	}
-	if err := r.CheckIdle(ctx, plan, 2*time.Second); err != nil {
+	// An idle sink worker writes its checkpoint only on heartbeats, at most
+	// once a second (sink.WorkerConfig.HeartbeatCommit): watch it for two
+	// heartbeat intervals and that second, so that a running worker shows.
+	settle := max(2*time.Second, 2*time.Duration(cfg.Source.HeartbeatInterval)+time.Second)
+	if err := r.CheckIdle(ctx, plan, settle); err != nil {
 		return err
 	}
 	start := time.Now()
