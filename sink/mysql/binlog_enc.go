@@ -486,13 +486,21 @@ func appendFrac(b []byte, frac, fsp int) []byte {
 	return b
 }
 
-func appendDatetime2(b []byte, s string, fsp int) ([]byte, bool) {
-	y, mo, d, ok := parseDate(s)
-	if !ok || len(s) < 19 || s[10] != ' ' {
-		return b, false
+// parseDateTime parses "YYYY-MM-DD hh:mm:ss[.f]" with at most fsp
+// fractional digits; the fraction is in microseconds.
+func parseDateTime(s string, fsp int) (y, mo, d, h, mi, sec, frac int, ok bool) {
+	if y, mo, d, ok = parseDate(s); !ok || len(s) < 19 || s[10] != ' ' {
+		return 0, 0, 0, 0, 0, 0, 0, false
 	}
-	h, mi, sec, frac, ok := parseClock(s, 11, 2, fsp)
-	if !ok || h > 23 {
+	if h, mi, sec, frac, ok = parseClock(s, 11, 2, fsp); !ok || h > 23 {
+		return 0, 0, 0, 0, 0, 0, 0, false
+	}
+	return y, mo, d, h, mi, sec, frac, true
+}
+
+func appendDatetime2(b []byte, s string, fsp int) ([]byte, bool) {
+	y, mo, d, h, mi, sec, frac, ok := parseDateTime(s, fsp)
+	if !ok {
 		return b, false
 	}
 	ym := uint64(y*13 + mo)
@@ -506,12 +514,8 @@ func appendDatetime2(b []byte, s string, fsp int) ([]byte, bool) {
 // appendTimestamp2 writes a UTC "YYYY-MM-DD hh:mm:ss[.f]" as seconds since
 // the epoch; the zero timestamp is 0.
 func appendTimestamp2(b []byte, s string, fsp int) ([]byte, bool) {
-	y, mo, d, ok := parseDate(s)
-	if !ok || len(s) < 19 || s[10] != ' ' {
-		return b, false
-	}
-	h, mi, sec, frac, ok := parseClock(s, 11, 2, fsp)
-	if !ok || h > 23 {
+	y, mo, d, h, mi, sec, frac, ok := parseDateTime(s, fsp)
+	if !ok {
 		return b, false
 	}
 	var secs int64
