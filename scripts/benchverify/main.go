@@ -419,15 +419,3 @@ func median(rs []result) result {
 	sort.Slice(s, func(i, j int) bool { return s[i].rate() < s[j].rate() })
 	return s[len(s)/2]
 }
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -12,6 +12,7 @@ var (
 	procCPU     = procstat.ProcCPU
 	cpuModel    = procstat.CPUModel
 	memTotal    = procstat.MemTotal
+	loadAvg     = procstat.Loadavg
 )
 
 // cpuTimes are CPU seconds (user+system) of this process, of both mariadbd

@@ -96,6 +96,9 @@ func (t *Target) binInit(ctx context.Context, version string) error {
 // replica, or nil when they cannot be (they then go as SQL).
 func (t *Target) binTableFor(ctx context.Context, tbl *pipeline.Table) (*binTable, error) {
 	if bt, ok := t.binTables[tbl]; ok {
+		if bt != nil && bt.refused {
+			return nil, nil
+		}
 		return bt, nil
 	}
 	bt, why, err := t.readBinTable(ctx, tbl)
@@ -116,12 +119,11 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	if len(tbl.PrimaryKey) == 0 {
 		return nil, "no primary key", nil
 	}
-	var triggers int
-	if err := t.ex.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?",
-		tbl.Database, tbl.Name).Scan(&triggers); err != nil {
-		return nil, "", fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
+	info, err := t.tableInfo(ctx, tbl)
+	if err != nil {
+		return nil, "", err
 	}
-	if triggers > 0 {
+	if info.triggers {
 		return nil, "has triggers", nil
 	}
 	rows, err := t.conn.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, "+
@@ -495,10 +497,6 @@ func (t *Target) binResult(bt *binTable, err error) (bool, error) {
 	// Anything else (a type the server would convert, a corrupt event):
 	// this table goes as SQL from now on.
 	t.log.Warn().Err(err).Str("table", bt.db+"."+bt.name).Msg("row events refused; rows of this table are applied as SQL from now on")
-	for k, v := range t.binTables {
-		if v == bt {
-			t.binTables[k] = nil
-		}
-	}
+	bt.refused = true
 	return false, nil
 }

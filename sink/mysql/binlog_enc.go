@@ -111,6 +111,7 @@ type binTable struct {
 	db, name string
 	cols     []binCol
 	mapBody  []byte // the TABLE_MAP after its table id and flags
+	refused  bool   // the server refused its row events: its rows go as SQL
 }
 
 func (t *binTable) buildMap() {

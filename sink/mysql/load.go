@@ -63,18 +63,24 @@ var loadSeq atomic.Int64
 
 // tableInfo is what the Target learned about a replica table.
 type tableInfo struct {
-	load bool // upserts may use LOAD DATA ... REPLACE
+	load     bool // upserts may use LOAD DATA ... REPLACE
+	triggers bool // it has triggers (row events would not fire them: binlog.go)
 }
 
-// loadable reports whether upserts into tbl may use LOAD DATA REPLACE; it
-// asks the replica once per table and session.
+// loadable reports whether upserts into tbl may use LOAD DATA REPLACE.
 func (t *Target) loadable(ctx context.Context, tbl *pipeline.Table) (bool, error) {
 	if !t.loadOK {
 		return false, nil
 	}
+	info, err := t.tableInfo(ctx, tbl)
+	return info.load, err
+}
+
+// tableInfo asks the replica about tbl once per table and session.
+func (t *Target) tableInfo(ctx context.Context, tbl *pipeline.Table) (tableInfo, error) {
 	key := tbl.Database + "\x00" + tbl.Name
 	if info, ok := t.tables[key]; ok {
-		return info.load, nil
+		return info, nil
 	}
 	var uniques, referenced, triggers int
 	err := t.ex.QueryRowContext(ctx, "SELECT "+
@@ -83,14 +89,14 @@ func (t *Target) loadable(ctx context.Context, tbl *pipeline.Table) (bool, error
 		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?)",
 		tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name).Scan(&uniques, &referenced, &triggers)
 	if err != nil {
-		return false, fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
+		return tableInfo{}, fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
 	}
-	info := tableInfo{load: uniques == 0 && referenced == 0 && triggers == 0}
+	info := tableInfo{load: uniques == 0 && referenced == 0 && triggers == 0, triggers: triggers > 0}
 	if t.tables == nil {
 		t.tables = map[string]tableInfo{}
 	}
 	t.tables[key] = info
-	return info.load, nil
+	return info, nil
 }
 
 // forgetTables drops what the Target knows of the replica's tables (after
