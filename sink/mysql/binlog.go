@@ -41,6 +41,9 @@ import (
 //     the batch again as upserts, which re-create it;
 //   - deletes find the row by primary key; a missing row sends the batch to
 //     the SQL path, which stops the worker or, for a replay, skips it;
+//   - so the before images of updates and deletes carry only the primary
+//     key's columns, when the replica's primary key is the events' (the
+//     replica's own binlog still gets full images: it logs the row it found);
 //   - a replayed range (TxnSeq at or below the checkpoint's) goes as SQL.
 //
 // A failed BINLOG statement is rolled back alone (InnoDB's statement
@@ -128,7 +131,7 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	}
 	rows, err := t.conn.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, "+
 		"COALESCE(CHARACTER_MAXIMUM_LENGTH,0), COALESCE(CHARACTER_OCTET_LENGTH,0), COALESCE(NUMERIC_PRECISION,0), "+
-		"COALESCE(NUMERIC_SCALE,0), COALESCE(DATETIME_PRECISION,0), COALESCE(CHARACTER_SET_NAME,''), EXTRA "+
+		"COALESCE(NUMERIC_SCALE,0), COALESCE(DATETIME_PRECISION,0), COALESCE(CHARACTER_SET_NAME,''), EXTRA, COLUMN_KEY "+
 		"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION",
 		tbl.Database, tbl.Name)
 	if err != nil {
@@ -138,9 +141,9 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	bt := &binTable{db: tbl.Database, name: tbl.Name}
 	why := ""
 	for rows.Next() {
-		var name, dataType, colType, nullable, charset, extra string
+		var name, dataType, colType, nullable, charset, extra, colKey string
 		var maxChars, octets, prec, scale, fsp int64
-		if err := rows.Scan(&name, &dataType, &colType, &nullable, &maxChars, &octets, &prec, &scale, &fsp, &charset, &extra); err != nil {
+		if err := rows.Scan(&name, &dataType, &colType, &nullable, &maxChars, &octets, &prec, &scale, &fsp, &charset, &extra, &colKey); err != nil {
 			return nil, "", fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
 		}
 		i := len(bt.cols)
@@ -161,6 +164,9 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 			continue
 		}
 		c.nullable = nullable == "YES"
+		if colKey == "PRI" {
+			bt.key = append(bt.key, i)
+		}
 		bt.cols = append(bt.cols, c)
 	}
 	if err := rows.Err(); err != nil {
@@ -171,6 +177,13 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	}
 	if why != "" {
 		return nil, why, nil
+	}
+	// The before images of updates and deletes carry the primary key alone
+	// when the replica's is the events': the server finds the row by its
+	// primary key and reads no other column of the before image (a full one
+	// costs bytes, base64 and parsing, for nothing). Otherwise they are full.
+	if len(bt.key) != len(tbl.PrimaryKey) || !sameSet(bt.key, tbl.PrimaryKey) {
+		bt.key = nil
 	}
 	bt.buildMap()
 	return bt, "", nil
@@ -357,6 +370,19 @@ func (t *Target) applyBinary(ctx context.Context, bt *binTable, rows []*pipeline
 	return done, nil
 }
 
+// sameSet reports whether a and b hold the same column indexes.
+func sameSet(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, i := range a {
+		if !slices.Contains(b, i) {
+			return false
+		}
+	}
+	return true
+}
+
 func rowsEventType(op pipeline.Op) byte {
 	switch op {
 	case pipeline.OpDelete:
@@ -447,9 +473,9 @@ func (t *Target) encodeRows(s *binSend, bt *binTable, typ byte, rows []*pipeline
 		case evWriteRowsV1:
 			ev, ok = bt.appendImage(ev, r.After)
 		case evDeleteRowsV1:
-			ev, ok = bt.appendImage(ev, r.Before)
+			ev, ok = bt.appendKeyImage(ev, r.Before)
 		default:
-			if ev, ok = bt.appendImage(ev, r.Before); ok {
+			if ev, ok = bt.appendKeyImage(ev, r.Before); ok {
 				ev, ok = bt.appendImage(ev, r.After)
 			}
 		}

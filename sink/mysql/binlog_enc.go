@@ -111,6 +111,7 @@ type binTable struct {
 	db, name string
 	cols     []binCol
 	mapBody  []byte // the TABLE_MAP after its table id and flags
+	key      []int  // the primary key's columns in column order, when the before images hold only them (nil: full images)
 	refused  bool   // the server refused its row events: its rows go as SQL
 }
 
@@ -146,7 +147,9 @@ func (t *binTable) appendTableMap(b []byte, tableID uint64, serverID uint32) []b
 }
 
 // startRows appends a rows event's header and post-header, with a size to
-// patch by finishRows, and returns where the event starts.
+// patch by finishRows, and returns where the event starts. The columns of a
+// before image (deletes, and the first of an update's two) are the primary
+// key's when t.key is set; an after image has every column.
 func (t *binTable) startRows(b []byte, typ byte, tableID uint64, serverID uint32, flags uint16) ([]byte, int) {
 	start := len(b)
 	b = appendHeader(b, typ, serverID, 0)
@@ -154,19 +157,35 @@ func (t *binTable) startRows(b []byte, typ byte, tableID uint64, serverID uint32
 	b = binary.LittleEndian.AppendUint16(b, flags)
 	n := len(t.cols)
 	b = appendPacked(b, uint64(n))
-	for range 2 {
-		for i := 0; i < (n+7)/8; i++ {
-			m := byte(0xff)
-			if rest := n - i*8; rest < 8 {
-				m = byte(1)<<rest - 1
-			}
-			b = append(b, m)
-		}
-		if typ != evUpdateRowsV1 {
-			break
-		}
+	switch typ {
+	case evWriteRowsV1:
+		b = appendColumnBits(b, n, nil)
+	case evDeleteRowsV1:
+		b = appendColumnBits(b, n, t.key)
+	default:
+		b = appendColumnBits(b, n, t.key)
+		b = appendColumnBits(b, n, nil)
 	}
 	return b, start
+}
+
+// appendColumnBits appends a rows event's bitmap of the n columns present
+// in its images: those of only, or all when only is nil.
+func appendColumnBits(b []byte, n int, only []int) []byte {
+	at := len(b)
+	for i := 0; i < (n+7)/8; i++ {
+		m := byte(0xff)
+		if only != nil {
+			m = 0
+		} else if rest := n - i*8; rest < 8 {
+			m = byte(1)<<rest - 1
+		}
+		b = append(b, m)
+	}
+	for _, i := range only {
+		b[at+i/8] |= 1 << (i % 8)
+	}
+	return b
 }
 
 // finishRows writes the event's size into its header.
@@ -194,6 +213,37 @@ func (t *binTable) appendImage(b []byte, img []any) ([]byte, bool) {
 				return b, false
 			}
 			b[nb+i/8] |= 1 << (i % 8)
+			continue
+		}
+		var ok bool
+		if b, ok = c.appendValue(b, v); !ok {
+			return b, false
+		}
+	}
+	return b, true
+}
+
+// appendKeyImage appends a before image: the primary key's columns when
+// t.key is set (the server reads no other column of it), else all of them.
+func (t *binTable) appendKeyImage(b []byte, img []any) ([]byte, bool) {
+	if t.key == nil {
+		return t.appendImage(b, img)
+	}
+	if len(img) != len(t.cols) {
+		return b, false
+	}
+	nb := len(b)
+	for range (len(t.key) + 7) / 8 {
+		b = append(b, 0)
+	}
+	for j, i := range t.key {
+		c := &t.cols[i]
+		v := img[i]
+		if v == nil {
+			if !c.nullable {
+				return b, false
+			}
+			b[nb+j/8] |= 1 << (j % 8)
 			continue
 		}
 		var ok bool

@@ -1,7 +1,10 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -620,5 +623,106 @@ func TestBinaryApplyChunks(t *testing.T) {
 	if countPrefix(stmts, "SET character_set_client=latin1") != 2 || countPrefix(stmts, "SET character_set_client=utf8mb4") != 2 {
 		t.Errorf("character_set_client not set and restored once per batch: %d, %d",
 			countPrefix(stmts, "SET character_set_client=latin1"), countPrefix(stmts, "SET character_set_client=utf8mb4"))
+	}
+}
+
+// rowsEventImages decodes the BINLOG statements of row events in stmts and
+// returns, for each rows event of an update or delete, its table and the
+// columns of its before image.
+func rowsEventImages(t *testing.T, stmts []string) (tables []string, before [][]int) {
+	t.Helper()
+	for _, s := range stmts {
+		if !strings.HasPrefix(s, binRowsPrefix) {
+			continue
+		}
+		ev, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(strings.TrimPrefix(s, "BINLOG '"), "'"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := ""
+		for len(ev) >= eventHeaderBytes {
+			typ, size := ev[4], int(binary.LittleEndian.Uint32(ev[9:]))
+			if size < eventHeaderBytes || size > len(ev) {
+				t.Fatalf("event of type %d has size %d of %d bytes left", typ, size, len(ev))
+			}
+			body := ev[eventHeaderBytes:size]
+			switch typ {
+			case evTableMap:
+				db := body[9 : 9+int(body[8])]
+				name := body[8+len(db)+3:]
+				table = string(name[:bytes.IndexByte(name, 0)])
+			case evUpdateRowsV1, evDeleteRowsV1:
+				n := int(body[8]) // the tests' tables have under 251 columns
+				var cols []int
+				for i := range n {
+					if body[9+i/8]&(1<<(i%8)) != 0 {
+						cols = append(cols, i)
+					}
+				}
+				tables, before = append(tables, table), append(before, cols)
+			}
+			ev = ev[size:]
+		}
+	}
+	return tables, before
+}
+
+// TestBinaryApplyKeyImages: the before images of updates and deletes carry
+// only the primary key when the replica's is the events' (here a two-column
+// key, not in column order), and are full when it is not.
+func TestBinaryApplyKeyImages(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t,
+		"CREATE TABLE `ck` (`a` INT NOT NULL, `v` VARCHAR(20) NULL, `b` BIGINT NOT NULL, `w` INT NULL, PRIMARY KEY (`b`, `a`))",
+		"CREATE TABLE `other` (`id` BIGINT NOT NULL, `u` INT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
+	s := sinktest.NewScript(r.db)
+	s.Table("ck", []pipeline.Column{{Name: "a", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString},
+		{Name: "b", Kind: pipeline.VInt}, {Name: "w", Kind: pipeline.VInt}}, 2, 0)
+	s.Table("other", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "u", Kind: pipeline.VInt},
+		{Name: "v", Kind: pipeline.VString}}, 0)
+	for i := range int64(20) {
+		s.Insert("ck", i%3, fmt.Sprintf("v%d", i), i, nil)
+		s.Insert("other", i, 100+i, fmt.Sprintf("o%d", i))
+	}
+	s.Commit()
+	for i := range int64(10) {
+		s.Update("ck", []any{i, i % 3}, i%3, fmt.Sprintf("changed%d", i), i, i*7)
+		s.Update("other", []any{i}, i, 200+i, nil)
+	}
+	s.Update("ck", []any{int64(10), int64(1)}, int64(5), "moved", int64(110), nil) // key change
+	s.Update("other", []any{int64(10)}, int64(110), int64(300), "moved")
+	for i := range int64(4) {
+		s.Delete("ck", 15+i, (15+i)%3)
+		s.Delete("other", 15+i)
+	}
+	s.Commit()
+	rec, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ck", "other"} {
+		got := r.Rows(t, name)
+		slices.Sort(got)
+		if want := s.Expected(name); !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+	stmts := rec.get()
+	for _, name := range []string{"ck", "other"} {
+		if n := countPrefix(stmts, "INSERT INTO "+q(r.db, name)) + countPrefix(stmts, "DELETE FROM "+q(r.db, name)); n > 0 {
+			t.Errorf("%d statements of %s went as SQL, want none", n, name)
+		}
+	}
+	tables, before := rowsEventImages(t, stmts)
+	want := map[string][]int{"ck": {0, 2}, "other": {0, 1, 2}}
+	seen := map[string]int{}
+	for i, name := range tables {
+		seen[name]++
+		if !slices.Equal(before[i], want[name]) {
+			t.Errorf("a rows event of %s has before-image columns %v, want %v", name, before[i], want[name])
+		}
+	}
+	if seen["ck"] < 2 || seen["other"] < 2 {
+		t.Errorf("update and delete events per table: %v, want 2 each", seen)
 	}
 }
