@@ -49,12 +49,12 @@ func (b *bench) runs(workload, side string) []result {
 }
 
 type line struct {
-	workload, shape, native, rowcast, ratio, runs, secs, commits, cpuNative, cpuRowcast, perRow string
+	workload, shape, native, rowcast, ratio, runs, secs, commits, cpuNative, cpuRowcast, perRow, bound string
 }
 
 var header = line{"workload", "rows x txn size", "native rows/s", "rowcast rows/s", "rowcast/native", "runs native; rowcast",
 	"seconds native / rowcast", "replica commits native / rowcast", "CPU s native: mariadbd", "CPU s rowcast: sink / mariadbd / kafka",
-	"CPU us per row native / rowcast"}
+	"CPU us per row native / rowcast", "rowcast ceiling: all CPUs busy"}
 
 func (b *bench) lines() []line {
 	var out []line
@@ -87,13 +87,26 @@ func (b *bench) lines() []line {
 			cpuNative:  fmt.Sprintf("%.1f", n.CPU.Server),
 			cpuRowcast: fmt.Sprintf("%.1f / %.1f / %s", r.CPU.Self, r.CPU.Server, cpuS(r.CPU.Kafka)),
 			perRow:     fmt.Sprintf("%.1f / %.1f", 1e6*n.CPU.Server/float64(n.Rows), 1e6*rowcastCPU/float64(r.Rows)),
+			bound:      b.ceiling(r, rowcastCPU, n.rate()),
 		})
 	}
 	return out
 }
 
 func cells(l line) []string {
-	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.runs, l.secs, l.commits, l.cpuNative, l.cpuRowcast, l.perRow}
+	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.runs, l.secs, l.commits, l.cpuNative, l.cpuRowcast, l.perRow, l.bound}
+}
+
+// ceiling is the most rows/s rowcast's side could reach here with the CPU
+// it spent per row (sink + replica + broker), if it kept every CPU of the
+// machine busy, and that rate against native's: a bound no scheduling or
+// overlap of the stages can pass, only less CPU per row.
+func (b *bench) ceiling(r result, cpu, native float64) string {
+	if cpu <= 0 || b.cond.CPUs <= 0 || native <= 0 {
+		return "?"
+	}
+	rate := float64(b.cond.CPUs) * float64(r.Rows) / cpu
+	return fmt.Sprintf("%s (%.2fx)", krate(rate), rate/native)
 }
 
 func (b *bench) verdict() string {
@@ -206,6 +219,7 @@ func (b *bench) section() string {
 	w("- rowcast: the pipeline service published each workload to a fresh topic while it was written; timed: a new sink worker (built as `rowcast sink` builds it) from Run until its committed checkpoint holds the workload's last GTID\n")
 	w("- %d measurement(s) per workload and side, each on tables of its own, alternating which side goes first; the median is reported (all runs in the runs column)\n", o.repeat)
 	w("- CPU us per row: CPU time of native's mariadbd, and of rowcast's sink (this process) + mariadbd + Kafka broker, per row: less dependent on other load than the rates\n")
+	w("- rowcast ceiling: the rate at which rowcast's side would keep all %d CPUs busy with its measured CPU per row, and its ratio to native; the stages share the machine's CPUs with each other (native's replica uses about one), so no overlap of the stages gets past it, only less CPU per row\n", c.CPUs)
 	w("- both replicas checked against the master with CHECKSUM TABLE at the end\n")
 	if o.cpuProfile != "" {
 		w("- CPU profiling of the sink was on\n")
