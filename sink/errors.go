@@ -82,6 +82,7 @@ var advice = map[uint16]string{
 	1142: "grant the sink's user the privileges listed in README.md",
 	1146: "the table does not exist on the replica: create it with the master's definition (SHOW CREATE TABLE on the master), or exclude it with source.exclude",
 	1153: "the batch exceeds max_allowed_packet: raise max_allowed_packet on the replica or lower sink.max_batch_rows",
+	1206: "the replica's InnoDB ran out of memory for row locks: raise innodb_buffer_pool_size on the replica or lower sink.max_batch_rows and sink.max_txn_merge",
 	1227: "grant the sink's user the privileges listed in README.md",
 	1264: "a value is out of range for the replica's column: align the column type with the master's",
 	1265: "a value is truncated by the replica's column (ENUM/SET members or length differ?): align the column type with the master's",

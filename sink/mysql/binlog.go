@@ -46,13 +46,17 @@ import (
 //     replica's own binlog still gets full images: it logs the row it found);
 //   - a replayed range (TxnSeq at or below the checkpoint's) goes as SQL.
 //
-// A failed BINLOG statement is rolled back alone (InnoDB's statement
-// rollback), so the retry applies the same rows once. It needs the BINLOG
+// Only InnoDB base tables get row events: a failed BINLOG statement is then
+// rolled back alone (InnoDB's statement rollback), and its rows go again as
+// SQL, once; the session checks that the transaction is still open first
+// (a deadlock or a full lock table rolls all of it back, and the worker
+// retries from its checkpoint). A system-versioned table goes as SQL (row
+// events would write no history), and so do MyISAM, Aria and MEMORY tables. It needs the BINLOG
 // REPLAY privilege (MariaDB 10.5.2+; SUPER before); without it, or on MySQL,
 // every row goes as SQL.
 
 // binMaxEvent is where a batch's row event is cut into several statements.
-const binMaxEvent = 8 << 20
+var binMaxEvent int64 = 8 << 20
 
 // binChunkRows is the most rows of one BINLOG statement: a batch goes as
 // several, so that the next is encoded while the server runs one.
@@ -128,6 +132,19 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	}
 	if info.triggers {
 		return nil, "has triggers", nil
+	}
+	// A failed row-event statement must be rolled back alone, so that its
+	// rows can go again as SQL: only InnoDB does that. A system-versioned
+	// table has row_start/row_end columns information_schema.COLUMNS does
+	// not list; row events that lack them write no history.
+	if info.tableType == "" {
+		return nil, "not found", nil // the SQL path reports it
+	}
+	if !strings.EqualFold(info.engine, "InnoDB") {
+		return nil, "engine " + info.engine + " (row events go only to InnoDB tables)", nil
+	}
+	if info.tableType != "BASE TABLE" {
+		return nil, strings.ToLower(info.tableType), nil
 	}
 	rows, err := t.conn.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, "+
 		"COALESCE(CHARACTER_MAXIMUM_LENGTH,0), COALESCE(CHARACTER_OCTET_LENGTH,0), COALESCE(NUMERIC_PRECISION,0), "+
@@ -417,7 +434,7 @@ func (t *Target) sendRows(ctx context.Context, bt *binTable, typ byte, rows []*p
 		}
 		err := <-inflight
 		inflight = nil
-		ok, err := t.binResult(bt, err)
+		ok, err := t.binResult(ctx, bt, err)
 		if ok {
 			done += inflightRows
 		}
@@ -464,7 +481,7 @@ func (t *Target) encodeRows(s *binSend, bt *binTable, typ byte, rows []*pipeline
 	ev := bt.appendTableMap(s.ev[:0], t.binTableID, t.serverID)
 	ev, start := bt.startRows(ev, typ, t.binTableID, t.serverID, rowsStmtEnd|rowsNoFKChecks)
 	for _, r := range rows {
-		if n >= binChunkRows || n > 0 && len(ev)-start > t.binLimit {
+		if n >= binChunkRows {
 			break
 		}
 		mark := len(ev)
@@ -483,6 +500,10 @@ func (t *Target) encodeRows(s *binSend, bt *binTable, typ byte, rows []*pipeline
 			// a value that needs SQL, or a row alone over the size limit
 			// (the SQL path reports what the server says)
 			ev, stop = ev[:mark], true
+			break
+		}
+		if len(ev)-start > t.binLimit {
+			ev = ev[:mark] // over the limit with this row: it starts the next statement
 			break
 		}
 		n++
@@ -505,8 +526,9 @@ func (t *Target) encodeRows(s *binSend, bt *binTable, typ byte, rows []*pipeline
 // the server refused the rows in a way the SQL path handles (a duplicate or
 // missing row, a type it would convert): the statement was rolled back
 // alone, and the caller goes on as SQL. err is returned as is when the SQL
-// path would not get past it either.
-func (t *Target) binResult(bt *binTable, err error) (bool, error) {
+// path would not get past it either, or when the server rolled back the
+// whole transaction (the worker then starts again from its checkpoint).
+func (t *Target) binResult(ctx context.Context, bt *binTable, err error) (bool, error) {
 	if err == nil {
 		return true, nil
 	}
@@ -515,10 +537,23 @@ func (t *Target) binResult(bt *binTable, err error) (bool, error) {
 		return false, err
 	}
 	switch me.Number {
+	case 1213, 1205, 1206, 1317, 1927, 1153:
+		// deadlock, lock wait timeout, lock table full, interrupted, killed,
+		// over max_allowed_packet (the server closed the connection)
+		return false, err
+	}
+	// Going on as SQL is right only if the server rolled back this statement
+	// alone: the transaction's earlier rows must still be in it.
+	var open int
+	if qerr := t.ex.QueryRowContext(ctx, "SELECT @@in_transaction").Scan(&open); qerr != nil {
+		return false, fmt.Errorf("%w (then, checking the transaction: %v)", err, qerr)
+	}
+	if open != 1 {
+		return false, fmt.Errorf("row events of %s.%s: %w; the server rolled back the whole transaction", bt.db, bt.name, err)
+	}
+	switch me.Number {
 	case 1062, 1032, 1020: // duplicate key, row not found, record changed
 		return false, nil
-	case 1213, 1205, 1317, 1927: // deadlock, lock wait timeout, interrupted, killed: the worker retries
-		return false, err
 	}
 	// Anything else (a type the server would convert, a corrupt event):
 	// this table goes as SQL from now on.

@@ -488,7 +488,10 @@ func parseDate(s string) (y, m, d int, ok bool) {
 	y, ok1 := digits(s, 0, 4)
 	m, ok2 := digits(s, 5, 2)
 	d, ok3 := digits(s, 8, 2)
-	return y, m, d, ok1 && ok2 && ok3 && m <= 12 && d <= 31
+	// A day the month does not have (2021-02-30, as ALLOW_INVALID_DATES
+	// lets a master store) goes as SQL, which refuses it as before; zero
+	// parts are written as they are, as SQL writes them.
+	return y, m, d, ok1 && ok2 && ok3 && m <= 12 && d <= 31 && (m == 0 || d <= daysIn(y, m))
 }
 
 // parseClock parses "hh:mm:ss[.ffffff]" at s[i:] (hours of width hw) and

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
@@ -725,4 +727,197 @@ func TestBinaryApplyKeyImages(t *testing.T) {
 	if seen["ck"] < 2 || seen["other"] < 2 {
 		t.Errorf("update and delete events per table: %v, want 2 each", seen)
 	}
+}
+
+// TestBinaryApplyEngines: row events go only to InnoDB base tables. A
+// system-versioned table has row_start/row_end columns that
+// information_schema.COLUMNS does not list (row events would write no
+// history); a MyISAM table cannot roll back a failed statement alone (the
+// rows before the failing one would be applied twice).
+func TestBinaryApplyEngines(t *testing.T) {
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VInt}}
+	history := func(r *replica) []string {
+		rows, err := r.root.Query("SELECT CONCAT_WS('|', id, v, row_start > '1970-01-01 00:00:01', row_end = '2038-01-19 03:14:07.999999') " +
+			"FROM " + q(r.db, "sv") + " FOR SYSTEM_TIME ALL ORDER BY row_end, id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	// run applies a history to sv (system-versioned) and my (MyISAM), with
+	// row 3 of my deleted behind the sink's back before the second
+	// transaction, which moves key 1 to 10 and then updates row 3.
+	run := func(mods ...func(*Config)) (*replica, []string, error) {
+		r := newReplica(t, testenv.Replica1)
+		r.Setup(t, "CREATE TABLE `sv` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) WITH SYSTEM VERSIONING",
+			"CREATE TABLE `my` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) ENGINE=MyISAM")
+		s := sinktest.NewScript(r.db)
+		s.Table("sv", cols, 0)
+		s.Table("my", cols, 0)
+		s.Insert("sv", int64(1), int64(1))
+		s.Insert("my", int64(1), int64(1))
+		s.Insert("my", int64(3), int64(3))
+		s.Commit()
+		cut := len(s.Msgs)
+		s.Update("sv", []any{int64(1)}, int64(1), int64(2))
+		s.Update("my", []any{int64(1)}, int64(10), int64(10))
+		s.Update("my", []any{int64(3)}, int64(3), int64(33))
+		s.Commit()
+		rec, err := runRecorded(t, r.target(t, mods...), s.Msgs[:cut], sink.WorkerConfig{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.Exec(t, r.root, "DELETE FROM "+q(r.db, "my")+" WHERE `id` = 3")
+		_, err = runRecorded(t, r.target(t, mods...), s.Msgs, sink.WorkerConfig{}, rec)
+		return r, rec.get(), err
+	}
+	rs, _, err := run(sqlOnly)
+	if err != nil {
+		t.Fatalf("SQL path: %v", err)
+	}
+	rb, stmts, err := run()
+	if err != nil {
+		t.Fatalf("binary apply: %v", err)
+	}
+	if n := countPrefix(stmts, binRowsPrefix); n != 0 {
+		t.Errorf("%d BINLOG statements, want none: %q", n, stmts)
+	}
+	if got, want := history(rb), history(rs); !slices.Equal(got, want) || len(want) != 2 {
+		t.Errorf("sv history (id|v|row_start set|current): got %q, want %q (two versions)", got, want)
+	}
+	if got, want := rb.Rows(t, "my"), rs.Rows(t, "my"); !slices.Equal(got, want) || !slices.Equal(want, []string{"10|10", "3|33"}) {
+		t.Errorf("my: got %q, want %q", got, want)
+	}
+}
+
+// TestBinaryApplyInvalidDates: a day its month does not have (stored by a
+// master running ALLOW_INVALID_DATES) goes as SQL, which refuses it in the
+// replica's strict mode, as before row events; a valid one goes as a row
+// event.
+func TestBinaryApplyInvalidDates(t *testing.T) {
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "d", Kind: pipeline.VDate}, {Name: "dt", Kind: pipeline.VDateTime}}
+	for _, c := range []struct {
+		d, dt string
+		ok    bool
+	}{
+		{"2021-02-30", "2021-03-01 12:00:00", false},
+		{"2021-03-01", "2021-04-31 12:00:00", false},
+		{"2023-02-29", "2021-03-01 12:00:00", false},
+		{"2024-02-29", "2024-04-30 23:59:59", true},
+		{"0000-00-00", "2024-00-00 00:00:00", true},
+	} {
+		t.Run(c.d+"/"+c.dt, func(t *testing.T) {
+			r := newReplica(t, testenv.Replica1)
+			r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `d` DATE NULL, `dt` DATETIME NULL)")
+			s := sinktest.NewScript(r.db)
+			s.Table("t", cols, 0)
+			s.Insert("t", int64(1), c.d, c.dt)
+			s.Commit()
+			rec, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil)
+			binlogs := countPrefix(rec.get(), binRowsPrefix)
+			if c.ok {
+				if err != nil || binlogs != 1 {
+					t.Fatalf("err %v, %d BINLOG statements; want it applied as one", err, binlogs)
+				}
+				if got := r.Rows(t, "t"); !slices.Equal(got, []string{"1|" + c.d + "|" + c.dt}) {
+					t.Fatalf("stored %q", got)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "1292") || binlogs != 0 {
+				t.Fatalf("err %v, %d BINLOG statements; want SQL's error 1292 and no row event", err, binlogs)
+			}
+		})
+	}
+}
+
+// TestBinaryApplyTransactionGone: a refused row-event statement goes on as
+// SQL only while the transaction it was in is still open on the server.
+func TestBinaryApplyTransactionGone(t *testing.T) {
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL)")
+	tgt := r.target(t)
+	ctx := context.Background()
+	if _, _, err := tgt.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	tbl := &pipeline.Table{Database: r.db, Name: "t", PrimaryKey: []int{0},
+		Columns: []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VInt}}}
+	bt, err := tgt.binTableFor(ctx, tbl)
+	if err != nil || bt == nil {
+		t.Fatalf("binTableFor: %v, %v", bt, err)
+	}
+	missing := &gomysql.MySQLError{Number: 1032, Message: "Can't find record"}
+	if _, err := tgt.ex.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := tgt.binResult(ctx, bt, missing); ok || err != nil {
+		t.Fatalf("in a transaction: ok %v, err %v; want the SQL path (false, nil)", ok, err)
+	}
+	if _, err := tgt.ex.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := tgt.binResult(ctx, bt, missing)
+	if ok || err == nil || !strings.Contains(err.Error(), "rolled back the whole transaction") || !errors.Is(err, missing) {
+		t.Fatalf("after the transaction was rolled back: ok %v, err %v; want the error", ok, err)
+	}
+	if ok, err := tgt.binResult(ctx, bt, &gomysql.MySQLError{Number: 1206}); ok || err == nil {
+		t.Fatalf("lock table full: ok %v, err %v; want the error (InnoDB rolled the transaction back)", ok, err)
+	}
+}
+
+// TestBinaryApplyStatementSize: a statement's row event stays within the
+// size limit; the row that would pass it starts the next statement.
+func TestBinaryApplyStatementSize(t *testing.T) {
+	defer func(n int64) { binMaxEvent = n }(binMaxEvent)
+	binMaxEvent = 1000
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(300) NULL)")
+	s := sinktest.NewScript(r.db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
+	for i := range int64(40) {
+		s.Insert("t", i, strings.Repeat("x", 50+int(i)*5))
+	}
+	s.Commit()
+	rec, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Rows(t, "t"), s.Expected("t"); len(got) != 40 || !slices.Equal(sortedCopy(got), want) {
+		t.Fatalf("rows %q, want %q", got, want)
+	}
+	n := 0
+	for _, st := range rec.get() {
+		if !strings.HasPrefix(st, binRowsPrefix) {
+			continue
+		}
+		n++
+		ev, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(strings.TrimPrefix(st, "BINLOG '"), "'"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapSize := int(binary.LittleEndian.Uint32(ev[9:]))
+		if rows := len(ev) - mapSize; int64(rows) > binMaxEvent {
+			t.Errorf("a rows event of %d bytes, over the limit of %d", rows, binMaxEvent)
+		}
+	}
+	if n < 6 { // ~6,400 bytes of rows
+		t.Errorf("%d BINLOG statements, want the rows cut into at least 6", n)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

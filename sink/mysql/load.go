@@ -65,6 +65,10 @@ var loadSeq atomic.Int64
 type tableInfo struct {
 	load     bool // upserts may use LOAD DATA ... REPLACE
 	triggers bool // it has triggers (row events would not fire them: binlog.go)
+	// engine and tableType are information_schema.TABLES' ENGINE and
+	// TABLE_TYPE ("" when the table is missing): row events go only to
+	// InnoDB base tables (binlog.go).
+	engine, tableType string
 }
 
 // loadable reports whether upserts into tbl may use LOAD DATA REPLACE.
@@ -83,15 +87,19 @@ func (t *Target) tableInfo(ctx context.Context, tbl *pipeline.Table) (tableInfo,
 		return info, nil
 	}
 	var uniques, referenced, triggers int
+	var engine, tableType string
 	err := t.ex.QueryRowContext(ctx, "SELECT "+
 		"(SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND NON_UNIQUE=0 AND INDEX_NAME<>'PRIMARY'),"+
 		"(SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE UNIQUE_CONSTRAINT_SCHEMA=? AND REFERENCED_TABLE_NAME=?),"+
-		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?)",
-		tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name).Scan(&uniques, &referenced, &triggers)
+		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?),"+
+		"COALESCE((SELECT CONCAT(COALESCE(ENGINE,''), '/', TABLE_TYPE) FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?),'/')",
+		tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name).Scan(&uniques, &referenced, &triggers, &engine)
 	if err != nil {
 		return tableInfo{}, fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
 	}
-	info := tableInfo{load: uniques == 0 && referenced == 0 && triggers == 0, triggers: triggers > 0}
+	engine, tableType, _ = strings.Cut(engine, "/")
+	info := tableInfo{load: uniques == 0 && referenced == 0 && triggers == 0, triggers: triggers > 0,
+		engine: engine, tableType: tableType}
 	if t.tables == nil {
 		t.tables = map[string]tableInfo{}
 	}
