@@ -198,45 +198,34 @@ func finishRows(b []byte, start int) []byte {
 // value. ok is false when a value cannot be written as this replica column
 // holds it (the caller then applies the rows as SQL, which reports it).
 func (t *binTable) appendImage(b []byte, img []any) ([]byte, bool) {
-	if len(img) != len(t.cols) {
-		return b, false
-	}
-	nb := len(b)
-	for range (len(t.cols) + 7) / 8 {
-		b = append(b, 0)
-	}
-	for i := range t.cols {
-		c := &t.cols[i]
-		v := img[i]
-		if v == nil {
-			if !c.nullable {
-				return b, false
-			}
-			b[nb+i/8] |= 1 << (i % 8)
-			continue
-		}
-		var ok bool
-		if b, ok = c.appendValue(b, v); !ok {
-			return b, false
-		}
-	}
-	return b, true
+	return t.appendColumns(b, img, nil)
 }
 
 // appendKeyImage appends a before image: the primary key's columns when
 // t.key is set (the server reads no other column of it), else all of them.
 func (t *binTable) appendKeyImage(b []byte, img []any) ([]byte, bool) {
-	if t.key == nil {
-		return t.appendImage(b, img)
-	}
+	return t.appendColumns(b, img, t.key)
+}
+
+// appendColumns appends the image of the columns only lists (all when nil):
+// a null bitmap of those columns, then their non-NULL values.
+func (t *binTable) appendColumns(b []byte, img []any, only []int) ([]byte, bool) {
 	if len(img) != len(t.cols) {
 		return b, false
 	}
+	n := len(t.cols)
+	if only != nil {
+		n = len(only)
+	}
 	nb := len(b)
-	for range (len(t.key) + 7) / 8 {
+	for range (n + 7) / 8 {
 		b = append(b, 0)
 	}
-	for j, i := range t.key {
+	for j := range n {
+		i := j
+		if only != nil {
+			i = only[j]
+		}
 		c := &t.cols[i]
 		v := img[i]
 		if v == nil {
