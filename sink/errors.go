@@ -27,6 +27,11 @@ var (
 	ErrRowMissing = errors.New("row not found on the replica")
 	// ErrGap marks a changelog that skips positions: messages are missing.
 	ErrGap = errors.New("position gap in the changelog")
+	// ErrTxnRolledBack is returned by a Target when the server rolled back
+	// the whole target transaction after an error that rolls back only the
+	// statement. Nothing of it was committed; it is not retried on its own,
+	// since whatever made the server do so would likely do it again.
+	ErrTxnRolledBack = errors.New("the replica rolled back the whole transaction")
 )
 
 // Class says what the Worker does with an error.
@@ -82,7 +87,7 @@ var advice = map[uint16]string{
 	1142: "grant the sink's user the privileges listed in README.md",
 	1146: "the table does not exist on the replica: create it with the master's definition (SHOW CREATE TABLE on the master), or exclude it with source.exclude",
 	1153: "the batch exceeds max_allowed_packet: raise max_allowed_packet on the replica or lower sink.max_batch_rows",
-	1206: "the replica's InnoDB ran out of memory for row locks: raise innodb_buffer_pool_size on the replica or lower sink.max_batch_rows and sink.max_txn_merge",
+	1206: "the replica's InnoDB ran out of memory for row locks: raise innodb_buffer_pool_size on the replica (a source transaction is applied as one, so its locks must fit), or lower sink.max_txn_merge",
 	1227: "grant the sink's user the privileges listed in README.md",
 	1264: "a value is out of range for the replica's column: align the column type with the master's",
 	1265: "a value is truncated by the replica's column (ENUM/SET members or length differ?): align the column type with the master's",
@@ -131,6 +136,8 @@ func Classify(err error) Class {
 func Advice(err error) string {
 	var me *mysql.MySQLError
 	switch {
+	case errors.Is(err, ErrTxnRolledBack):
+		return "nothing of the transaction was committed: restart the worker to retry it from the checkpoint; if it recurs, keep the log for a bug report and revoke BINLOG REPLAY from the sink's user, so that rows go as SQL"
 	case errors.As(err, &me):
 		return advice[me.Number]
 	case errors.Is(err, pipeline.ErrMalformed):

@@ -49,7 +49,7 @@ func (b *bench) runs(workload, side string) []result {
 }
 
 type line struct {
-	workload, shape, native, rowcast, ratio, runs, secs, commits, cpuNative, cpuRowcast, perRow, bound string
+	workload, shape, native, rowcast, ratio, runs, secs, commits, cpuNative, cpuRowcast, perRow, ceiling string
 }
 
 var header = line{"workload", "rows x txn size", "native rows/s", "rowcast rows/s", "rowcast/native", "runs native; rowcast",
@@ -87,14 +87,14 @@ func (b *bench) lines() []line {
 			cpuNative:  fmt.Sprintf("%.1f", n.CPU.Server),
 			cpuRowcast: fmt.Sprintf("%.1f / %.1f / %s", r.CPU.Self, r.CPU.Server, cpuS(r.CPU.Kafka)),
 			perRow:     fmt.Sprintf("%.1f / %.1f", 1e6*n.CPU.Server/float64(n.Rows), 1e6*rowcastCPU/float64(r.Rows)),
-			bound:      b.ceiling(r, rowcastCPU, n.rate()),
+			ceiling:    b.ceiling(r, rowcastCPU, n.rate()),
 		})
 	}
 	return out
 }
 
 func cells(l line) []string {
-	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.runs, l.secs, l.commits, l.cpuNative, l.cpuRowcast, l.perRow, l.bound}
+	return []string{l.workload, l.shape, l.native, l.rowcast, l.ratio, l.runs, l.secs, l.commits, l.cpuNative, l.cpuRowcast, l.perRow, l.ceiling}
 }
 
 // ceiling is the most rows/s rowcast's side could reach here with the CPU

@@ -12,6 +12,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/rowcast/rowcast/pipeline"
+	"github.com/rowcast/rowcast/sink"
 )
 
 // Binary apply: on MariaDB replicas, rows of tables with a primary key go to
@@ -48,12 +49,13 @@ import (
 //
 // Only InnoDB base tables get row events: a failed BINLOG statement is then
 // rolled back alone (InnoDB's statement rollback), and its rows go again as
-// SQL, once; the session checks that the transaction is still open first
-// (a deadlock or a full lock table rolls all of it back, and the worker
-// retries from its checkpoint). A system-versioned table goes as SQL (row
-// events would write no history), and so do MyISAM, Aria and MEMORY tables. It needs the BINLOG
-// REPLAY privilege (MariaDB 10.5.2+; SUPER before); without it, or on MySQL,
-// every row goes as SQL.
+// SQL, once. A deadlock, a lock wait timeout or a full lock table goes to
+// the worker as it is (the first two are retried from the checkpoint, the
+// last stops it with advice); after any other error the session checks that
+// the transaction is still open before going on as SQL. A system-versioned
+// table goes as SQL (row events would write no history), and so do MyISAM,
+// Aria and MEMORY tables. It needs the BINLOG REPLAY privilege (MariaDB
+// 10.5.2+; SUPER before); without it, or on MySQL, every row goes as SQL.
 
 // binMaxEvent is where a batch's row event is cut into several statements.
 var binMaxEvent int64 = 8 << 20
@@ -140,11 +142,11 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	if info.tableType == "" {
 		return nil, "not found", nil // the SQL path reports it
 	}
-	if !strings.EqualFold(info.engine, "InnoDB") {
-		return nil, "engine " + info.engine + " (row events go only to InnoDB tables)", nil
-	}
 	if info.tableType != "BASE TABLE" {
 		return nil, strings.ToLower(info.tableType), nil
+	}
+	if !strings.EqualFold(info.engine, "InnoDB") {
+		return nil, "engine " + info.engine + " (row events go only to InnoDB tables)", nil
 	}
 	rows, err := t.conn.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, "+
 		"COALESCE(CHARACTER_MAXIMUM_LENGTH,0), COALESCE(CHARACTER_OCTET_LENGTH,0), COALESCE(NUMERIC_PRECISION,0), "+
@@ -199,7 +201,7 @@ func (t *Target) readBinTable(ctx context.Context, tbl *pipeline.Table) (*binTab
 	// when the replica's is the events': the server finds the row by its
 	// primary key and reads no other column of the before image (a full one
 	// costs bytes, base64 and parsing, for nothing). Otherwise they are full.
-	if len(bt.key) != len(tbl.PrimaryKey) || !sameSet(bt.key, tbl.PrimaryKey) {
+	if !sameSet(bt.key, tbl.PrimaryKey) {
 		bt.key = nil
 	}
 	bt.buildMap()
@@ -357,10 +359,10 @@ func parseMembers(colType string) ([]string, bool) {
 // caller applies the rest as SQL. err is an error the SQL path would not
 // get past either (a lost connection, a deadlock).
 //
-// The server lexes a statement's string byte by byte, checking for
-// multi-byte characters of the client character set: base64 is ASCII, so
-// a large batch is sent with character_set_client latin1 (~15% less replica
-// CPU per row), set back to utf8mb4 before anything else is sent.
+// A large batch is sent with character_set_client latin1, set back to
+// utf8mb4 before anything else is sent: base64 is ASCII, and the server
+// spent ~15% less CPU per row on BINLOG statements in latin1 than in
+// utf8mb4 (docs/BENCHMARKS.md, "Binary apply").
 func (t *Target) applyBinary(ctx context.Context, bt *binTable, rows []*pipeline.Event) (done int, err error) {
 	if len(rows) >= binLatin1Rows {
 		if _, err := t.ex.ExecContext(ctx, "SET character_set_client=latin1"); err != nil {
@@ -526,8 +528,9 @@ func (t *Target) encodeRows(s *binSend, bt *binTable, typ byte, rows []*pipeline
 // the server refused the rows in a way the SQL path handles (a duplicate or
 // missing row, a type it would convert): the statement was rolled back
 // alone, and the caller goes on as SQL. err is returned as is when the SQL
-// path would not get past it either, or when the server rolled back the
-// whole transaction (the worker then starts again from its checkpoint).
+// path would not get past it either (sink.Classify decides whether the
+// worker retries it); when the server unexpectedly rolled back the whole
+// transaction, it wraps sink.ErrTxnRolledBack, which stops the worker.
 func (t *Target) binResult(ctx context.Context, bt *binTable, err error) (bool, error) {
 	if err == nil {
 		return true, nil
@@ -546,10 +549,12 @@ func (t *Target) binResult(ctx context.Context, bt *binTable, err error) (bool, 
 	// alone: the transaction's earlier rows must still be in it.
 	var open int
 	if qerr := t.ex.QueryRowContext(ctx, "SELECT @@in_transaction").Scan(&open); qerr != nil {
-		return false, fmt.Errorf("%w (then, checking the transaction: %v)", err, qerr)
+		// qerr decides: a lost connection took the transaction with it and
+		// is retried from the checkpoint.
+		return false, fmt.Errorf("row events of %s.%s: %v; then, checking whether the transaction is still open: %w", bt.db, bt.name, err, qerr)
 	}
 	if open != 1 {
-		return false, fmt.Errorf("row events of %s.%s: %w; the server rolled back the whole transaction", bt.db, bt.name, err)
+		return false, fmt.Errorf("row events of %s.%s: %w; %w", bt.db, bt.name, err, sink.ErrTxnRolledBack)
 	}
 	switch me.Number {
 	case 1062, 1032, 1020: // duplicate key, row not found, record changed

@@ -582,7 +582,9 @@ func appendTimestamp2(b []byte, s string, fsp int) ([]byte, bool) {
 func daysIn(y, m int) int {
 	switch m {
 	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		// MariaDB has no 0000-02-29 (1292), though the proleptic
+		// Gregorian year 0 is a leap year.
+		if y != 0 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
 			return 29
 		}
 		return 28

@@ -631,7 +631,7 @@ func TestBinaryApplyChunks(t *testing.T) {
 // rowsEventImages decodes the BINLOG statements of row events in stmts and
 // returns, for each rows event of an update or delete, its table and the
 // columns of its before image.
-func rowsEventImages(t *testing.T, stmts []string) (tables []string, before [][]int) {
+func rowsEventImages(t testing.TB, stmts []string) (tables []string, before [][]int) {
 	t.Helper()
 	for _, s := range stmts {
 		if !strings.HasPrefix(s, binRowsPrefix) {
@@ -812,7 +812,10 @@ func TestBinaryApplyInvalidDates(t *testing.T) {
 		{"2021-02-30", "2021-03-01 12:00:00", false},
 		{"2021-03-01", "2021-04-31 12:00:00", false},
 		{"2023-02-29", "2021-03-01 12:00:00", false},
+		{"0000-02-29", "2021-03-01 12:00:00", false},
+		{"2021-03-01", "0000-02-29 08:00:00", false},
 		{"2024-02-29", "2024-04-30 23:59:59", true},
+		{"0004-02-29", "0000-02-28 00:00:01", true},
 		{"0000-00-00", "2024-00-00 00:00:00", true},
 	} {
 		t.Run(c.d+"/"+c.dt, func(t *testing.T) {
@@ -864,15 +867,30 @@ func TestBinaryApplyTransactionGone(t *testing.T) {
 	if ok, err := tgt.binResult(ctx, bt, missing); ok || err != nil {
 		t.Fatalf("in a transaction: ok %v, err %v; want the SQL path (false, nil)", ok, err)
 	}
+	// These go to the worker as they are, even while the transaction is
+	// open: the server rolled all of it back (or closed the connection).
+	for _, code := range []uint16{1213, 1205, 1206, 1153} {
+		in := &gomysql.MySQLError{Number: code}
+		if ok, err := tgt.binResult(ctx, bt, in); ok || err != in {
+			t.Fatalf("error %d in a transaction: ok %v, err %v; want the error itself", code, ok, err)
+		}
+	}
 	if _, err := tgt.ex.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
 	ok, err := tgt.binResult(ctx, bt, missing)
-	if ok || err == nil || !strings.Contains(err.Error(), "rolled back the whole transaction") || !errors.Is(err, missing) {
-		t.Fatalf("after the transaction was rolled back: ok %v, err %v; want the error", ok, err)
+	if ok || !errors.Is(err, sink.ErrTxnRolledBack) || !errors.Is(err, missing) {
+		t.Fatalf("after the transaction was rolled back: ok %v, err %v; want the error and ErrTxnRolledBack", ok, err)
 	}
-	if ok, err := tgt.binResult(ctx, bt, &gomysql.MySQLError{Number: 1206}); ok || err == nil {
-		t.Fatalf("lock table full: ok %v, err %v; want the error (InnoDB rolled the transaction back)", ok, err)
+	if sink.Classify(err) != sink.Human || !strings.Contains(sink.Advice(err), "restart the worker") {
+		t.Fatalf("class %v, advice %q; want a human error with its own advice, not 1032's", sink.Classify(err), sink.Advice(err))
+	}
+	// A connection lost before the check took the transaction with it: the
+	// worker retries, whatever the refused statement's error was.
+	testenv.Exec(t, r.root, fmt.Sprintf("KILL %d", tgt.connID))
+	ok, err = tgt.binResult(ctx, bt, missing)
+	if ok || err == nil || sink.Classify(err) != sink.Transient {
+		t.Fatalf("connection lost: ok %v, err %v (class %v); want a transient error", ok, err, sink.Classify(err))
 	}
 }
 
