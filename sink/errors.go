@@ -102,7 +102,7 @@ var advice = map[uint16]string{
 // Classify sorts an error into Transient or Human. This is the only place
 // that decides what is retried; anything unknown is Human (fail closed).
 func Classify(err error) Class {
-	if err == nil {
+	if err == nil || errors.Is(err, ErrTxnRolledBack) {
 		return Human
 	}
 	var me *mysql.MySQLError
@@ -137,7 +137,7 @@ func Advice(err error) string {
 	var me *mysql.MySQLError
 	switch {
 	case errors.Is(err, ErrTxnRolledBack):
-		return "nothing of the transaction was committed: restart the worker to retry it from the checkpoint; if it recurs, keep the log for a bug report and revoke BINLOG REPLAY from the sink's user, so that rows go as SQL"
+		return "nothing of the transaction was committed: restart the worker to retry it from the checkpoint; if it recurs, keep the log for a bug report and revoke BINLOG REPLAY (SUPER before MariaDB 10.5.2) from the sink's user, so that rows go as SQL"
 	case errors.As(err, &me):
 		return advice[me.Number]
 	case errors.Is(err, pipeline.ErrMalformed):

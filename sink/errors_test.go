@@ -57,6 +57,9 @@ func TestClassify(t *testing.T) {
 		{"unsupported", pipeline.ErrUnsupported, sink.Human, "apply it by hand"},
 		{"row missing", sink.ErrRowMissing, sink.Human, "diverged"},
 		{"gap", sink.ErrGap, sink.Human, "re-seed"},
+		{"rolled back after a duplicate", fmt.Errorf("rows: %w; %w", my(1062), sink.ErrTxnRolledBack), sink.Human, "restart the worker"},
+		{"rolled back after a transient code", fmt.Errorf("rows: %w; %w", my(1637), sink.ErrTxnRolledBack), sink.Human, "restart the worker"},
+		{"lock table full", my(1206), sink.Human, "innodb_buffer_pool_size"},
 		{"canceled", context.Canceled, sink.Human, ""},
 		{"anything else", errors.New("boom"), sink.Human, ""},
 	}

@@ -868,7 +868,10 @@ func TestBinaryApplyTransactionGone(t *testing.T) {
 		t.Fatalf("in a transaction: ok %v, err %v; want the SQL path (false, nil)", ok, err)
 	}
 	// These go to the worker as they are, even while the transaction is
-	// open: the server rolled all of it back (or closed the connection).
+	// open: the worker retries from the checkpoint (a deadlock, a lock wait
+	// timeout) or stops with advice (a full lock table, which rolled all of
+	// it back; a statement over max_allowed_packet, which closed the
+	// connection).
 	for _, code := range []uint16{1213, 1205, 1206, 1153} {
 		in := &gomysql.MySQLError{Number: code}
 		if ok, err := tgt.binResult(ctx, bt, in); ok || err != in {
