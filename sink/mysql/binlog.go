@@ -49,15 +49,12 @@ import (
 //
 // Only InnoDB base tables get row events: a failed BINLOG statement is then
 // rolled back alone (InnoDB's statement rollback), and its rows go again as
-// SQL, once. A deadlock, a lock wait timeout, a full lock table, an
-// interrupted query, a killed connection, a statement over
-// max_allowed_packet, and any error that is not the server's go to the
-// worker as they are (sink.Classify decides: retried from the checkpoint, or
-// the worker stops with advice); after any other error the session checks
-// that the transaction is still open before going on as SQL. A system-versioned
-// table goes as SQL (row events would write no history), and so do MyISAM,
-// Aria and MEMORY tables. It needs the BINLOG REPLAY privilege (MariaDB
-// 10.5.2+; SUPER before); without it, or on MySQL, every row goes as SQL.
+// SQL, once, if the transaction is still open; errors that end the
+// transaction or the connection go to the worker as they are (binResult).
+// A system-versioned table goes as SQL (row events would write no
+// history), and so do MyISAM, Aria and MEMORY tables. It needs the BINLOG
+// REPLAY privilege (MariaDB 10.5.2+; SUPER before); without it, or on
+// MySQL, every row goes as SQL.
 
 // binMaxEvent is where a batch's row event is cut into several statements.
 var binMaxEvent int64 = 8 << 20
