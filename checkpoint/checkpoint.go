@@ -1,21 +1,7 @@
 // Package checkpoint stores how far a sink worker has applied the changelog,
-// in the target itself.
-//
-// Why in the target and not in Kafka's consumer-group offsets or a file: the
-// only way to apply each source transaction exactly once is to make "the rows
-// are applied" and "the position is advanced" one atomic fact. A MySQL replica
-// can do that: the worker writes the checkpoint row in the same InnoDB
-// transaction as the rows (the Vitess VReplication pattern, where
-// _vt.vreplication holds the position). After a crash the replica either has
-// both or neither, so the worker resumes exactly where the replica's data is.
-// A consumer-group offset is committed separately and can be ahead of the data
-// (rows lost) or behind it (rows applied twice); rowcast never trusts it.
-//
-// The checkpoint also carries the source position (epoch, transaction
-// sequence, the master's GTID set after the last applied transaction), so a
-// replica can be compared with the master and promoted from what it holds,
-// and the commit time of the last applied source transaction, so lag can be
-// read from the replica alone.
+// in the target itself: in the same transaction as the rows, with the source
+// position and the commit time of the last applied transaction. Why not
+// Kafka's consumer-group offsets: docs/DESIGN.md, "Checkpoints in the target".
 package checkpoint
 
 import (

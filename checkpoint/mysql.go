@@ -24,12 +24,15 @@ type Querier interface {
 // MySQL keeps checkpoints in a MySQL or MariaDB target, in the bookkeeping
 // schema:
 //
-//	<schema>.checkpoint  one row per (topic, partition_id): the State
-//	<schema>.skipped     one row per message an operator chose to skip
+//	<schema>.checkpoint       one row per (topic, partition_id): the State
+//	<schema>.skipped          one row per message an operator chose to skip
+//	<schema>.epochs           the epoch index of promotions (package failover)
+//	<schema>.promotion_lease  the promotion lease (package failover)
 //
-// Both tables are InnoDB, so a checkpoint row commits or rolls back with the
-// rows of the same transaction. The bookkeeping schema is never replicated:
-// the reader excludes it and sinks refuse DDL on it.
+// Every table is InnoDB, so a checkpoint row commits or rolls back with the
+// rows of the same transaction. This package owns the schema's DDL
+// (schema.go). The bookkeeping schema is never replicated: the reader
+// excludes it and sinks refuse DDL on it.
 type MySQL struct {
 	schema string
 
@@ -68,44 +71,6 @@ func NewMySQL(schema string) *MySQL {
 
 // Schema is the bookkeeping schema's name.
 func (m *MySQL) Schema() string { return m.schema }
-
-// Init creates the bookkeeping schema and its tables when they do not exist.
-// It is idempotent.
-func (m *MySQL) Init(ctx context.Context, ex Execer) error {
-	q := quoteIdent(m.schema)
-	stmts := []string{
-		"CREATE DATABASE IF NOT EXISTS " + q + " DEFAULT CHARACTER SET utf8mb4",
-		"CREATE TABLE IF NOT EXISTS " + q + ".`checkpoint` (" +
-			"`topic` VARCHAR(249) NOT NULL," +
-			"`partition_id` INT NOT NULL," +
-			"`next_offset` BIGINT NOT NULL COMMENT 'next Kafka offset to read'," +
-			"`epoch` BIGINT UNSIGNED NOT NULL," +
-			"`txn_seq` BIGINT UNSIGNED NOT NULL COMMENT 'last source transaction applied in full'," +
-			"`max_txn_seq` BIGINT UNSIGNED NOT NULL COMMENT 'highest txn_seq ever applied; never lowered'," +
-			"`gtid_set` TEXT NOT NULL COMMENT 'master GTID set after txn_seq'," +
-			"`commit_time` DATETIME(6) NULL COMMENT 'source commit time of txn_seq, UTC'," +
-			"`ddl_pending` BIGINT UNSIGNED NOT NULL DEFAULT 0 COMMENT 'txn_seq of a DDL being applied'," +
-			"`updated_at` DATETIME(6) NOT NULL," +
-			"PRIMARY KEY (`topic`,`partition_id`)" +
-			") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='rowcast sink position, written with the rows'",
-		"CREATE TABLE IF NOT EXISTS " + q + ".`skipped` (" +
-			"`topic` VARCHAR(249) NOT NULL," +
-			"`partition_id` INT NOT NULL," +
-			"`offset` BIGINT NOT NULL," +
-			"`position` VARCHAR(100) NOT NULL DEFAULT ''," +
-			"`reason` TEXT NOT NULL," +
-			"`operator` VARCHAR(255) NOT NULL," +
-			"`at` DATETIME(6) NOT NULL," +
-			"PRIMARY KEY (`topic`,`partition_id`,`offset`)" +
-			") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='messages an operator chose to skip'",
-	}
-	for _, s := range stmts {
-		if _, err := ex.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("create bookkeeping schema %s: %w", m.schema, err)
-		}
-	}
-	return nil
-}
 
 // Load reads the checkpoint of a topic partition. found is false when the
 // target has none (a new replica).

@@ -2,11 +2,13 @@ package checkpoint_test
 
 import (
 	"context"
+	"database/sql"
+	"maps"
 	"testing"
 	"time"
 
 	"github.com/rowcast/rowcast/checkpoint"
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/internal/testenv"
 )
 
 func newStore(t *testing.T) (*checkpoint.MySQL, context.Context) {
@@ -37,29 +39,13 @@ func TestMySQLSaveLoad(t *testing.T) {
 		GTIDSet: "0-1-17", CommitTime: commit, UpdatedAt: time.Date(2024, 3, 1, 0, 0, 0, 5000, time.UTC)}
 
 	// A rolled-back transaction leaves no checkpoint: Save writes in the caller's transaction.
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Save(ctx, tx, want); err != nil {
-		t.Fatal(err)
-	}
-	tx.Rollback()
+	saveInTx(t, m, db, want, false)
 	if _, found, _ := m.Load(ctx, db, "topic.a", 0); found {
 		t.Fatal("checkpoint visible after rollback")
 	}
 
-	tx, _ = db.BeginTx(ctx, nil)
-	if err := m.Save(ctx, tx, want); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	got, found, err := m.Load(ctx, db, "topic.a", 0)
-	if err != nil || !found {
-		t.Fatalf("load: %v %v", found, err)
-	}
+	saveInTx(t, m, db, want, true)
+	got := mustLoad(t, m, db, "topic.a", 0)
 	want.MaxTxnSeq = 17
 	if got != want {
 		t.Fatalf("load:\n got %+v\nwant %+v", got, want)
@@ -68,12 +54,8 @@ func TestMySQLSaveLoad(t *testing.T) {
 	// Rewinding keeps the high-water mark; other partitions are separate rows.
 	rewound := want
 	rewound.Offset, rewound.TxnSeq, rewound.CommitTime, rewound.DDLPending = 10, 5, time.Time{}, 6
-	if err := m.Save(ctx, db, rewound); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Save(ctx, db, checkpoint.State{Topic: "topic.a", Partition: 1, Offset: 1, TxnSeq: 1}); err != nil {
-		t.Fatal(err)
-	}
+	mustSave(t, m, db, rewound)
+	mustSave(t, m, db, checkpoint.State{Topic: "topic.a", Partition: 1, Offset: 1, TxnSeq: 1})
 	got, _, _ = m.Load(ctx, db, "topic.a", 0)
 	if got.Offset != 10 || got.TxnSeq != 5 || got.MaxTxnSeq != 17 || got.DDLPending != 6 || !got.CommitTime.IsZero() {
 		t.Fatalf("after rewind: %+v", got)
@@ -88,6 +70,73 @@ func TestMySQLSaveLoad(t *testing.T) {
 	}
 	if _, found, _ := m.Load(ctx, db, "topic.a", 0); found {
 		t.Fatal("checkpoint still there after Delete")
+	}
+}
+
+// saveInTx saves st in a transaction that commits or rolls back.
+func saveInTx(t *testing.T, m *checkpoint.MySQL, db *sql.DB, st checkpoint.State, commit bool) {
+	t.Helper()
+	tx, err := db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	mustSave(t, m, tx, st)
+	if !commit {
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSave(t *testing.T, m *checkpoint.MySQL, ex checkpoint.Execer, st checkpoint.State) {
+	t.Helper()
+	if err := m.Save(context.Background(), ex, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustLoad(t *testing.T, m *checkpoint.MySQL, q checkpoint.Querier, topic string, partition int32) checkpoint.State {
+	t.Helper()
+	st, found, err := m.Load(context.Background(), q, topic, partition)
+	if err != nil || !found {
+		t.Fatalf("load: %v %v", found, err)
+	}
+	return st
+}
+
+// TestMySQLInitPromotion: the promotion tables are created beside the
+// sink's, idempotently, with their keys.
+func TestMySQLInitPromotion(t *testing.T) {
+	m, ctx := newStore(t)
+	db := testenv.DB(t, testenv.Replica1)
+	for i := 0; i < 2; i++ {
+		if err := m.InitPromotion(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := map[string]string{}
+	rows, err := db.Query("SELECT TABLE_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.KEY_COLUMN_USAGE"+
+		" WHERE TABLE_SCHEMA = ? AND CONSTRAINT_NAME = 'PRIMARY' GROUP BY TABLE_NAME", m.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, cols string
+		if err := rows.Scan(&table, &cols); err != nil {
+			t.Fatal(err)
+		}
+		keys[table] = cols
+	}
+	want := map[string]string{checkpoint.CheckpointTable: "topic,partition_id", checkpoint.SkippedTable: "topic,partition_id,offset",
+		checkpoint.EpochsTable: "topic,epoch", checkpoint.LeaseTable: "topic", checkpoint.BootstrapTable: "topic,db,tbl"}
+	if !maps.Equal(keys, want) {
+		t.Fatalf("primary keys of %s: %v, want %v", m.Schema(), keys, want)
+	}
+	if got := m.Table(checkpoint.LeaseTable); got != "`"+m.Schema()+"`.`promotion_lease`" {
+		t.Fatalf("Table: %s", got)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/rowcast/rowcast/pipeline/config"
+	"github.com/rowcast/rowcast/config"
 )
 
 const (
@@ -319,36 +319,54 @@ func (st *stack) loadConfig(t *testing.T, name string) *config.Config {
 func TestComposeParses(t *testing.T) {
 	st := loadCompose(t)
 	for name, s := range st.Services {
-		if s.Image == "" && s.Build == nil {
-			t.Errorf("service %s: neither image nor build", name)
-		}
-		if s.Restart != "unless-stopped" {
-			t.Errorf("service %s: restart is %q, want unless-stopped", name, s.Restart)
-		}
-		if s.Healthcheck == nil || s.Healthcheck.Disable || len(strs(s.Healthcheck.Test)) == 0 {
-			t.Errorf("service %s: no healthcheck", name)
-		}
-		for dep, cond := range s.dependsOn() {
-			d, ok := st.Services[dep]
-			switch {
-			case !ok:
-				t.Errorf("service %s depends on %s, which is not a service", name, dep)
-			case cond == "service_healthy" && d.Healthcheck == nil:
-				t.Errorf("service %s waits for %s to be healthy, but %s has no healthcheck", name, dep, dep)
-			}
-		}
-		for _, m := range s.mounts() {
-			if m.isBind() {
-				if _, err := os.Stat(filepath.Join(composeDir, m.source)); err != nil {
-					t.Errorf("service %s mounts %s, which is not in the repository: %v", name, m.source, err)
-				}
-			} else if _, ok := st.Volumes[m.source]; !ok {
-				t.Errorf("service %s mounts volume %s, which is not declared under volumes:", name, m.source)
-			}
-		}
+		checkServiceBasics(t, name, s)
+		checkDependsOn(t, st, name, s)
+		checkMounts(t, st, name, s)
 	}
 	if len(st.rowcastServices()) == 0 {
 		t.Fatal("no service runs the rowcast image")
+	}
+}
+
+// checkServiceBasics: an image or a build, restarted unless stopped, a healthcheck.
+func checkServiceBasics(t *testing.T, name string, s service) {
+	t.Helper()
+	if s.Image == "" && s.Build == nil {
+		t.Errorf("service %s: neither image nor build", name)
+	}
+	if s.Restart != "unless-stopped" {
+		t.Errorf("service %s: restart is %q, want unless-stopped", name, s.Restart)
+	}
+	if s.Healthcheck == nil || s.Healthcheck.Disable || len(strs(s.Healthcheck.Test)) == 0 {
+		t.Errorf("service %s: no healthcheck", name)
+	}
+}
+
+// checkDependsOn: every dependency is a service, with a healthcheck when waited for.
+func checkDependsOn(t *testing.T, st *stack, name string, s service) {
+	t.Helper()
+	for dep, cond := range s.dependsOn() {
+		d, ok := st.Services[dep]
+		switch {
+		case !ok:
+			t.Errorf("service %s depends on %s, which is not a service", name, dep)
+		case cond == "service_healthy" && d.Healthcheck == nil:
+			t.Errorf("service %s waits for %s to be healthy, but %s has no healthcheck", name, dep, dep)
+		}
+	}
+}
+
+// checkMounts: bind mounts exist in the repository, volumes are declared.
+func checkMounts(t *testing.T, st *stack, name string, s service) {
+	t.Helper()
+	for _, m := range s.mounts() {
+		if m.isBind() {
+			if _, err := os.Stat(filepath.Join(composeDir, m.source)); err != nil {
+				t.Errorf("service %s mounts %s, which is not in the repository: %v", name, m.source, err)
+			}
+		} else if _, ok := st.Volumes[m.source]; !ok {
+			t.Errorf("service %s mounts volume %s, which is not declared under volumes:", name, m.source)
+		}
 	}
 }
 
@@ -417,99 +435,127 @@ func TestConfigMatchesServices(t *testing.T) {
 	for _, name := range st.rowcastServices() {
 		cfg := st.loadConfig(t, name)
 		s := st.Services[name]
-		deps := s.dependsOn()
+		checkNodeServices(t, st, name, cfg)
+		checkBrokerServices(t, st, name, s, cfg)
+		checkCommandTargets(t, name, s, cfg)
+	}
+}
 
-		// Databases: each node's DSN host is a MySQL service that listens on the DSN's port.
-		for _, n := range cfg.Nodes {
-			if n.Kind != config.KindMySQL {
-				continue
-			}
-			mc, err := n.MySQLConfig()
-			if err != nil {
-				t.Fatal(err)
-			}
-			host, port, err := net.SplitHostPort(mc.Addr)
-			if err != nil {
-				t.Errorf("node %s: address %q: %v", n.Name, mc.Addr, err)
-				continue
-			}
-			db, ok := st.Services[host]
-			if !ok {
-				t.Errorf("service %s: node %s's DSN host %q is not a compose service", name, n.Name, host)
-				continue
-			}
-			if !db.isMySQL() {
-				t.Errorf("node %s: service %s runs %q, not a mysql image", n.Name, host, db.Image)
-			}
-			listen := "3306"
-			if p, ok := flag(db.command(), "--port"); ok {
-				listen = p
-			}
-			if port != listen || !slices.Contains(db.exposed(), port) {
-				t.Errorf("node %s: DSN port %s, but service %s listens on %s and exposes %v", n.Name, port, host, listen, db.exposed())
-			}
+// checkNodeServices: each node's DSN host is a MySQL service that listens on
+// the DSN's port.
+func checkNodeServices(t *testing.T, st *stack, name string, cfg *config.Config) {
+	t.Helper()
+	for _, n := range cfg.Nodes {
+		if n.Kind != config.KindMySQL {
+			continue
 		}
+		mc, err := n.MySQLConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, err := net.SplitHostPort(mc.Addr)
+		if err != nil {
+			t.Errorf("node %s: address %q: %v", n.Name, mc.Addr, err)
+			continue
+		}
+		db, ok := st.Services[host]
+		if !ok {
+			t.Errorf("service %s: node %s's DSN host %q is not a compose service", name, n.Name, host)
+			continue
+		}
+		checkListens(t, n.Name, host, port, db)
+	}
+}
 
-		// Kafka: every broker is the advertised listener of a compose
-		// service, under that service's own name (reachable from containers).
-		for _, b := range cfg.Kafka.Brokers {
-			host, _, _ := net.SplitHostPort(b)
-			k, ok := st.Services[host]
-			if !ok {
-				t.Errorf("service %s: kafka broker %s: %s is not a compose service", name, b, host)
-				continue
-			}
-			env := k.env()
-			advertised := map[string]string{} // address -> listener name
-			for _, l := range strings.Split(env["KAFKA_ADVERTISED_LISTENERS"], ",") {
-				if lname, addr, ok := strings.Cut(strings.TrimSpace(l), "://"); ok {
-					advertised[addr] = lname
-				}
-			}
-			lname, ok := advertised[b]
-			if !ok {
-				t.Errorf("service %s: kafka broker %s is not an advertised listener of service %s (%s)", name, b, host, env["KAFKA_ADVERTISED_LISTENERS"])
-				continue
-			}
-			_, port, _ := net.SplitHostPort(b)
-			if !strings.Contains(","+strings.ReplaceAll(env["KAFKA_LISTENERS"], " ", ""), ","+lname+"://:"+port) {
-				t.Errorf("service %s: listener %s is advertised as %s, but KAFKA_LISTENERS (%s) does not bind it on port %s", host, lname, b, env["KAFKA_LISTENERS"], port)
-			}
-			if cond := deps[host]; cond != "service_healthy" {
-				t.Errorf("service %s: depends_on %s is %q, want service_healthy", name, host, cond)
-			}
-		}
+// checkListens: the node's service runs MySQL and listens on, and exposes, port.
+func checkListens(t *testing.T, node, host, port string, db service) {
+	t.Helper()
+	if !db.isMySQL() {
+		t.Errorf("node %s: service %s runs %q, not a mysql image", node, host, db.Image)
+	}
+	listen := "3306"
+	if p, ok := flag(db.command(), "--port"); ok {
+		listen = p
+	}
+	if port != listen || !slices.Contains(db.exposed(), port) {
+		t.Errorf("node %s: DSN port %s, but service %s listens on %s and exposes %v", node, port, host, listen, db.exposed())
+	}
+}
 
-		cmd := s.command()
-		switch cmd[0] {
-		case "pipeline", "run":
-			checkHTTP(t, name, s, cfg.HTTP)
-			master, _ := cfg.Node(cfg.Master)
-			mc, _ := master.MySQLConfig()
-			host, _, _ := net.SplitHostPort(mc.Addr)
-			if deps[host] != "service_healthy" {
-				t.Errorf("service %s reads master %s (service %s) but does not wait for it to be healthy", name, cfg.Master, host)
-			}
-		case "sink":
-			r, ok := flag(cmd, "--replica")
-			if !ok {
-				t.Errorf("service %s: sink without --replica", name)
-				continue
-			}
-			if !slices.Contains(cfg.Replicas, r) {
-				t.Errorf("service %s: --replica %s is not a replica of the config (%v)", name, r, cfg.Replicas)
-				continue
-			}
-			n, _ := cfg.Node(r)
-			checkHTTP(t, name, s, n.HTTP)
-			if n.Kind == config.KindMySQL {
-				mc, _ := n.MySQLConfig()
-				host, _, _ := net.SplitHostPort(mc.Addr)
-				if deps[host] != "service_healthy" {
-					t.Errorf("service %s applies to %s (service %s) but does not wait for it to be healthy", name, r, host)
-				}
-			}
+// checkBrokerServices: every broker is the advertised listener of a compose
+// service, under that service's own name (reachable from containers).
+func checkBrokerServices(t *testing.T, st *stack, name string, s service, cfg *config.Config) {
+	t.Helper()
+	deps := s.dependsOn()
+	for _, b := range cfg.Kafka.Brokers {
+		host, _, _ := net.SplitHostPort(b)
+		k, ok := st.Services[host]
+		if !ok {
+			t.Errorf("service %s: kafka broker %s: %s is not a compose service", name, b, host)
+			continue
 		}
+		checkAdvertised(t, name, b, host, k.env())
+		if cond := deps[host]; cond != "service_healthy" {
+			t.Errorf("service %s: depends_on %s is %q, want service_healthy", name, host, cond)
+		}
+	}
+}
+
+// checkAdvertised: broker b is an advertised listener that KAFKA_LISTENERS binds.
+func checkAdvertised(t *testing.T, name, b, host string, env map[string]string) {
+	t.Helper()
+	advertised := map[string]string{} // address -> listener name
+	for _, l := range strings.Split(env["KAFKA_ADVERTISED_LISTENERS"], ",") {
+		if lname, addr, ok := strings.Cut(strings.TrimSpace(l), "://"); ok {
+			advertised[addr] = lname
+		}
+	}
+	lname, ok := advertised[b]
+	if !ok {
+		t.Errorf("service %s: kafka broker %s is not an advertised listener of service %s (%s)", name, b, host, env["KAFKA_ADVERTISED_LISTENERS"])
+		return
+	}
+	_, port, _ := net.SplitHostPort(b)
+	if !strings.Contains(","+strings.ReplaceAll(env["KAFKA_LISTENERS"], " ", ""), ","+lname+"://:"+port) {
+		t.Errorf("service %s: listener %s is advertised as %s, but KAFKA_LISTENERS (%s) does not bind it on port %s", host, lname, b, env["KAFKA_LISTENERS"], port)
+	}
+}
+
+// checkCommandTargets: a reader waits for its master, a sink for its replica,
+// and each serves its metrics where the healthcheck looks.
+func checkCommandTargets(t *testing.T, name string, s service, cfg *config.Config) {
+	t.Helper()
+	cmd := s.command()
+	switch cmd[0] {
+	case "pipeline", "run":
+		checkHTTP(t, name, s, cfg.HTTP)
+		checkWaitsFor(t, name, s, cfg, cfg.Master, "reads master")
+	case "sink":
+		r, ok := flag(cmd, "--replica")
+		if !ok {
+			t.Errorf("service %s: sink without --replica", name)
+			return
+		}
+		if !slices.Contains(cfg.Replicas, r) {
+			t.Errorf("service %s: --replica %s is not a replica of the config (%v)", name, r, cfg.Replicas)
+			return
+		}
+		n, _ := cfg.Node(r)
+		checkHTTP(t, name, s, n.HTTP)
+		if n.Kind == config.KindMySQL {
+			checkWaitsFor(t, name, s, cfg, r, "applies to")
+		}
+	}
+}
+
+// checkWaitsFor: service s depends on node's service being healthy.
+func checkWaitsFor(t *testing.T, name string, s service, cfg *config.Config, node, role string) {
+	t.Helper()
+	n, _ := cfg.Node(node)
+	mc, _ := n.MySQLConfig()
+	host, _, _ := net.SplitHostPort(mc.Addr)
+	if s.dependsOn()[host] != "service_healthy" {
+		t.Errorf("service %s %s %s (service %s) but does not wait for it to be healthy", name, role, node, host)
 	}
 }
 
@@ -579,13 +625,6 @@ func TestEveryReplicaHasASink(t *testing.T) {
 func TestMySQLServers(t *testing.T) {
 	setPassword(t)
 	st := loadCompose(t)
-	required := map[string]string{
-		"binlog-format":            "ROW",
-		"binlog-row-image":         "FULL",
-		"binlog-row-metadata":      "FULL",
-		"gtid-mode":                "ON",
-		"enforce-gtid-consistency": "ON",
-	}
 	ids := map[string]string{}
 	var mysqls []string
 	for name, s := range st.Services {
@@ -593,47 +632,10 @@ func TestMySQLServers(t *testing.T) {
 			continue
 		}
 		mysqls = append(mysqls, name)
-		flags := map[string]string{}
-		for _, a := range s.command() {
-			if !strings.HasPrefix(a, "--") {
-				continue
-			}
-			k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-			flags[strings.ReplaceAll(k, "_", "-")] = v
-		}
-		if _, ok := flags["log-bin"]; !ok {
-			t.Errorf("service %s: no --log-bin", name)
-		}
-		for _, off := range []string{"skip-log-bin", "disable-log-bin"} {
-			if _, ok := flags[off]; ok {
-				t.Errorf("service %s: --%s; rowcast reads the binlog", name, off)
-			}
-		}
-		if v := flags["binlog-row-value-options"]; strings.Contains(strings.ToUpper(v), "PARTIAL_JSON") {
-			t.Errorf("service %s: --binlog-row-value-options=%s leaves after images incomplete; rowcast refuses it", name, v)
-		}
-		for k, want := range required {
-			if got, ok := flags[k]; !ok || !strings.EqualFold(got, want) {
-				t.Errorf("service %s: needs --%s=%s (rowcast's start-up check), has %q", name, k, want, got)
-			}
-		}
-		id := flags["server-id"]
-		if n, err := strconv.ParseUint(id, 10, 32); err != nil || n == 0 {
-			t.Errorf("service %s: --server-id=%q; every server needs its own non-zero id", name, id)
-		} else if other, dup := ids[id]; dup {
-			t.Errorf("services %s and %s share --server-id=%s", name, other, id)
-		}
-		ids[id] = name
-
-		initDir, ok := s.hostPath("/docker-entrypoint-initdb.d")
-		if !ok {
-			t.Errorf("service %s: nothing mounted on /docker-entrypoint-initdb.d; the rowcast account would not exist", name)
-		} else {
-			checkInit(t, name, initDir)
-		}
-		if _, ok := s.env()["ROWCAST_DB_PASSWORD"]; !ok {
-			t.Errorf("service %s: ROWCAST_DB_PASSWORD is not in its environment; the init script needs it", name)
-		}
+		flags := mysqldFlags(s)
+		checkBinlogFlags(t, name, flags)
+		checkServerID(t, name, flags["server-id"], ids)
+		checkAccountInit(t, name, s)
 	}
 	if len(mysqls) == 0 {
 		t.Fatal("no mysql service")
@@ -644,6 +646,74 @@ func TestMySQLServers(t *testing.T) {
 		if other, ok := ids[strconv.FormatUint(uint64(cfg.Source.ServerID), 10)]; ok {
 			t.Errorf("source.server_id %d of service %s's config is the --server-id of %s", cfg.Source.ServerID, name, other)
 		}
+	}
+}
+
+// mysqldFlags are the service's --name=value options, names with dashes.
+func mysqldFlags(s service) map[string]string {
+	flags := map[string]string{}
+	for _, a := range s.command() {
+		if !strings.HasPrefix(a, "--") {
+			continue
+		}
+		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		flags[strings.ReplaceAll(k, "_", "-")] = v
+	}
+	return flags
+}
+
+// requiredBinlog are the settings rowcast's start-up check requires.
+var requiredBinlog = map[string]string{
+	"binlog-format":            "ROW",
+	"binlog-row-image":         "FULL",
+	"binlog-row-metadata":      "FULL",
+	"gtid-mode":                "ON",
+	"enforce-gtid-consistency": "ON",
+}
+
+func checkBinlogFlags(t *testing.T, name string, flags map[string]string) {
+	t.Helper()
+	if _, ok := flags["log-bin"]; !ok {
+		t.Errorf("service %s: no --log-bin", name)
+	}
+	for _, off := range []string{"skip-log-bin", "disable-log-bin"} {
+		if _, ok := flags[off]; ok {
+			t.Errorf("service %s: --%s; rowcast reads the binlog", name, off)
+		}
+	}
+	if v := flags["binlog-row-value-options"]; strings.Contains(strings.ToUpper(v), "PARTIAL_JSON") {
+		t.Errorf("service %s: --binlog-row-value-options=%s leaves after images incomplete; rowcast refuses it", name, v)
+	}
+	for k, want := range requiredBinlog {
+		if got, ok := flags[k]; !ok || !strings.EqualFold(got, want) {
+			t.Errorf("service %s: needs --%s=%s (rowcast's start-up check), has %q", name, k, want, got)
+		}
+	}
+}
+
+// checkServerID: a non-zero id no other service has; ids collects them.
+func checkServerID(t *testing.T, name, id string, ids map[string]string) {
+	t.Helper()
+	if n, err := strconv.ParseUint(id, 10, 32); err != nil || n == 0 {
+		t.Errorf("service %s: --server-id=%q; every server needs its own non-zero id", name, id)
+	} else if other, dup := ids[id]; dup {
+		t.Errorf("services %s and %s share --server-id=%s", name, other, id)
+	}
+	ids[id] = name
+}
+
+// checkAccountInit: an init directory that creates rowcast's account, and the
+// password it needs in the environment.
+func checkAccountInit(t *testing.T, name string, s service) {
+	t.Helper()
+	initDir, ok := s.hostPath("/docker-entrypoint-initdb.d")
+	if !ok {
+		t.Errorf("service %s: nothing mounted on /docker-entrypoint-initdb.d; the rowcast account would not exist", name)
+	} else {
+		checkInit(t, name, initDir)
+	}
+	if _, ok := s.env()["ROWCAST_DB_PASSWORD"]; !ok {
+		t.Errorf("service %s: ROWCAST_DB_PASSWORD is not in its environment; the init script needs it", name)
 	}
 }
 
@@ -661,24 +731,11 @@ func checkInit(t *testing.T, service, dir string) {
 	granted := map[string]bool{}
 	created := false
 	for _, e := range entries {
-		path := filepath.Join(dir, e.Name())
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Error(err)
+		text, ok := initScript(t, filepath.Join(dir, e.Name()))
+		if !ok {
 			continue
 		}
-		if strings.HasSuffix(e.Name(), ".sh") {
-			fi, err := os.Stat(path)
-			if err == nil && fi.Mode()&0o111 != 0 {
-				t.Errorf("%s is executable: the mysql entrypoint would run it in a subshell without docker_process_sql; chmod 644 it", path)
-			}
-		} else if !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		text := string(raw)
-		if regexp.MustCompile(`(?i)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'rowcast'@'%'`).MatchString(text) {
-			created = true
-		}
+		created = created || createUserRe.MatchString(text)
 		for _, m := range grantRe.FindAllStringSubmatch(text, -1) {
 			for _, p := range strings.Split(m[1], ",") {
 				granted[strings.ToUpper(strings.Join(strings.Fields(p), " "))] = true
@@ -699,6 +756,29 @@ func checkInit(t *testing.T, service, dir string) {
 	}
 }
 
+var createUserRe = regexp.MustCompile(`(?i)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'rowcast'@'%'`)
+
+// initScript reads one file of the init directory that the entrypoint
+// sources (.sql, or a non-executable .sh); ok is false for any other file.
+func initScript(t *testing.T, path string) (text string, ok bool) {
+	t.Helper()
+	switch filepath.Ext(path) {
+	case ".sh":
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&0o111 != 0 {
+			t.Errorf("%s is executable: the mysql entrypoint would run it in a subshell without docker_process_sql; chmod 644 it", path)
+		}
+	case ".sql":
+	default:
+		return "", false
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+		return "", false
+	}
+	return string(raw), true
+}
+
 // TestDockerfile: the builder's Go matches go.mod, the binary is static on
 // distroless, and the health probe the compose file calls is in the image.
 func TestDockerfile(t *testing.T) {
@@ -707,28 +787,11 @@ func TestDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	df := strings.ReplaceAll(string(raw), "\\\n", " ")
-	mod, err := os.ReadFile(goMod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^go\s+(\d+)\.(\d+)`).FindStringSubmatch(string(mod))
-	if m == nil {
-		t.Fatal("go.mod has no go line")
-	}
-	wantGo := m[1] + "." + m[2]
 	froms := regexp.MustCompile(`(?m)^FROM\s+(?:--platform=\S+\s+)?(\S+)`).FindAllStringSubmatch(df, -1)
 	if len(froms) < 2 {
 		t.Fatalf("%s: want a multi-stage build, found FROM %v", dockerfile, froms)
 	}
-	gotGo := ""
-	for _, f := range froms {
-		if v, ok := strings.CutPrefix(f[1], "golang:"); ok {
-			gotGo = v
-		}
-	}
-	if gotGo != wantGo && !strings.HasPrefix(gotGo, wantGo+".") && !strings.HasPrefix(gotGo, wantGo+"-") {
-		t.Errorf("%s builds with golang:%s, go.mod says go %s", dockerfile, gotGo, wantGo)
-	}
+	checkBuilderGo(t, froms)
 	if final := froms[len(froms)-1][1]; !strings.HasPrefix(final, "gcr.io/distroless/static") {
 		t.Errorf("%s: final stage %s; the static binary runs on gcr.io/distroless/static", dockerfile, final)
 	}
@@ -744,8 +807,54 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("%s does not contain %q", dockerfile, want)
 		}
 	}
-	// Every absolute program a compose healthcheck of the rowcast image runs
-	// must be copied into the image.
+	checkProbesInImage(t, df)
+}
+
+// TestImageRunsAsNonRoot: the final stage ends as a user other than root,
+// so a compromised rowcast process in the container holds no root.
+func TestImageRunsAsNonRoot(t *testing.T) {
+	raw, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := regexp.MustCompile(`(?m)^FROM\s`).Split(string(raw), -1)
+	users := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(stages[len(stages)-1], -1)
+	if len(users) == 0 {
+		t.Fatalf("%s: the final stage sets no USER: the image would run as root", dockerfile)
+	}
+	user, _, _ := strings.Cut(users[len(users)-1][1], ":")
+	if user == "root" || user == "0" || user == "" {
+		t.Errorf("%s: the final stage runs as %q; run as nonroot (65532)", dockerfile, users[len(users)-1][1])
+	}
+}
+
+// checkBuilderGo: the golang: stage's version is go.mod's.
+func checkBuilderGo(t *testing.T, froms [][]string) {
+	t.Helper()
+	mod, err := os.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go\s+(\d+)\.(\d+)`).FindStringSubmatch(string(mod))
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	wantGo := m[1] + "." + m[2]
+	gotGo := ""
+	for _, f := range froms {
+		if v, ok := strings.CutPrefix(f[1], "golang:"); ok {
+			gotGo = v
+		}
+	}
+	if gotGo != wantGo && !strings.HasPrefix(gotGo, wantGo+".") && !strings.HasPrefix(gotGo, wantGo+"-") {
+		t.Errorf("%s builds with golang:%s, go.mod says go %s", dockerfile, gotGo, wantGo)
+	}
+}
+
+// checkProbesInImage: every absolute program a compose healthcheck of the
+// rowcast image runs is copied into the image.
+func checkProbesInImage(t *testing.T, df string) {
+	t.Helper()
 	st := loadCompose(t)
 	for _, name := range st.rowcastServices() {
 		s := st.Services[name]

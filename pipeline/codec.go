@@ -2,9 +2,7 @@ package pipeline
 
 import (
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -52,81 +50,20 @@ func (c *Codec) AppendKey(dst []byte, e *Event) ([]byte, error) {
 	if err := checkEvent(e); err != nil {
 		return dst, err
 	}
-	b := dst
-	var ok bool
-	switch e.Kind {
-	case KindRow:
-		if te := c.tableEncoding(e.Table); te != nil {
-			b, err := appendRowKey(b, e, te)
-			if err != nil {
-				return dst, err
-			}
-			return b, nil
+	if te := c.rowEncoding(e); te != nil {
+		b, err := appendRowKey(dst, e, te)
+		if err != nil {
+			return dst, err
 		}
-		t := e.Table
-		b = append(b, `{"db":`...)
-		if b, ok = appendString(b, t.Database); !ok {
-			return dst, encodeErr(e, "database name", errUTF8)
-		}
-		b = append(b, `,"table":`...)
-		if b, ok = appendString(b, t.Name); !ok {
-			return dst, encodeErr(e, "table name", errUTF8)
-		}
-		if len(t.PrimaryKey) == 0 {
-			b = append(b, `,"pk":null}`...)
-			return b, nil
-		}
-		img := e.After
-		if img == nil {
-			img = e.Before
-		}
-		b = append(b, `,"pk":{`...)
-		for i, ci := range t.PrimaryKey {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			col := &t.Columns[ci]
-			if b, ok = appendString(b, col.Name); !ok {
-				return dst, encodeErr(e, "column name", errUTF8)
-			}
-			b = append(b, ':')
-			var err error
-			if b, err = appendValue(b, col.Kind, img[ci]); err != nil {
-				return dst, columnErr(e, ci, err)
-			}
-		}
-		b = append(b, "}}"...)
-		return b, nil
-	case KindDDL:
-		b = append(b, `{"control":"ddl","db":`...)
-		if b, ok = appendString(b, e.Database); !ok {
-			return dst, encodeErr(e, "ddl database", errUTF8)
-		}
-		b = append(b, '}')
-		return b, nil
-	case KindSnapshot:
-		b = append(b, `{"control":"snapshot"`...)
-		db, table := snapshotScope(e)
-		if db != "" {
-			b = append(b, `,"db":`...)
-			if b, ok = appendString(b, db); !ok {
-				return dst, encodeErr(e, "snapshot database", errUTF8)
-			}
-		}
-		if table != "" {
-			b = append(b, `,"table":`...)
-			if b, ok = appendString(b, table); !ok {
-				return dst, encodeErr(e, "snapshot table", errUTF8)
-			}
-		}
-		b = append(b, '}')
-		return b, nil
-	default: // heartbeat, epoch
-		b = append(b, `{"control":"`...)
-		b = append(b, kindNames[e.Kind]...)
-		b = append(b, `"}`...)
 		return b, nil
 	}
+	var err error
+	w := msgWriter{e: e, err: &err}
+	b := w.key(dst)
+	if err != nil {
+		return dst, err
+	}
+	return b, nil
 }
 
 // AppendValue appends the message value of e to dst. On error dst is
@@ -135,82 +72,175 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 	if err := checkEvent(e); err != nil {
 		return dst, err
 	}
-	b := dst
+	te := c.rowEncoding(e)
+	var msText [20]byte // the commit time, written twice
+	ms := strconv.AppendInt(msText[:0], commitMillis(e.CommitTime), 10)
 	var err error
-	var ok bool
-	var te *tableEncoding
-	if e.Kind == KindRow {
-		te = c.tableEncoding(e.Table)
-	}
-	if te != nil {
-		b = append(b, `{"before":`...)
-		if b, err = appendImageEnc(b, e, te, e.Before); err != nil {
-			return dst, err
-		}
-		b = append(b, `,"after":`...)
-		if b, err = appendImageEnc(b, e, te, e.After); err != nil {
-			return dst, err
-		}
-		b = append(b, `,"op":"`...)
-		b = append(b, byte(e.Op), '"', ',')
-	} else if e.Kind == KindRow {
-		b = append(b, `{"before":`...)
-		if b, err = appendImage(b, e, e.Before); err != nil {
-			return dst, err
-		}
-		b = append(b, `,"after":`...)
-		if b, err = appendImage(b, e, e.After); err != nil {
-			return dst, err
-		}
-		b = append(b, `,"op":"`...)
-		b = append(b, byte(e.Op), '"', ',')
-	} else {
-		b = append(b, '{')
-	}
-	ms := commitMillis(e.CommitTime)
+	w := msgWriter{e: e, err: &err}
+	b := w.change(dst, te)
 	b = append(b, `"ts_ms":`...)
-	b = strconv.AppendInt(b, ms, 10)
+	b = append(b, ms...)
+	b = w.source(b, c.Cluster, ms, te)
+	b = w.transaction(b)
+	b = w.rowcast(b, te)
+	if err != nil {
+		return dst, err
+	}
+	return b, nil
+}
 
-	// source: Debezium's MySQL source block.
+// rowEncoding is the cached encoding of a row event's table, nil for other
+// kinds and for a table that cannot be encoded (see tableEncoding).
+func (c *Codec) rowEncoding(e *Event) *tableEncoding {
+	if e.Kind != KindRow {
+		return nil
+	}
+	return c.tableEncoding(e.Table)
+}
+
+// msgWriter writes the parts of a message of e, appending to the buffer it
+// is given and returning it. The first error sticks in *err: later parts are
+// still appended, and the caller then returns the error and its own buffer.
+// (err is apart from e so that the event does not escape with the error.)
+type msgWriter struct {
+	e   *Event
+	err *error
+}
+
+// fail keeps err (which may be nil) unless an earlier error is kept.
+func (w *msgWriter) fail(err error) {
+	if *w.err == nil {
+		*w.err = err
+	}
+}
+
+// str appends s as a JSON string; what names s in the error.
+func (w *msgWriter) str(b []byte, s, what string) []byte {
+	b, ok := appendString(b, s)
+	if !ok {
+		w.fail(encodeErr(w.e, what, errUTF8))
+	}
+	return b
+}
+
+// member appends the member name (,"name":) and s, unless s is empty.
+func (w *msgWriter) member(b []byte, name, s, what string) []byte {
+	if s == "" {
+		return b
+	}
+	return w.str(append(b, name...), s, what)
+}
+
+// value appends the value v of column i.
+func (w *msgWriter) value(b []byte, i int, v any) []byte {
+	b, err := appendValue(b, w.e.Table.Columns[i].Kind, v)
+	if err != nil {
+		w.fail(columnErr(w.e, i, err))
+	}
+	return b
+}
+
+// comma separates element i of a list from the one before.
+func comma(b []byte, i int) []byte {
+	if i > 0 {
+		b = append(b, ',')
+	}
+	return b
+}
+
+// open appends '{' before member i = 0 of an object, else ','.
+func open(b []byte, i int) []byte {
+	if i > 0 {
+		return append(b, ',')
+	}
+	return append(b, '{')
+}
+
+// key writes the key of e without a table encoding.
+func (w *msgWriter) key(b []byte) []byte {
+	e := w.e
+	switch e.Kind {
+	case KindRow:
+		return w.rowKey(b)
+	case KindDDL:
+		b = append(b, `{"control":"ddl","db":`...)
+		b = w.str(b, e.Database, "ddl database")
+		return append(b, '}')
+	case KindSnapshot:
+		db, table := snapshotScope(e)
+		b = append(b, `{"control":"snapshot"`...)
+		b = w.member(b, `,"db":`, db, "snapshot database")
+		b = w.member(b, `,"table":`, table, "snapshot table")
+		return append(b, '}')
+	}
+	// heartbeat, epoch
+	b = append(b, `{"control":"`...)
+	b = append(b, kindNames[e.Kind]...)
+	return append(b, `"}`...)
+}
+
+func (w *msgWriter) rowKey(b []byte) []byte {
+	t := w.e.Table
+	b = append(b, `{"db":`...)
+	b = w.str(b, t.Database, "database name")
+	b = append(b, `,"table":`...)
+	b = w.str(b, t.Name, "table name")
+	if len(t.PrimaryKey) == 0 {
+		return append(b, `,"pk":null}`...)
+	}
+	img := w.e.keyImage()
+	b = append(b, `,"pk":{`...)
+	for i, ci := range t.PrimaryKey {
+		b = comma(b, i)
+		b = w.str(b, t.Columns[ci].Name, "column name")
+		b = append(b, ':')
+		b = w.value(b, ci, img[ci])
+	}
+	return append(b, "}}"...)
+}
+
+// change opens the value and writes the row change of a row event: before,
+// after and op.
+func (w *msgWriter) change(b []byte, te *tableEncoding) []byte {
+	e := w.e
+	if e.Kind != KindRow {
+		return append(b, '{')
+	}
+	b = append(b, `{"before":`...)
+	b = w.image(b, te, e.Before)
+	b = append(b, `,"after":`...)
+	b = w.image(b, te, e.After)
+	b = append(b, `,"op":"`...)
+	return append(b, byte(e.Op), '"', ',')
+}
+
+// image writes a row image (see appendImage).
+func (w *msgWriter) image(b []byte, te *tableEncoding, img []any) []byte {
+	b, err := appendImage(b, w.e, te, img)
+	w.fail(err)
+	return b
+}
+
+// source writes Debezium's MySQL source block.
+func (w *msgWriter) source(b []byte, cluster string, ms []byte, te *tableEncoding) []byte {
+	e := w.e
 	b = append(b, `,"source":{"version":"rowcast","connector":`...)
-	if b, ok = appendString(b, e.Flavor); !ok {
-		return dst, encodeErr(e, "flavor", errUTF8)
-	}
+	b = w.str(b, e.Flavor, "flavor")
 	b = append(b, `,"name":`...)
-	if b, ok = appendString(b, c.Cluster); !ok {
-		return dst, encodeErr(e, "cluster name", errUTF8)
-	}
+	b = w.str(b, cluster, "cluster name")
 	b = append(b, `,"ts_ms":`...)
-	b = strconv.AppendInt(b, ms, 10)
-	db, table := sourceScope(e)
-	if te != nil {
-		b = append(b, te.scope...)
-		db, table = "", ""
-	}
-	if db != "" {
-		b = append(b, `,"db":`...)
-		if b, ok = appendString(b, db); !ok {
-			return dst, encodeErr(e, "database name", errUTF8)
-		}
-	}
-	if table != "" {
-		b = append(b, `,"table":`...)
-		if b, ok = appendString(b, table); !ok {
-			return dst, encodeErr(e, "table name", errUTF8)
-		}
-	}
+	b = append(b, ms...)
+	b = w.scope(b, te)
 	b = append(b, `,"server_id":`...)
 	b = strconv.AppendUint(b, uint64(e.ServerID), 10)
 	b = append(b, `,"gtid":`...)
 	if e.GTID == "" {
 		b = append(b, "null"...)
-	} else if b, ok = appendString(b, e.GTID); !ok {
-		return dst, encodeErr(e, "gtid", errUTF8)
+	} else {
+		b = w.str(b, e.GTID, "gtid")
 	}
 	b = append(b, `,"file":`...)
-	if b, ok = appendString(b, e.File); !ok {
-		return dst, encodeErr(e, "binlog file", errUTF8)
-	}
+	b = w.str(b, e.File, "binlog file")
 	b = append(b, `,"pos":`...)
 	b = strconv.AppendUint(b, uint64(e.Offset), 10)
 	b = append(b, `,"row":`...)
@@ -218,25 +248,41 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 	if e.Op == OpRead && e.Kind == KindRow {
 		b = append(b, `,"snapshot":"true"`...) // as Debezium marks snapshot reads
 	}
-	b = append(b, '}')
+	return append(b, '}')
+}
 
-	// transaction: Debezium's transaction block, for the messages of a source
-	// transaction (rows read by a snapshot have no GTID and no block).
-	// data_collection_order is the order within the whole transaction, not
-	// within the table as in Debezium.
-	if e.InTxn() && e.GTID != "" {
-		b = append(b, `,"transaction":{"id":`...)
-		if b, ok = appendString(b, e.GTID); !ok {
-			return dst, encodeErr(e, "gtid", errUTF8)
-		}
-		b = append(b, `,"total_order":`...)
-		b = strconv.AppendUint(b, e.Pos.Row+1, 10)
-		b = append(b, `,"data_collection_order":`...)
-		b = strconv.AppendUint(b, e.Pos.Row+1, 10)
-		b = append(b, '}')
+// scope writes source.db and source.table.
+func (w *msgWriter) scope(b []byte, te *tableEncoding) []byte {
+	if te != nil {
+		return append(b, te.scope...)
 	}
+	db, table := sourceScope(w.e)
+	b = w.member(b, `,"db":`, db, "database name")
+	return w.member(b, `,"table":`, table, "table name")
+}
 
-	// rowcast: position, table shape and the control payloads.
+// transaction writes Debezium's transaction block, for the messages of a
+// source transaction (rows read by a snapshot have no GTID and no block).
+// data_collection_order is the order within the whole transaction, not
+// within the table as in Debezium.
+func (w *msgWriter) transaction(b []byte) []byte {
+	e := w.e
+	if !e.InTxn() || e.GTID == "" {
+		return b
+	}
+	b = append(b, `,"transaction":{"id":`...)
+	b = w.str(b, e.GTID, "gtid")
+	b = append(b, `,"total_order":`...)
+	b = strconv.AppendUint(b, e.Pos.Row+1, 10)
+	b = append(b, `,"data_collection_order":`...)
+	b = strconv.AppendUint(b, e.Pos.Row+1, 10)
+	return append(b, '}')
+}
+
+// rowcast writes the rowcast section (position, table shape and the control
+// payloads) and closes the value.
+func (w *msgWriter) rowcast(b []byte, te *tableEncoding) []byte {
+	e := w.e
 	b = append(b, `,"rowcast":{"format":`...)
 	b = strconv.AppendInt(b, FormatVersion, 10)
 	b = append(b, `,"kind":"`...)
@@ -248,131 +294,96 @@ func (c *Codec) AppendValue(dst []byte, e *Event) ([]byte, error) {
 	b = append(b, `,"row":`...)
 	b = strconv.AppendUint(b, e.Pos.Row, 10)
 	b = strconv.AppendBool(append(b, `,"last":`...), e.Pos.Last)
-	if e.GTIDSet != "" {
-		b = append(b, `,"gtid_set":`...)
-		if b, ok = appendString(b, e.GTIDSet); !ok {
-			return dst, encodeErr(e, "gtid set", errUTF8)
-		}
-	}
-	if te != nil {
+	b = w.member(b, `,"gtid_set":`, e.GTIDSet, "gtid set")
+	switch {
+	case te != nil:
 		b = append(b, te.shape...)
-	} else if carriesTable(e.Kind) && e.Table != nil {
-		if b, err = appendTableShape(b, e); err != nil {
-			return dst, err
-		}
+	case carriesTable(e.Kind) && e.Table != nil:
+		b = w.tableShape(b)
 	}
+	b = w.control(b)
+	return append(b, "}}"...)
+}
+
+// control writes the payload of a DDL, epoch or snapshot message.
+func (w *msgWriter) control(b []byte) []byte {
+	e := w.e
 	switch e.Kind {
 	case KindDDL:
 		b = append(b, `,"ddl":{"db":`...)
-		if b, ok = appendString(b, e.Database); !ok {
-			return dst, encodeErr(e, "ddl database", errUTF8)
-		}
+		b = w.str(b, e.Database, "ddl database")
 		b = append(b, `,"statement":`...)
-		if b, ok = appendString(b, e.Statement); !ok {
-			return dst, encodeErr(e, "ddl statement", errUTF8)
+		b = w.str(b, e.Statement, "ddl statement")
+		if e.Session != nil {
+			b = w.session(b, e.Session)
 		}
 		b = append(b, '}')
 	case KindEpoch:
-		if b, err = appendEpochRecord(b, e); err != nil {
-			return dst, err
+		b = w.epochRecord(b)
+	case KindHeartbeat:
+		if e.Skip != nil {
+			b = w.skipRecord(b)
 		}
 	case KindSnapshot:
 		b = append(b, `,"snapshot":"`...)
 		b = append(b, e.Snapshot...)
 		b = append(b, '"')
+		b = w.member(b, `,"definition":`, e.Statement, "snapshot definition")
 	}
-	b = append(b, "}}"...)
-	return b, nil
+	return b
 }
 
-// checkEvent rejects events that the format cannot represent, so that
-// everything AppendValue writes, Decode reads back.
-func checkEvent(e *Event) error {
-	switch e.Kind {
-	case KindRow:
-		t := e.Table
-		if t == nil {
-			return encodeErr(e, "row event", fmt.Errorf("no table: %w", ErrUnsupported))
+// tableShape writes rowcast.pk and rowcast.columns.
+func (w *msgWriter) tableShape(b []byte) []byte {
+	t := w.e.Table
+	if len(t.PrimaryKey) > 0 {
+		b = append(b, `,"pk":[`...)
+		for i, ci := range t.PrimaryKey {
+			b = comma(b, i)
+			b = w.str(b, t.Columns[ci].Name, "primary key column name")
 		}
-		if err := checkTable(t); err != nil {
-			return encodeErr(e, "row event", err)
-		}
-		var wantBefore, wantAfter bool
-		switch e.Op {
-		case OpInsert, OpRead:
-			wantAfter = true
-		case OpUpdate:
-			wantBefore, wantAfter = true, true
-		case OpDelete:
-			wantBefore = true
-		default:
-			return encodeErr(e, "row event", fmt.Errorf("unknown op %q: %w", byte(e.Op), ErrUnsupported))
-		}
-		if err := checkImage("before", e.Before, wantBefore, e.Op, len(t.Columns)); err != nil {
-			return encodeErr(e, "row event", err)
-		}
-		if err := checkImage("after", e.After, wantAfter, e.Op, len(t.Columns)); err != nil {
-			return encodeErr(e, "row event", err)
-		}
-	case KindDDL:
-		if e.Statement == "" {
-			return encodeErr(e, "ddl event", fmt.Errorf("empty statement: %w", ErrUnsupported))
-		}
-	case KindHeartbeat:
-	case KindEpoch:
-		if e.Epoch == nil {
-			return encodeErr(e, "epoch event", fmt.Errorf("no epoch record: %w", ErrUnsupported))
-		}
-	case KindSnapshot:
-		if e.Snapshot != "start" && e.Snapshot != "end" {
-			return encodeErr(e, "snapshot event", fmt.Errorf("marker %q is neither start nor end: %w", e.Snapshot, ErrUnsupported))
-		}
-		if t := e.Table; t != nil {
-			if err := checkTable(t); err != nil {
-				return encodeErr(e, "snapshot event", err)
-			}
-			if e.Database != "" && e.Database != t.Database {
-				return encodeErr(e, "snapshot event", fmt.Errorf("database %q differs from the table's %q: %w", e.Database, t.Database, ErrUnsupported))
-			}
-		}
-	default:
-		return fmt.Errorf("encode message: unknown kind %d: %w", uint8(e.Kind), ErrUnsupported)
+		b = append(b, ']')
 	}
-	return nil
+	b = append(b, `,"columns":[`...)
+	for i := range t.Columns {
+		b = comma(b, i)
+		b = w.column(b, i)
+	}
+	return append(b, ']')
 }
 
-// checkTable checks what a msgDecoder would refuse and costs little; duplicate
-// column names are the source's business and are caught by Decode.
-func checkTable(t *Table) error {
-	if t.Database == "" || t.Name == "" {
-		return fmt.Errorf("table %q.%q: empty name: %w", t.Database, t.Name, ErrUnsupported)
+// column writes ["name","kind","sql type"] of column i.
+func (w *msgWriter) column(b []byte, i int) []byte {
+	col := &w.e.Table.Columns[i]
+	b = append(b, '[')
+	b = w.str(b, col.Name, "column name")
+	if col.Kind == 0 || int(col.Kind) >= len(valueKindNames) {
+		w.fail(columnErr(w.e, i, fmt.Errorf("unknown value kind %d: %w", uint8(col.Kind), ErrUnsupported)))
+		return b
 	}
-	if len(t.Columns) == 0 {
-		return fmt.Errorf("table %s.%s: no columns: %w", t.Database, t.Name, ErrUnsupported)
+	b = append(b, ",\""...)
+	b = append(b, valueKindNames[col.Kind]...)
+	b = append(b, "\","...)
+	b, ok := appendString(b, col.SQLType)
+	if !ok {
+		w.fail(columnErr(w.e, i, fmt.Errorf("sql type: %w", errUTF8)))
 	}
-	for i, ci := range t.PrimaryKey {
-		if ci < 0 || ci >= len(t.Columns) {
-			return fmt.Errorf("table %s.%s: primary key index %d out of range: %w", t.Database, t.Name, ci, ErrUnsupported)
-		}
-		for _, cj := range t.PrimaryKey[:i] {
-			if ci == cj {
-				return fmt.Errorf("table %s.%s: column %d twice in the primary key: %w", t.Database, t.Name, ci, ErrUnsupported)
-			}
-		}
-	}
-	return nil
+	return append(b, ']')
 }
 
-func checkImage(name string, img []any, want bool, op Op, n int) error {
-	switch {
-	case want && img == nil:
-		return fmt.Errorf("op %c without %s image: %w", byte(op), name, ErrUnsupported)
-	case !want && img != nil:
-		return fmt.Errorf("op %c with a %s image: %w", byte(op), name, ErrUnsupported)
-	case want && len(img) != n:
-		return fmt.Errorf("%s image has %d values for %d columns: %w", name, len(img), n, ErrUnsupported)
-	}
-	return nil
+func (w *msgWriter) epochRecord(b []byte) []byte {
+	r := w.e.Epoch
+	b = append(b, `,"epoch_record":{"epoch":`...)
+	b = strconv.AppendUint(b, r.Epoch, 10)
+	b = append(b, `,"master":`...)
+	b = w.str(b, r.Master, "epoch record master")
+	b = append(b, `,"start_gtid_set":`...)
+	b = w.str(b, r.StartGTIDSet, "epoch record gtid set")
+	b = append(b, `,"flavor":`...)
+	b = w.str(b, r.Flavor, "epoch record flavor")
+	b = append(b, `,"txn_seq":`...)
+	b = strconv.AppendUint(b, r.TxnSeq, 10)
+	return append(b, '}')
 }
 
 // carriesTable reports whether messages of kind k carry a table shape.
@@ -406,236 +417,6 @@ func commitMillis(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// appendImage appends a row image as an object of column name to value, in
-// table order, or null.
-func appendImage(b []byte, e *Event, img []any) ([]byte, error) {
-	if img == nil {
-		return append(b, "null"...), nil
-	}
-	var ok bool
-	var err error
-	b = append(b, '{')
-	for i := range e.Table.Columns {
-		col := &e.Table.Columns[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if b, ok = appendString(b, col.Name); !ok {
-			return b, encodeErr(e, "column name", errUTF8)
-		}
-		b = append(b, ':')
-		if b, err = appendValue(b, col.Kind, img[i]); err != nil {
-			return b, columnErr(e, i, err)
-		}
-	}
-	return append(b, '}'), nil
-}
-
-// appendTableShape appends rowcast.pk and rowcast.columns.
-func appendTableShape(b []byte, e *Event) ([]byte, error) {
-	t := e.Table
-	var ok bool
-	if len(t.PrimaryKey) > 0 {
-		b = append(b, `,"pk":[`...)
-		for i, ci := range t.PrimaryKey {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if b, ok = appendString(b, t.Columns[ci].Name); !ok {
-				return b, encodeErr(e, "primary key column name", errUTF8)
-			}
-		}
-		b = append(b, ']')
-	}
-	b = append(b, `,"columns":[`...)
-	for i := range t.Columns {
-		col := &t.Columns[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[')
-		if b, ok = appendString(b, col.Name); !ok {
-			return b, encodeErr(e, "column name", errUTF8)
-		}
-		if col.Kind == 0 || int(col.Kind) >= len(valueKindNames) {
-			return b, columnErr(e, i, fmt.Errorf("unknown value kind %d: %w", uint8(col.Kind), ErrUnsupported))
-		}
-		b = append(b, ",\""...)
-		b = append(b, valueKindNames[col.Kind]...)
-		b = append(b, "\","...)
-		if b, ok = appendString(b, col.SQLType); !ok {
-			return b, columnErr(e, i, fmt.Errorf("sql type: %w", errUTF8))
-		}
-		b = append(b, ']')
-	}
-	return append(b, ']'), nil
-}
-
-func appendEpochRecord(b []byte, e *Event) ([]byte, error) {
-	r := e.Epoch
-	var ok bool
-	b = append(b, `,"epoch_record":{"epoch":`...)
-	b = strconv.AppendUint(b, r.Epoch, 10)
-	b = append(b, `,"master":`...)
-	if b, ok = appendString(b, r.Master); !ok {
-		return b, encodeErr(e, "epoch record master", errUTF8)
-	}
-	b = append(b, `,"start_gtid_set":`...)
-	if b, ok = appendString(b, r.StartGTIDSet); !ok {
-		return b, encodeErr(e, "epoch record gtid set", errUTF8)
-	}
-	b = append(b, `,"flavor":`...)
-	if b, ok = appendString(b, r.Flavor); !ok {
-		return b, encodeErr(e, "epoch record flavor", errUTF8)
-	}
-	b = append(b, `,"txn_seq":`...)
-	b = strconv.AppendUint(b, r.TxnSeq, 10)
-	return append(b, '}'), nil
-}
-
-// appendValue appends one column value. The error says what is wrong with
-// the value; the caller adds the column.
-func appendValue(b []byte, k ValueKind, v any) ([]byte, error) {
-	if v == nil {
-		return append(b, "null"...), nil
-	}
-	switch k {
-	case VInt, VYear:
-		switch x := v.(type) {
-		case int64:
-			return strconv.AppendInt(b, x, 10), nil
-		case int:
-			return strconv.AppendInt(b, int64(x), 10), nil
-		case int32:
-			return strconv.AppendInt(b, int64(x), 10), nil
-		case int16:
-			return strconv.AppendInt(b, int64(x), 10), nil
-		case int8:
-			return strconv.AppendInt(b, int64(x), 10), nil
-		}
-	case VUint, VBit:
-		switch x := v.(type) {
-		case uint64:
-			return strconv.AppendUint(b, x, 10), nil
-		case uint:
-			return strconv.AppendUint(b, uint64(x), 10), nil
-		case uint32:
-			return strconv.AppendUint(b, uint64(x), 10), nil
-		case uint16:
-			return strconv.AppendUint(b, uint64(x), 10), nil
-		case uint8:
-			return strconv.AppendUint(b, uint64(x), 10), nil
-		}
-	case VFloat:
-		switch x := v.(type) {
-		case float64:
-			return appendFloat(b, x, 32)
-		case float32:
-			return appendFloat(b, float64(x), 32)
-		}
-	case VDouble:
-		if x, ok := v.(float64); ok {
-			return appendFloat(b, x, 64)
-		}
-	case VString, VDecimal, VDate, VDateTime, VTimestamp, VTime, VEnum, VSet, VJSON:
-		var ok bool
-		switch x := v.(type) {
-		case string:
-			if !checkShape(k, x) {
-				return b, fmt.Errorf("%s value %.40q is not in the %s form: %w", k, x, k, ErrUnsupported)
-			}
-			if b, ok = appendString(b, x); !ok {
-				return b, errUTF8
-			}
-			return b, nil
-		case []byte:
-			if !checkShape(k, x) {
-				return b, fmt.Errorf("%s value %.40q is not in the %s form: %w", k, x, k, ErrUnsupported)
-			}
-			if b, ok = appendString(b, x); !ok {
-				return b, errUTF8
-			}
-			return b, nil
-		}
-	case VBytes:
-		switch x := v.(type) {
-		case []byte:
-			return appendBase64(b, x), nil
-		case string:
-			return appendBase64(b, x), nil
-		}
-	case VGeometry:
-		var g []byte
-		switch x := v.(type) {
-		case []byte:
-			g = x
-		case string:
-			g = []byte(x) // rare: geometry arrives as []byte from the reader
-		default:
-			return b, fmt.Errorf("%T value for kind %s: %w", v, k, ErrUnsupported)
-		}
-		if len(g) < 4 {
-			return b, fmt.Errorf("geometry of %d bytes has no SRID: %w", len(g), ErrUnsupported)
-		}
-		b = append(b, `{"wkb":`...)
-		b = appendBase64(b, g[4:])
-		b = append(b, `,"srid":`...)
-		b = strconv.AppendUint(b, uint64(binary.LittleEndian.Uint32(g)), 10)
-		return append(b, '}'), nil
-	default:
-		return b, fmt.Errorf("unknown value kind %d: %w", uint8(k), ErrUnsupported)
-	}
-	return b, fmt.Errorf("%T value for kind %s: %w", v, k, ErrUnsupported)
-}
-
-// appendFloat writes the shortest decimal that parses back to the same
-// float32 or float64, in the form encoding/json uses (no exponent between
-// 1e-6 and 1e21). NaN and infinities do not occur in MySQL columns.
-func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return b, fmt.Errorf("float value %v: %w", f, ErrUnsupported)
-	}
-	if bits == 32 {
-		f32 := float32(f)
-		if math.IsInf(float64(f32), 0) {
-			return b, fmt.Errorf("value %v overflows a FLOAT: %w", f, ErrUnsupported)
-		}
-		f = float64(f32)
-	}
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
-	if format == 'e' {
-		// 1e-07 -> 1e-7, as encoding/json does.
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
-}
-
-// appendBase64 appends src as a standard, padded base64 JSON string.
-func appendBase64[T string | []byte](b []byte, src T) []byte {
-	n := base64.StdEncoding.EncodedLen(len(src))
-	b = append(b, '"')
-	b = growBytes(b, n)
-	base64.StdEncoding.Encode(b[len(b):len(b)+n], []byte(src))
-	b = b[:len(b)+n]
-	return append(b, '"')
-}
-
-func growBytes(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b
-	}
-	return append(b, make([]byte, n)...)[:len(b)]
-}
-
 func encodeErr(e *Event, what string, err error) error {
 	return fmt.Errorf("encode %s message %s: %s: %w", e.Kind, e.Pos, what, err)
 }
@@ -644,4 +425,32 @@ func columnErr(e *Event, i int, err error) error {
 	t := e.Table
 	return fmt.Errorf("encode %s message %s: column %s.%s.%s (position %d): %w",
 		e.Kind, e.Pos, t.Database, t.Name, t.Columns[i].Name, i, err)
+}
+
+// ValueSizeHint estimates the size of e's message value from its strings
+// and bytes (base64 for binary kinds), so that the publisher can size its
+// buffer once for a big row instead of growing it by copies.
+func (c *Codec) ValueSizeHint(e *Event) int {
+	if e.Kind != KindRow || e.Table == nil {
+		return len(e.Statement)
+	}
+	return imageSizeHint(e.Table.Columns, e.Before) + imageSizeHint(e.Table.Columns, e.After)
+}
+
+func imageSizeHint(cols []Column, img []any) int {
+	n := 0
+	for i, v := range img {
+		size := 0
+		switch x := v.(type) {
+		case string:
+			size = len(x)
+		case []byte:
+			size = len(x)
+		}
+		if i < len(cols) && (cols[i].Kind == VBytes || cols[i].Kind == VGeometry) {
+			size = base64.StdEncoding.EncodedLen(size)
+		}
+		n += size
+	}
+	return n
 }

@@ -47,11 +47,7 @@ func sinkBenchEvents() (insert, update *Event) {
 
 func benchmarkDecodeMessage(b *testing.B, e *Event, into bool) {
 	c := &Codec{Cluster: "bench"}
-	key, err := c.AppendKey(nil, e)
-	if err != nil {
-		b.Fatal(err)
-	}
-	value, err := c.AppendValue(nil, e)
+	key, value, err := encodeBoth(c, e)
 	if err != nil {
 		b.Fatal(err)
 	}

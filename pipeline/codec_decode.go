@@ -2,17 +2,10 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
-	"sync"
 	"time"
-	"unsafe"
 )
-
-var strictBase64 = base64.StdEncoding.Strict()
 
 // Decode decodes one message. The error wraps ErrMalformed and says what is
 // wrong and where. A nil or empty key is not checked; otherwise the key must
@@ -37,7 +30,9 @@ func (c *Codec) DecodeInto(e *Event, key, value []byte) error {
 	d.strings = stringsPool.Get().(*eventStrings)
 	defer d.strings.release()
 	d.bufs = [2][]any{e.Before[:0], e.After[:0]}
-	d.hint = c.enc.last.Load()
+	if d.hint = c.enc.last.Load(); d.hint != nil {
+		d.shape = d.hint.shape
+	}
 	*e = Event{}
 	if err := d.top(e, value); err != nil {
 		if e.Kind == 0 {
@@ -48,18 +43,24 @@ func (c *Codec) DecodeInto(e *Event, key, value []byte) error {
 	if err := d.payload(c, e); err != nil {
 		return decodeErr(e, err)
 	}
-	d.strings.add(&e.GTID, d.gtid, d.gtidEsc)
-	d.strings.add(&e.File, d.file, d.fileEsc)
+	d.strings.add(&e.GTID, d.gtid.raw, d.gtid.esc)
+	d.strings.add(&e.File, d.file.raw, d.file.esc)
 	d.strings.finish()
 	if len(key) > 0 {
-		var arr [256]byte
-		want, err := c.AppendKey(arr[:0], e)
-		if err != nil {
-			return decodeErr(e, fmt.Errorf("%v: %w", err, ErrMalformed))
-		}
-		if !bytes.Equal(key, want) {
-			return decodeErr(e, fmt.Errorf("key %.200q does not match the value (want %.200q): %w", key, string(want), ErrMalformed))
-		}
+		return c.checkKey(e, key)
+	}
+	return nil
+}
+
+// checkKey refuses a key other than the one AppendKey writes for e.
+func (c *Codec) checkKey(e *Event, key []byte) error {
+	var arr [256]byte
+	want, err := c.AppendKey(arr[:0], e)
+	if err != nil {
+		return decodeErr(e, fmt.Errorf("%v: %w", err, ErrMalformed))
+	}
+	if !bytes.Equal(key, want) {
+		return decodeErr(e, fmt.Errorf("key %.200q does not match the value (want %.200q): %w", key, string(want), ErrMalformed))
 	}
 	return nil
 }
@@ -68,6 +69,16 @@ func decodeErr(e *Event, err error) error {
 	return fmt.Errorf("decode %s message %s: %w", e.Kind, e.Pos, err)
 }
 
+// prefixErr prefixes err, if not nil, with what it is about.
+func prefixErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrapErr(what, err)
+}
+
+func wrapErr(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }
+
 // jsonSpan is the text of one JSON value inside a message.
 type jsonSpan struct {
 	raw []byte
@@ -75,6 +86,15 @@ type jsonSpan struct {
 }
 
 func (p jsonSpan) scan() jsonScanner { return jsonScanner{data: p.raw, base: p.off} }
+
+// rawText is a string member as written: tok with its quotes, raw between
+// them, still escaped, and esc whether raw holds an escape.
+type rawText struct {
+	tok, raw []byte
+	esc      bool
+}
+
+func (t rawText) String() string { return unescape(t.raw, t.esc) }
 
 // msgDecoder holds what one message's sections leave for the next steps. The
 // value is read in one pass, except for the row images: they come before the
@@ -89,24 +109,24 @@ type msgDecoder struct {
 	hasOp         bool
 	scratch       []byte // unescaped member names
 
-	pk, columns   jsonSpan
-	ddl           jsonSpan
-	epochRecord   jsonSpan
-	snapshot      []byte
-	dbTok, tabTok []byte // source.db and source.table as written, quotes included
-	db, table     []byte // their raw contents
-	dbEsc, tabEsc bool
+	hasSource, hasRowcast bool
 
-	gtid, file       []byte // source.gtid and source.file, raw
-	gtidEsc, fileEsc bool
+	pk, columns jsonSpan
+	ddl         jsonSpan
+	epochRecord jsonSpan
+	skip        jsonSpan // rowcast.skip of a heartbeat
+	snapshot    []byte
+	definition  string  // a snapshot start marker's CREATE TABLE
+	db, table   rawText // source.db and source.table
+	gtid, file  rawText // source.gtid and source.file
 
 	// hint is the encoding of the table of the last message checked or
 	// encoded (Codec.enc.last), most often this message's: where the
 	// message has its text (rowcast.pk and rowcast.columns, the images'
 	// column names), the pass compares instead of reading.
-	hint      *tableEncoding
-	shapeDone bool
-	spec      [2][]any // the before and after images read with hint's table
+	hint  *tableEncoding
+	shape []byte   // hint's rowcast.pk and rowcast.columns, until the pass takes them
+	spec  [2][]any // the before and after images read with hint's table
 	// te is the encoding of the message's table, for the images' names.
 	te *tableEncoding
 
@@ -127,65 +147,53 @@ var (
 	rowcastMembers = memberNames("format", "kind", "epoch", "txn_seq", "row", "last", "gtid_set", "pk", "columns")
 )
 
+// top reads the value in one pass: the sections and where the images are.
 func (d *msgDecoder) top(e *Event, value []byte) error {
 	s := jsonScanner{data: value}
-	if err := s.expect('{'); err != nil {
-		return err
+	l := s.object(topMembers)
+	for s.more(&l) {
+		l.fail(d.topMember(&s, e, l.name))
 	}
-	var hasSource, hasRowcast bool
-	guess := 0
-	for i := 0; ; i++ {
-		more, err := s.next('}', i)
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-		k, err := s.member(topMembers, &guess, &d.scratch)
-		if err != nil {
-			return err
-		}
-		switch string(k) {
-		case "before":
-			d.before, err = d.firstPass(&s, 0)
-		case "after":
-			d.after, err = d.firstPass(&s, 1)
-		case "op":
-			var v jsonSpan
-			v, err = s.rawValue()
-			d.op, d.hasOp = v.raw, string(v.raw) != "null"
-		case "source":
-			hasSource = true
-			if err = d.source(&s, e); err != nil {
-				err = fmt.Errorf("source: %w", err)
-			}
-		case "rowcast":
-			hasRowcast = true
-			if err = d.rowcast(&s, e); err != nil {
-				err = fmt.Errorf("rowcast: %w", err)
-			}
-		case "transaction":
-			if !s.skipTransaction() {
-				err = s.skip(0)
-			}
-		default:
-			err = s.skip(0)
-		}
-		if err != nil {
-			return err
-		}
+	if l.err != nil {
+		return l.err
 	}
 	if err := s.end(); err != nil {
 		return err
 	}
-	if !hasRowcast {
+	switch {
+	case !d.hasRowcast:
 		return fmt.Errorf("no rowcast section (not a rowcast message?): %w", ErrMalformed)
-	}
-	if !hasSource {
+	case !d.hasSource:
 		return fmt.Errorf("no source section: %w", ErrMalformed)
 	}
 	return nil
+}
+
+func (d *msgDecoder) topMember(s *jsonScanner, e *Event, k []byte) error {
+	var err error
+	switch string(k) {
+	case "before":
+		d.before, err = d.firstPass(s, 0)
+	case "after":
+		d.after, err = d.firstPass(s, 1)
+	case "op":
+		var v jsonSpan
+		v, err = s.rawValue()
+		d.op, d.hasOp = v.raw, string(v.raw) != "null"
+	case "source":
+		d.hasSource = true
+		err = prefixErr("source", d.source(s, e))
+	case "rowcast":
+		d.hasRowcast = true
+		err = prefixErr("rowcast", d.rowcast(s, e))
+	case "transaction":
+		if !s.skipTransaction() {
+			err = s.skip(0)
+		}
+	default:
+		err = s.skip(0)
+	}
+	return err
 }
 
 // skipTransaction reads over Debezium's transaction block when it is
@@ -213,101 +221,137 @@ func (s *jsonScanner) skipTransaction() bool {
 	return ok
 }
 
+// The fields every rowcast section has, as bits of what rowcastMember read.
+var rowcastRequired = [...]string{"format", "kind", "epoch", "txn_seq", "row", "last"}
+
+const (
+	hFormat = 1 << iota
+	hKind
+	hEpoch
+	hTxnSeq
+	hRow
+	hLast
+	hAll = 1<<iota - 1
+)
+
 // rowcast reads the rowcast section: format, kind and position, and keeps
 // the rest for payload.
 func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
-	if err := s.expect('{'); err != nil {
+	var have int
+	l := s.object(rowcastMembers)
+	for s.more(&l) {
+		got, err := d.rowcastMember(s, e, l.name)
+		have |= got
+		l.fail(err)
+		if err == nil && d.shape != nil && hasPrefix(s.data[s.pos:], d.shape) {
+			d.knownShape(s)
+		}
+	}
+	if l.err != nil {
+		return l.err
+	}
+	return missingFields(have)
+}
+
+// rowcastMember reads member k of the rowcast section and returns the bit of
+// the required field it is, 0 for the others.
+func (d *msgDecoder) rowcastMember(s *jsonScanner, e *Event, k []byte) (int, error) {
+	var err error
+	switch string(k) {
+	case "format":
+		return hFormat, s.format()
+	case "kind":
+		return hKind, s.kind(e)
+	case "epoch":
+		e.Pos.Epoch, err = s.uint(math.MaxUint64)
+		return hEpoch, err
+	case "txn_seq":
+		e.Pos.TxnSeq, err = s.uint(math.MaxUint64)
+		return hTxnSeq, err
+	case "row":
+		e.Pos.Row, err = s.uint(math.MaxUint64)
+		return hRow, err
+	case "last":
+		e.Pos.Last, err = s.bool()
+		return hLast, err
+	}
+	return 0, d.rowcastPayload(s, e, k)
+}
+
+// rowcastPayload reads the GTID set, and keeps the text of the table shape
+// and of the control payloads for payload.
+func (d *msgDecoder) rowcastPayload(s *jsonScanner, e *Event, k []byte) error {
+	var err error
+	switch string(k) {
+	case "gtid_set":
+		if !s.null() {
+			e.GTIDSet, err = s.str()
+		}
+	case "pk":
+		d.pk, err = s.skipFast()
+	case "columns":
+		d.columns, err = s.skipFast()
+	case "ddl":
+		d.ddl, err = s.rawValue()
+	case "epoch_record":
+		d.epochRecord, err = s.rawValue()
+	case "skip":
+		d.skip, err = s.rawValue()
+	case "snapshot":
+		d.snapshot, _, err = s.rawString()
+	case "definition":
+		d.definition, err = s.str()
+	default:
+		err = s.skip(0)
+	}
+	return err
+}
+
+func missingFields(have int) error {
+	if have == hAll {
+		return nil
+	}
+	missing := ""
+	for i, n := range rowcastRequired {
+		if have&(1<<i) == 0 {
+			missing += " " + n
+		}
+	}
+	return fmt.Errorf("missing field(s)%s: %w", missing, ErrMalformed)
+}
+
+// format reads rowcast.format, which must be FormatVersion.
+func (s *jsonScanner) format() error {
+	v, err := s.uint(math.MaxUint32)
+	if err == nil && v != FormatVersion {
+		err = fmt.Errorf("format %d, this rowcast reads format %d (upgrade rowcast): %w", v, FormatVersion, ErrMalformed)
+	}
+	return err
+}
+
+// kind reads rowcast.kind into e.Kind.
+func (s *jsonScanner) kind(e *Event) error {
+	raw, _, err := s.rawString()
+	if err != nil {
 		return err
 	}
-	const (
-		hFormat = 1 << iota
-		hKind
-		hEpoch
-		hTxnSeq
-		hRow
-		hLast
-		hAll = 1<<iota - 1
-	)
-	var have int
-	guess := 0
-	for i := 0; ; i++ {
-		if i > 0 && d.hint != nil && !d.shapeDone && hasPrefix(s.data[s.pos:], d.hint.shape) {
-			d.knownShape(s)
-			guess = len(rowcastMembers)
-			continue
-		}
-		more, err := s.next('}', i)
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-		k, err := s.member(rowcastMembers, &guess, &d.scratch)
-		if err != nil {
-			return err
-		}
-		switch string(k) {
-		case "format":
-			var v uint64
-			if v, err = s.uint(math.MaxUint32); err == nil && v != FormatVersion {
-				err = fmt.Errorf("format %d, this rowcast reads format %d (upgrade rowcast): %w", v, FormatVersion, ErrMalformed)
-			}
-			have |= hFormat
-		case "kind":
-			var raw []byte
-			if raw, _, err = s.rawString(); err == nil {
-				if e.Kind = kindByName(raw); e.Kind == 0 {
-					err = s.errorf("unknown kind %.40q", raw)
-				}
-			}
-			have |= hKind
-		case "epoch":
-			e.Pos.Epoch, err = s.uint(math.MaxUint64)
-			have |= hEpoch
-		case "txn_seq":
-			e.Pos.TxnSeq, err = s.uint(math.MaxUint64)
-			have |= hTxnSeq
-		case "row":
-			e.Pos.Row, err = s.uint(math.MaxUint64)
-			have |= hRow
-		case "last":
-			e.Pos.Last, err = s.bool()
-			have |= hLast
-		case "gtid_set":
-			if !s.null() {
-				e.GTIDSet, err = s.str()
-			}
-		case "pk":
-			d.pk, err = s.skipFast()
-		case "columns":
-			d.columns, err = s.skipFast()
-		case "ddl":
-			d.ddl, err = s.rawValue()
-		case "epoch_record":
-			d.epochRecord, err = s.rawValue()
-		case "snapshot":
-			d.snapshot, _, err = s.rawString()
-		default:
-			err = s.skip(0)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if have != hAll {
-		missing := ""
-		for i, n := range []string{"format", "kind", "epoch", "txn_seq", "row", "last"} {
-			if have&(1<<i) == 0 {
-				missing += " " + n
-			}
-		}
-		return fmt.Errorf("missing field(s)%s: %w", missing, ErrMalformed)
+	if e.Kind = kindByName(raw); e.Kind == 0 {
+		return s.errorf("unknown kind %.40q", raw)
 	}
 	return nil
 }
 
-// knownShape takes d.hint.shape, found at s's position, as the pk and columns
+func kindByName(raw []byte) Kind {
+	for k := KindRow; int(k) < len(kindNames); k++ {
+		if string(raw) == kindNames[k] {
+			return k
+		}
+	}
+	return 0
+}
+
+// knownShape takes d.shape, the hint's table shape, found at s's position
+// after a member of the rowcast section, as the pk and columns
 // members the general pass would read there: the encoder wrote it, so it is
 // exactly two members (or columns alone) whose values are JSON arrays, and
 // their spans are the ones skipFast would find. ,"columns": cannot occur
@@ -315,7 +359,7 @@ func (d *msgDecoder) rowcast(s *jsonScanner, e *Event) error {
 // is the member.
 func (d *msgDecoder) knownShape(s *jsonScanner) {
 	const pkName, colName = `,"pk":`, `,"columns":`
-	text := s.data[s.pos : s.pos+len(d.hint.shape)]
+	text := s.data[s.pos : s.pos+len(d.shape)]
 	at := s.base + s.pos
 	i := bytes.Index(text, []byte(colName))
 	if i > 0 {
@@ -323,104 +367,79 @@ func (d *msgDecoder) knownShape(s *jsonScanner) {
 	}
 	d.columns = jsonSpan{text[i+len(colName):], at + i + len(colName)}
 	s.pos += len(text)
-	d.shapeDone = true
-}
-
-func kindByName(raw []byte) Kind {
-	switch string(raw) {
-	case "row":
-		return KindRow
-	case "ddl":
-		return KindDDL
-	case "heartbeat":
-		return KindHeartbeat
-	case "epoch":
-		return KindEpoch
-	case "snapshot":
-		return KindSnapshot
-	}
-	return 0
+	d.shape = nil
 }
 
 // source reads Debezium's source block.
 func (d *msgDecoder) source(s *jsonScanner, e *Event) error {
-	if err := s.expect('{'); err != nil {
+	l := s.object(sourceMembers)
+	for s.more(&l) {
+		l.fail(d.sourceMember(s, e, l.name))
+	}
+	return l.err
+}
+
+func (d *msgDecoder) sourceMember(s *jsonScanner, e *Event, k []byte) error {
+	var err error
+	switch string(k) {
+	case "connector":
+		err = s.flavor(&e.Flavor)
+	case "ts_ms":
+		err = s.commitTime(&e.CommitTime)
+	case "db":
+		err = s.optText(&d.db)
+	case "table":
+		err = s.optText(&d.table)
+	case "server_id":
+		var v uint64
+		v, err = s.uint(math.MaxUint32)
+		e.ServerID = uint32(v)
+	case "gtid":
+		d.gtid = rawText{}
+		err = s.optText(&d.gtid)
+	case "file":
+		d.file.raw, d.file.esc, err = s.rawString()
+	case "pos":
+		var v uint64
+		v, err = s.uint(math.MaxUint32)
+		e.Offset = uint32(v)
+	default:
+		err = s.skip(0)
+	}
+	return err
+}
+
+// optText reads a string into *t, or null, which leaves *t as it is.
+func (s *jsonScanner) optText(t *rawText) error {
+	if s.null() {
+		return nil
+	}
+	start := s.pos // at the quote: null skipped the white space
+	raw, esc, err := s.rawString()
+	*t = rawText{tok: s.data[start:s.pos], raw: raw, esc: esc}
+	return err
+}
+
+// flavor reads source.connector into *f.
+func (s *jsonScanner) flavor(f *string) error {
+	raw, esc, err := s.rawString()
+	if err == nil {
+		*f = flavorName(raw, esc)
+	}
+	return err
+}
+
+// commitTime reads source.ts_ms, Unix milliseconds (0 for none), into *t.
+func (s *jsonScanner) commitTime(t *time.Time) error {
+	ms, err := s.int64("ts_ms")
+	if err != nil {
 		return err
 	}
-	guess := 0
-	for i := 0; ; i++ {
-		more, err := s.next('}', i)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
-		k, err := s.member(sourceMembers, &guess, &d.scratch)
-		if err != nil {
-			return err
-		}
-		switch string(k) {
-		case "connector":
-			var raw []byte
-			var esc bool
-			if raw, esc, err = s.rawString(); err == nil {
-				e.Flavor = flavorName(raw, esc)
-			}
-		case "ts_ms":
-			var ms int64
-			pos := s.pos
-			if v, neg, ok := s.digits(); ok && !neg && v <= math.MaxInt64 {
-				ms = int64(v)
-			} else {
-				s.pos = pos
-				var num []byte
-				if num, err = s.number(); err == nil {
-					if ms, err = parseInt(num); err != nil {
-						err = s.errorf("ts_ms %.40s: %v", num, err)
-					}
-				}
-			}
-			if err == nil {
-				e.CommitTime = time.Time{}
-				if ms != 0 {
-					e.CommitTime = time.UnixMilli(ms).UTC()
-				}
-			}
-		case "db":
-			if !s.null() {
-				start := s.pos
-				d.db, d.dbEsc, err = s.rawString()
-				d.dbTok = s.data[start:s.pos]
-			}
-		case "table":
-			if !s.null() {
-				start := s.pos
-				d.table, d.tabEsc, err = s.rawString()
-				d.tabTok = s.data[start:s.pos]
-			}
-		case "server_id":
-			var v uint64
-			v, err = s.uint(math.MaxUint32)
-			e.ServerID = uint32(v)
-		case "gtid":
-			d.gtid, d.gtidEsc = nil, false
-			if !s.null() {
-				d.gtid, d.gtidEsc, err = s.rawString()
-			}
-		case "file":
-			d.file, d.fileEsc, err = s.rawString()
-		case "pos":
-			var v uint64
-			v, err = s.uint(math.MaxUint32)
-			e.Offset = uint32(v)
-		default:
-			err = s.skip(0)
-		}
-		if err != nil {
-			return err
-		}
+	*t = time.Time{}
+	if ms != 0 {
+		*t = time.UnixMilli(ms).UTC()
 	}
+	return nil
 }
 
 // flavorName avoids an allocation for the two usual flavors.
@@ -437,528 +456,87 @@ func flavorName(raw []byte, esc bool) string {
 // payload reads what depends on the kind: the table and the row images, the
 // DDL statement, the epoch record or the snapshot marker.
 func (d *msgDecoder) payload(c *Codec, e *Event) error {
-	if e.Kind != KindRow {
-		if d.hasOp {
-			return fmt.Errorf("op on a %s message: %w", e.Kind, ErrMalformed)
-		}
-		if !isJSONNull(d.before.raw) || !isJSONNull(d.after.raw) {
-			return fmt.Errorf("row image on a %s message: %w", e.Kind, ErrMalformed)
-		}
+	if err := d.checkRowParts(e); err != nil {
+		return err
 	}
-	if carriesTable(e.Kind) && d.columns.raw != nil {
-		t, err := c.lookupTable(d)
-		if err != nil {
-			return err
-		}
-		e.Table = t
-		if e.Kind == KindRow {
-			if d.te = d.hint; d.te == nil || d.te.t != t {
-				d.te = c.tableEncoding(t)
-			}
-		}
-	} else {
-		// Not read, but it must still be JSON.
-		for _, sp := range []jsonSpan{d.pk, d.columns} {
-			if sp.raw != nil {
-				s := sp.scan()
-				if err := s.skip(0); err != nil {
-					return err
-				}
-			}
-		}
+	if err := d.tableOf(c, e); err != nil {
+		return err
 	}
 	switch e.Kind {
 	case KindRow:
 		return d.rowImages(e)
 	case KindDDL:
-		if d.ddl.raw == nil {
-			return fmt.Errorf("ddl message without rowcast.ddl: %w", ErrMalformed)
-		}
 		return d.ddlSection(e)
 	case KindEpoch:
-		if d.epochRecord.raw == nil {
-			return fmt.Errorf("epoch message without rowcast.epoch_record: %w", ErrMalformed)
-		}
-		r := new(EpochRecord)
-		if err := d.epochSection(r); err != nil {
-			return fmt.Errorf("epoch_record: %w", err)
-		}
-		e.Epoch = r
+		return d.epochSection(e)
 	case KindSnapshot:
-		switch string(d.snapshot) {
-		case "start":
-			e.Snapshot = "start"
-		case "end":
-			e.Snapshot = "end"
-		default:
-			return fmt.Errorf("snapshot marker %.40q is neither start nor end: %w", d.snapshot, ErrMalformed)
+		return d.snapshotMarker(e)
+	case KindHeartbeat:
+		return d.skipSection(e)
+	}
+	return nil
+}
+
+// checkRowParts refuses an op or a row image on a message of another kind.
+func (d *msgDecoder) checkRowParts(e *Event) error {
+	switch {
+	case e.Kind == KindRow:
+		return nil
+	case d.hasOp:
+		return fmt.Errorf("op on a %s message: %w", e.Kind, ErrMalformed)
+	case !isJSONNull(d.before.raw) || !isJSONNull(d.after.raw):
+		return fmt.Errorf("row image on a %s message: %w", e.Kind, ErrMalformed)
+	}
+	return nil
+}
+
+// tableOf sets e.Table from the columns section of a kind that carries one.
+// Otherwise the pk and columns sections are not read, but must still be
+// JSON.
+func (d *msgDecoder) tableOf(c *Codec, e *Event) error {
+	if !carriesTable(e.Kind) || d.columns.raw == nil {
+		return skipSpans(d.pk, d.columns)
+	}
+	t, err := c.lookupTable(d)
+	if err != nil {
+		return err
+	}
+	e.Table = t
+	if e.Kind == KindRow {
+		if d.te = d.hint; d.te == nil || d.te.t != t {
+			d.te = c.tableEncoding(t)
 		}
-		e.Database = unescape(d.db, d.dbEsc)
+	}
+	return nil
+}
+
+// skipSpans checks the syntax of the spans that were found.
+func skipSpans(spans ...jsonSpan) error {
+	for _, sp := range spans {
+		if sp.raw == nil {
+			continue
+		}
+		s := sp.scan()
+		if err := s.skip(0); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
 func isJSONNull(raw []byte) bool { return raw == nil || string(raw) == "null" }
 
-func (d *msgDecoder) rowImages(e *Event) error {
-	if e.Table == nil {
-		return fmt.Errorf("row message without rowcast.columns: %w", ErrMalformed)
-	}
-	if !d.hasOp {
-		return fmt.Errorf("row message without op: %w", ErrMalformed)
-	}
-	var wantBefore, wantAfter bool
-	switch string(d.op) {
-	case `"c"`:
-		e.Op, wantAfter = OpInsert, true
-	case `"r"`:
-		e.Op, wantAfter = OpRead, true
-	case `"u"`:
-		e.Op, wantBefore, wantAfter = OpUpdate, true, true
-	case `"d"`:
-		e.Op, wantBefore = OpDelete, true
-	default:
-		return fmt.Errorf("unknown op %.40s: %w", d.op, ErrMalformed)
-	}
-	var err error
-	if e.Before, err = d.image(e, 0, "before", d.before, wantBefore); err != nil {
-		return err
-	}
-	e.After, err = d.image(e, 1, "after", d.after, wantAfter)
-	return err
-}
-
-// image returns image which (0 before, 1 after) of e, read from sp unless
-// the first pass read it with the columns of e's table.
-func (d *msgDecoder) image(e *Event, which int, name string, sp jsonSpan, want bool) ([]any, error) {
-	if !want {
-		if !isJSONNull(sp.raw) {
-			return nil, fmt.Errorf("op %c with a %s image: %w", byte(e.Op), name, ErrMalformed)
-		}
-		return nil, nil
-	}
-	if isJSONNull(sp.raw) {
-		return nil, fmt.Errorf("op %c without %s image: %w", byte(e.Op), name, ErrMalformed)
-	}
-	t := e.Table
-	if img := d.spec[which]; img != nil && d.hint.t == t {
-		return img, nil
-	}
-	var cols [][]byte
-	if d.te != nil && d.te.t == t {
-		cols = d.te.cols
-	}
-	d.reserve(t, 2-which)
-	s := sp.scan()
-	img, err := d.readImage(&s, name, t, cols, d.imageBuf(which, len(t.Columns)), false)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.end(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return img, nil
-}
-
-// firstPass reads over image which (0 before, 1 after) in the pass over the
-// message and returns its span. With a hint, it first tries to read the
-// image with the hint's columns, as the encoder writes them: when that
-// reads the whole image, the span is the one skipFast would return (the text
-// is a JSON object), and image takes the values if the message turns out to
-// be of the hint's table. Any difference ends the try, and what it wrote is
-// dropped.
-func (d *msgDecoder) firstPass(s *jsonScanner, which int) (jsonSpan, error) {
-	d.spec[which] = nil
-	if h := d.hint; h != nil && s.peek() == '{' {
-		d.reserve(h.t, 2-which)
-		start := s.pos
-		text, pending, strs, words := len(d.strings.text), len(d.strings.pending), d.strs, d.words
-		img, err := d.readImage(s, "", h.t, h.cols, d.imageBuf(which, len(h.t.Columns)), true)
-		if err == nil {
-			d.spec[which] = img
-			return jsonSpan{s.data[start:s.pos], s.base + start}, nil
-		}
-		s.pos = start
-		d.strings.text, d.strings.pending = d.strings.text[:text], d.strings.pending[:pending]
-		d.strs, d.words = strs, words
-	}
-	return s.skipFast()
-}
-
-// errNotAsEncoded ends readImage's try in the first pass (not reported).
-var errNotAsEncoded = errors.New("not as encoded")
-
-// readImage reads a row image of t at s's position into buf: '{', then each
-// column's name and value in table order, then '}'. Where the text is the
-// encoder's, '{' or ',' and a column's name are one comparison with cols,
-// t's encoding (if not nil). With asEncoded, it stops at the first other
-// text with errNotAsEncoded.
-func (d *msgDecoder) readImage(s *jsonScanner, name string, t *Table, cols [][]byte, buf []any, asEncoded bool) ([]any, error) {
-	img := buf[:0]
-	for i := range t.Columns {
-		col := &t.Columns[i]
-		if cols != nil && hasPrefix(s.data[s.pos:], cols[i]) {
-			s.pos += len(cols[i])
-		} else {
-			if asEncoded {
-				return nil, errNotAsEncoded
-			}
-			if i == 0 {
-				if err := s.expect('{'); err != nil {
-					return nil, fmt.Errorf("%s: %w", name, err)
-				}
-			}
-			if more, err := s.next('}', i); err != nil || !more {
-				if err == nil {
-					err = fmt.Errorf("%d of %d columns: %w", i, len(t.Columns), ErrMalformed)
-				}
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			k, err := s.key(&d.scratch)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if string(k) != col.Name {
-				return nil, fmt.Errorf("%s: member %.60q where column %s.%s.%s (position %d) belongs: %w",
-					name, k, t.Database, t.Name, col.Name, i, ErrMalformed)
-			}
-		}
-		v, err := d.value(s, col.Kind)
-		if err != nil {
-			if asEncoded {
-				return nil, errNotAsEncoded
-			}
-			return nil, fmt.Errorf("%s: column %s.%s.%s (position %d): %w", name, t.Database, t.Name, col.Name, i, err)
-		}
-		img = append(img, v)
-	}
-	if asEncoded && !s.literal("}") {
-		return nil, errNotAsEncoded
-	}
-	if !asEncoded {
-		if more, err := s.next('}', len(t.Columns)); err != nil || more {
-			if err == nil {
-				err = s.errorf("more members than the %d columns", len(t.Columns))
-			}
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	return img, nil
-}
-
-// imageBuf returns the storage for image which (0 before, 1 after) of n
-// values. An event without storage gets one slice for both images.
-func (d *msgDecoder) imageBuf(which, n int) []any {
-	if cap(d.bufs[which]) < n {
-		if which == 0 && cap(d.bufs[1]) < n {
-			both := make([]any, 2*n)
-			d.bufs[0], d.bufs[1] = both[:0:n], both[n:n:2*n]
-		} else {
-			d.bufs[which] = make([]any, 0, n)
-		}
-	}
-	return d.bufs[which][:0]
-}
-
-// reserve makes room in the slabs for the string and integer values of
-// images images of table t.
-func (d *msgDecoder) reserve(t *Table, images int) {
-	var strs, words int
-	for i := range t.Columns {
-		switch t.Columns[i].Kind {
-		case VInt, VYear, VUint, VBit:
-			words++
-		case VString, VDecimal, VDate, VDateTime, VTimestamp, VTime, VEnum, VSet, VJSON:
-			strs++
-		}
-	}
-	if strs > cap(d.strs)-len(d.strs) {
-		d.strs = make([]string, 0, images*strs)
-	}
-	if words > cap(d.words)-len(d.words) {
-		d.words = make([]uint64, 0, images*words)
-	}
-}
-
-// value reads one column value in the representation of its kind. Strings
-// and integers are boxed from the slabs (boxAt); the strings' text is set by
-// eventStrings.finish.
-func (d *msgDecoder) value(s *jsonScanner, k ValueKind) (any, error) {
-	if s.null() {
-		return nil, nil
-	}
-	switch k {
-	case VInt, VYear:
-		v, err := s.intValue(k)
-		if err != nil {
-			return nil, err
-		}
-		return d.boxWord(int64Type, uint64(v)), nil
-	case VUint, VBit:
-		v, err := s.uintValue(k)
-		if err != nil {
-			return nil, err
-		}
-		return d.boxWord(uint64Type, v), nil
-	case VFloat, VDouble:
-		num, err := s.number()
-		if err != nil {
-			return nil, err
-		}
-		bits := 64
-		if k == VFloat {
-			bits = 32
-		}
-		f, err := parseFloat(num, bits)
-		if err != nil {
-			return nil, s.errorf("%s value %.40s: %v", k, num, err)
-		}
-		return f, nil
-	case VBytes:
-		return s.base64(0)
-	case VGeometry:
-		return s.geometry()
-	case VString, VDecimal, VDate, VDateTime, VTimestamp, VTime, VEnum, VSet, VJSON:
-		raw, esc, err := s.rawString()
-		if err != nil {
-			return nil, err
-		}
-		if len(d.strs) == cap(d.strs) {
-			d.strs = make([]string, 0, 8)
-		}
-		d.strs = append(d.strs, "")
-		p := &d.strs[len(d.strs)-1]
-		if v := d.strings.add(p, raw, esc); !checkShape(k, v) {
-			return nil, s.errorf("%s value %.40q is not in the %s form", k, string(v), k)
-		}
-		return boxAt(stringType, unsafe.Pointer(p)), nil
-	}
-	return nil, s.errorf("unknown value kind %d", uint8(k))
-}
-
-// boxWord returns v, of type int64 or uint64 (typ), boxed from the slab.
-func (d *msgDecoder) boxWord(typ unsafe.Pointer, v uint64) any {
-	if len(d.words) == cap(d.words) {
-		d.words = make([]uint64, 0, 8)
-	}
-	d.words = append(d.words, v)
-	return boxAt(typ, unsafe.Pointer(&d.words[len(d.words)-1]))
-}
-
-// An interface value whose dynamic type is not a pointer is a type word and
-// a pointer to a copy of the value (runtime.eface; reflect builds them the
-// same way). Converting a string or an integer to an interface allocates
-// that copy, which was most of a row's allocations; boxAt instead points the
-// interface at a slot of one of the msgDecoder's slabs, one allocation for
-// all the values of a kind. A slot is not written once the event is complete
-// (eventStrings.finish sets the strings before), and an append past a slab's
-// capacity moves on to a new array, so the value an interface holds does not
-// change. TestDecodeBoxedValues checks that the values behave as ordinary
-// ones.
-type eface struct {
-	typ, data unsafe.Pointer
-}
-
-var (
-	stringType = typeWord("")
-	int64Type  = typeWord(int64(0))
-	uint64Type = typeWord(uint64(0))
-)
-
-func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
-
-// boxAt returns the interface of type typ whose value is at p.
-func boxAt(typ, p unsafe.Pointer) (v any) {
-	*(*eface)(unsafe.Pointer(&v)) = eface{typ: typ, data: p}
-	return v
-}
-
-// eventStrings holds the strings of an event being decoded: their text is
-// written to a reused buffer, and copied to one allocation of its size once
-// the event is complete (finish).
-type eventStrings struct {
-	text    []byte
-	pending []pendingString
-}
-
-// pendingString is a string of the event not set yet: its text is
-// text[off:off+n].
-type pendingString struct {
-	p      *string
-	off, n int
-}
-
-var stringsPool = sync.Pool{New: func() any { return new(eventStrings) }}
-
-// add appends the text of raw, a string checked by rawString, and returns
-// it; finish sets *p to it.
-func (es *eventStrings) add(p *string, raw []byte, esc bool) []byte {
-	off := len(es.text)
-	if esc {
-		es.text = appendUnescaped(es.text, raw)
-	} else {
-		es.text = append(es.text, raw...)
-	}
-	es.pending = append(es.pending, pendingString{p: p, off: off, n: len(es.text) - off})
-	return es.text[off:]
-}
-
-// finish copies the strings' text to one allocation and sets them. The
-// bytes are never written again.
-func (es *eventStrings) finish() {
-	var b []byte
-	if len(es.text) > 0 {
-		b = make([]byte, len(es.text))
-		copy(b, es.text)
-	}
-	for _, ps := range es.pending {
-		*ps.p = ""
-		if ps.n > 0 {
-			*ps.p = unsafe.String(&b[ps.off], ps.n)
-		}
-	}
-}
-
-// release returns es to the pool, unless it grew for big values.
-func (es *eventStrings) release() {
-	if cap(es.text) > 64<<10 || cap(es.pending) > 4096 {
-		return
-	}
-	clear(es.pending) // the pointers into the last event
-	es.text, es.pending = es.text[:0], es.pending[:0]
-	stringsPool.Put(es)
-}
-
-// intValue reads the value of a column of kind k, VInt or VYear.
-func (s *jsonScanner) intValue(k ValueKind) (int64, error) {
-	pos := s.pos
-	if v, neg, ok := s.digits(); ok {
-		switch {
-		case !neg && v <= math.MaxInt64:
-			return int64(v), nil
-		case neg && v <= math.MaxInt64:
-			return -int64(v), nil
-		}
-	}
-	s.pos = pos
-	num, err := s.number()
-	if err != nil {
-		return 0, err
-	}
-	v, err := parseInt(num)
-	if err != nil {
-		return 0, s.errorf("%s value %.40s: %v", k, num, err)
-	}
-	return v, nil
-}
-
-// uintValue reads the value of a column of kind k, VUint or VBit.
-func (s *jsonScanner) uintValue(k ValueKind) (uint64, error) {
-	pos := s.pos
-	if v, neg, ok := s.digits(); ok && !neg {
-		return v, nil
-	}
-	s.pos = pos
-	num, err := s.number()
-	if err != nil {
-		return 0, err
-	}
-	v, err := parseUint(num, math.MaxUint64)
-	if err != nil {
-		return 0, s.errorf("%s value %.40s: %v", k, num, err)
-	}
-	return v, nil
-}
-
-// base64 reads a base64 string into a new slice with prefix bytes reserved
-// at its start.
-func (s *jsonScanner) base64(prefix int) ([]byte, error) {
-	raw, esc, err := s.rawString()
-	if err != nil {
-		return nil, err
-	}
-	if esc {
-		raw = appendUnescaped(nil, raw)
-	}
-	out := make([]byte, prefix+strictBase64.DecodedLen(len(raw)))
-	n, err := strictBase64.Decode(out[prefix:], raw)
-	if err != nil {
-		return nil, s.errorf("base64: %v", err)
-	}
-	return out[:prefix+n], nil
-}
-
-// geometry reads {"wkb":"<base64>","srid":N} into MySQL's internal form.
-func (s *jsonScanner) geometry() ([]byte, error) {
-	if err := s.expect('{'); err != nil {
-		return nil, err
-	}
-	var g []byte
-	var srid uint64
-	var scratch []byte
-	for i := 0; ; i++ {
-		more, err := s.next('}', i)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
-		k, err := s.key(&scratch)
-		if err != nil {
-			return nil, err
-		}
-		switch string(k) {
-		case "wkb":
-			g, err = s.base64(4)
-		case "srid":
-			if !s.null() {
-				srid, err = s.uint(math.MaxUint32)
-			}
-		default:
-			err = s.skip(1)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if g == nil {
-		return nil, s.errorf("geometry without wkb")
-	}
-	binary.LittleEndian.PutUint32(g, uint32(srid))
-	return g, nil
-}
-
 func (d *msgDecoder) ddlSection(e *Event) error {
-	s := d.ddl.scan()
-	if err := s.expect('{'); err != nil {
-		return err
+	if d.ddl.raw == nil {
+		return fmt.Errorf("ddl message without rowcast.ddl: %w", ErrMalformed)
 	}
-	for i := 0; ; i++ {
-		more, err := s.next('}', i)
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-		k, err := s.key(&d.scratch)
-		if err != nil {
-			return err
-		}
-		switch string(k) {
-		case "db":
-			if !s.null() {
-				e.Database, err = s.str()
-			}
-		case "statement":
-			e.Statement, err = s.str()
-		default:
-			err = s.skip(1)
-		}
-		if err != nil {
-			return err
-		}
+	s := d.ddl.scan()
+	l := s.object(nil)
+	for s.more(&l) {
+		l.fail(ddlMember(&s, e, l.name))
+	}
+	if l.err != nil {
+		return l.err
 	}
 	if e.Statement == "" {
 		return fmt.Errorf("ddl without statement: %w", ErrMalformed)
@@ -966,41 +544,73 @@ func (d *msgDecoder) ddlSection(e *Event) error {
 	return nil
 }
 
-func (d *msgDecoder) epochSection(r *EpochRecord) error {
+func ddlMember(s *jsonScanner, e *Event, k []byte) error {
+	var err error
+	switch string(k) {
+	case "db":
+		if !s.null() {
+			e.Database, err = s.str()
+		}
+	case "statement":
+		e.Statement, err = s.str()
+	case "session":
+		if !s.null() {
+			e.Session, err = decodeSession(s)
+		}
+	default:
+		err = s.skip(1)
+	}
+	return err
+}
+
+func (d *msgDecoder) epochSection(e *Event) error {
+	if d.epochRecord.raw == nil {
+		return fmt.Errorf("epoch message without rowcast.epoch_record: %w", ErrMalformed)
+	}
+	r := new(EpochRecord)
 	s := d.epochRecord.scan()
-	if err := s.expect('{'); err != nil {
-		return err
+	l := s.object(nil)
+	for s.more(&l) {
+		l.fail(epochMember(&s, r, l.name))
 	}
-	for i := 0; ; i++ {
-		more, err := s.next('}', i)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
-		k, err := s.key(&d.scratch)
-		if err != nil {
-			return err
-		}
-		switch string(k) {
-		case "epoch":
-			r.Epoch, err = s.uint(math.MaxUint64)
-		case "master":
-			r.Master, err = s.str()
-		case "start_gtid_set":
-			r.StartGTIDSet, err = s.str()
-		case "flavor":
-			r.Flavor, err = s.str()
-		case "txn_seq":
-			r.TxnSeq, err = s.uint(math.MaxUint64)
-		default:
-			err = s.skip(1)
-		}
-		if err != nil {
-			return err
-		}
+	if l.err != nil {
+		return prefixErr("epoch_record", l.err)
 	}
+	e.Epoch = r
+	return nil
+}
+
+func epochMember(s *jsonScanner, r *EpochRecord, k []byte) error {
+	var err error
+	switch string(k) {
+	case "epoch":
+		r.Epoch, err = s.uint(math.MaxUint64)
+	case "master":
+		r.Master, err = s.str()
+	case "start_gtid_set":
+		r.StartGTIDSet, err = s.str()
+	case "flavor":
+		r.Flavor, err = s.str()
+	case "txn_seq":
+		r.TxnSeq, err = s.uint(math.MaxUint64)
+	default:
+		err = s.skip(1)
+	}
+	return err
+}
+
+func (d *msgDecoder) snapshotMarker(e *Event) error {
+	switch string(d.snapshot) {
+	case "start":
+		e.Snapshot = "start"
+	case "end":
+		e.Snapshot = "end"
+	default:
+		return fmt.Errorf("snapshot marker %.40q is neither start nor end: %w", d.snapshot, ErrMalformed)
+	}
+	e.Database = d.db.String()
+	e.Statement = d.definition
+	return nil
 }
 
 // lookupTable returns the *Table of a message's columns section, from the
@@ -1009,9 +619,8 @@ func (d *msgDecoder) epochSection(r *EpochRecord) error {
 // the *Table is built from.
 func (c *Codec) lookupTable(d *msgDecoder) (*Table, error) {
 	var arr [512]byte
-	key := arr[:0]
-	key = append(key, d.dbTok...)
-	key = append(key, d.tabTok...)
+	key := append(arr[:0], d.db.tok...)
+	key = append(key, d.table.tok...)
 	if d.pk.raw != nil {
 		key = append(key, d.pk.raw...)
 	} else {
@@ -1034,39 +643,38 @@ func (c *Codec) lookupTable(d *msgDecoder) (*Table, error) {
 	if old := c.tables[string(key)]; old != nil {
 		return old, nil // another goroutine was faster
 	}
-	if c.tables == nil {
-		c.tables = make(map[string]*Table)
-	}
-	if len(c.tables) >= tableCacheSize {
-		for k := range c.tables { // evict one entry, at random
-			delete(c.tables, k)
-			break
-		}
-	}
-	c.tables[string(key)] = t
+	c.tables = cachePut(c.tables, string(key), t)
 	return t, nil
 }
 
 // parseTable builds a Table from source.db, source.table, rowcast.pk and
 // rowcast.columns.
 func (d *msgDecoder) parseTable() (*Table, error) {
-	t := &Table{Database: unescape(d.db, d.dbEsc), Name: unescape(d.table, d.tabEsc)}
+	t := &Table{Database: d.db.String(), Name: d.table.String()}
 	if t.Database == "" || t.Name == "" {
 		return nil, fmt.Errorf("columns without source.db and source.table: %w", ErrMalformed)
 	}
-	s := d.columns.scan()
-	if err := s.expect('['); err != nil {
-		return nil, fmt.Errorf("columns: %w", err)
+	names, err := parseColumns(d.columns, t)
+	if err != nil {
+		return nil, err
 	}
+	if isJSONNull(d.pk.raw) {
+		return t, nil
+	}
+	if err := parsePrimaryKey(d.pk, t, names); err != nil {
+		return nil, prefixErr("pk", err)
+	}
+	return t, nil
+}
+
+// parseColumns reads rowcast.columns into t and returns the index of each
+// column by name.
+func parseColumns(sp jsonSpan, t *Table) (map[string]int, error) {
 	names := make(map[string]int)
-	for i := 0; ; i++ {
-		more, err := s.next(']', i)
-		if err != nil {
-			return nil, fmt.Errorf("columns: %w", err)
-		}
-		if !more {
-			break
-		}
+	s := sp.scan()
+	l := s.array()
+	for s.more(&l) {
+		i := l.n - 1
 		col, err := parseColumn(&s)
 		if err != nil {
 			return nil, fmt.Errorf("columns[%d]: %w", i, err)
@@ -1077,39 +685,36 @@ func (d *msgDecoder) parseTable() (*Table, error) {
 		names[col.Name] = i
 		t.Columns = append(t.Columns, col)
 	}
+	if l.err != nil {
+		return nil, prefixErr("columns", l.err)
+	}
 	if len(t.Columns) == 0 {
 		return nil, fmt.Errorf("table %s.%s without columns: %w", t.Database, t.Name, ErrMalformed)
 	}
-	if isJSONNull(d.pk.raw) {
-		return t, nil
-	}
-	s = d.pk.scan()
-	if err := s.expect('['); err != nil {
-		return nil, fmt.Errorf("pk: %w", err)
-	}
-	for i := 0; ; i++ {
-		more, err := s.next(']', i)
-		if err != nil {
-			return nil, fmt.Errorf("pk: %w", err)
-		}
-		if !more {
-			break
-		}
+	return names, nil
+}
+
+// parsePrimaryKey reads rowcast.pk, names of columns in names, into t. A
+// column's entry in names is -1 once it is in the key.
+func parsePrimaryKey(sp jsonSpan, t *Table, names map[string]int) error {
+	s := sp.scan()
+	l := s.array()
+	for s.more(&l) {
 		name, err := s.str()
 		if err != nil {
-			return nil, fmt.Errorf("pk: %w", err)
+			return err
 		}
 		ci, ok := names[name]
 		if !ok {
-			return nil, fmt.Errorf("pk: column %.60q is not in the columns of %s.%s: %w", name, t.Database, t.Name, ErrMalformed)
+			return fmt.Errorf("column %.60q is not in the columns of %s.%s: %w", name, t.Database, t.Name, ErrMalformed)
 		}
 		if ci < 0 {
-			return nil, fmt.Errorf("pk: column %.60q twice: %w", name, ErrMalformed)
+			return fmt.Errorf("column %.60q twice: %w", name, ErrMalformed)
 		}
 		names[name] = -1
 		t.PrimaryKey = append(t.PrimaryKey, ci)
 	}
-	return t, nil
+	return l.err
 }
 
 // parseColumn reads ["name","kind","sql type"].

@@ -94,28 +94,40 @@ func TestDecodeHintOtherTable(t *testing.T) {
 			}
 			k, v, got := roundTrip(t, c, e)
 			assertEvent(t, got, e)
-			if got.Table == nil {
-				continue
-			}
-			if got.Table == e.Table {
-				t.Errorf("event %d: decoded the encoder's *Table", i)
-			}
-			id := fmt.Sprintf("%s|%v|%v", got.Table.Name, got.Table.Columns, got.Table.PrimaryKey)
-			if prev, ok := tables[id]; ok && prev != got.Table {
-				t.Errorf("event %d (round %d): a second *Table for %s", i, round, got.Table.Name)
-			}
-			tables[id] = got.Table
-			// Right after itself, with the hint its own table.
-			again, err := c.Decode(k, v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			assertEvent(t, again, e)
-			if again.Table != got.Table {
-				t.Errorf("event %d: decoded twice, two *Table", i)
+			if got.Table != nil {
+				assertOneTable(t, tables, got, e, fmt.Sprintf("event %d (round %d)", i, round))
+				assertDecodedAgain(t, c, k, v, got, e, i)
 			}
 		}
 	}
+}
+
+// assertDecodedAgain decodes the message of e again, right after itself,
+// with the hint its own table: the same event, on the same *Table as got.
+func assertDecodedAgain(t *testing.T, c *Codec, k, v []byte, got, e *Event, i int) {
+	t.Helper()
+	again, err := c.Decode(k, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertEvent(t, again, e)
+	if again.Table != got.Table {
+		t.Errorf("event %d: decoded twice, two *Table", i)
+	}
+}
+
+// assertOneTable checks that got, decoded from e, has the decoder's one
+// *Table of its shape, which tables collects.
+func assertOneTable(t *testing.T, tables map[string]*Table, got, e *Event, which string) {
+	t.Helper()
+	if got.Table == e.Table {
+		t.Errorf("%s: decoded the encoder's *Table", which)
+	}
+	id := fmt.Sprintf("%s|%v|%v", got.Table.Name, got.Table.Columns, got.Table.PrimaryKey)
+	if prev, ok := tables[id]; ok && prev != got.Table {
+		t.Errorf("%s: a second *Table for %s", which, got.Table.Name)
+	}
+	tables[id] = got.Table
 }
 
 // The values of decoded images are ordinary values: type switches,
@@ -143,34 +155,45 @@ func TestDecodeBoxedValues(t *testing.T) {
 		want := []*Event{upd, uns}[i%2]
 		for img, vals := range map[string][2][]any{"before": {got.Before, want.Before}, "after": {got.After, want.After}} {
 			for j, v := range vals[0] {
-				w := vals[1][j]
-				if v != w || !reflect.DeepEqual(v, w) || fmt.Sprintf("%#v", v) != fmt.Sprintf("%#v", w) {
-					t.Fatalf("event %d %s[%d]: %#v, want %#v", i, img, j, v, w)
-				}
-				if reflect.TypeOf(v) != reflect.TypeOf(w) {
-					t.Fatalf("event %d %s[%d]: type %T, want %T", i, img, j, v, w)
-				}
-				switch x := v.(type) {
-				case string:
-					if x != w.(string) || len(x) != len(w.(string)) {
-						t.Fatalf("event %d %s[%d]: string %q", i, img, j, x)
-					}
-				case int64:
-					if x != w.(int64) {
-						t.Fatalf("event %d %s[%d]: int64 %d", i, img, j, x)
-					}
-				case uint64:
-					if x != w.(uint64) {
-						t.Fatalf("event %d %s[%d]: uint64 %d", i, img, j, x)
-					}
-				default:
-					t.Fatalf("event %d %s[%d]: unexpected %T", i, img, j, v)
-				}
+				assertBoxed(t, fmt.Sprintf("event %d %s[%d]", i, img, j), v, vals[1][j])
 			}
 		}
 	}
 	if m := map[any]int{decoded[0].After[0]: 1}; m[upd.After[0]] != 1 {
 		t.Error("a decoded value is not the same map key as the original")
+	}
+}
+
+// assertBoxed checks that v, a decoded value, is w in every way a caller
+// can look at it.
+func assertBoxed(t *testing.T, where string, v, w any) {
+	t.Helper()
+	if v != w || !reflect.DeepEqual(v, w) || fmt.Sprintf("%#v", v) != fmt.Sprintf("%#v", w) {
+		t.Fatalf("%s: %#v, want %#v", where, v, w)
+	}
+	if reflect.TypeOf(v) != reflect.TypeOf(w) {
+		t.Fatalf("%s: type %T, want %T", where, v, w)
+	}
+	switch x := v.(type) {
+	case string:
+		assertTyped(t, where, x, w)
+		if len(x) != len(w.(string)) {
+			t.Fatalf("%s: string %q", where, x)
+		}
+	case int64:
+		assertTyped(t, where, x, w)
+	case uint64:
+		assertTyped(t, where, x, w)
+	default:
+		t.Fatalf("%s: unexpected %T", where, v)
+	}
+}
+
+// assertTyped checks that x, a decoded value as its type, is w.
+func assertTyped[T comparable](t *testing.T, where string, x T, w any) {
+	t.Helper()
+	if x != w.(T) {
+		t.Fatalf("%s: %T %#v", where, x, x)
 	}
 }
 

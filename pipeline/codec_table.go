@@ -3,9 +3,9 @@ package pipeline
 import "sync/atomic"
 
 // tableEncoding is the part of a row message that depends only on its *Table,
-// encoded once per table: a third of a typical row message (the column names
-// of the images, source.db and source.table, rowcast.pk and rowcast.columns)
-// is then copied instead of escaped and checked again for every row.
+// encoded once per table: the column names of the images, source.db and
+// source.table, rowcast.pk and rowcast.columns are then copied instead of
+// escaped and checked again for every row.
 //
 // The cache is keyed by the *Table pointer, which is sound because a Table
 // must not be modified once events refer to it (see Table). It holds the
@@ -24,7 +24,7 @@ type tableEncoding struct {
 	cols [][]byte
 	// scope is ,"db":..,"table":.. of the source block.
 	scope []byte
-	// shape is rowcast.pk and rowcast.columns (appendTableShape).
+	// shape is rowcast.pk and rowcast.columns (msgWriter.tableShape).
 	shape []byte
 }
 
@@ -44,85 +44,86 @@ func (c *Codec) tableEncoding(t *Table) *tableEncoding {
 	if te := c.enc.last.Load(); te != nil && te.t == t {
 		return te
 	}
-	c.mu.Lock()
-	te, ok := c.enc.m[t]
-	c.mu.Unlock()
-	if !ok {
-		te = buildTableEncoding(t)
-		c.mu.Lock()
-		if c.enc.m == nil {
-			c.enc.m = make(map[*Table]*tableEncoding)
-		}
-		if len(c.enc.m) >= tableCacheSize {
-			for k := range c.enc.m { // evict one entry, at random
-				delete(c.enc.m, k)
-				break
-			}
-		}
-		c.enc.m[t] = te
-		c.mu.Unlock()
-	}
+	te := c.cachedEncoding(t)
 	if te != nil {
 		c.enc.last.Store(te)
 	}
 	return te
 }
 
+func (c *Codec) cachedEncoding(t *Table) *tableEncoding {
+	c.mu.Lock()
+	te, ok := c.enc.m[t]
+	c.mu.Unlock()
+	if ok {
+		return te
+	}
+	te = buildTableEncoding(t)
+	c.mu.Lock()
+	c.enc.m = cachePut(c.enc.m, t, te)
+	c.mu.Unlock()
+	return te
+}
+
+// cachePut stores v under k in m, which it makes on first use, evicting an
+// entry at random when m holds tableCacheSize of them.
+func cachePut[K comparable, V any](m map[K]V, k K, v V) map[K]V {
+	if m == nil {
+		m = make(map[K]V)
+	}
+	if len(m) >= tableCacheSize {
+		for old := range m {
+			delete(m, old)
+			break
+		}
+	}
+	m[k] = v
+	return m
+}
+
+// buildTableEncoding writes the parts of t's messages into one buffer, in
+// message order, and cuts them out of it.
 func buildTableEncoding(t *Table) *tableEncoding {
 	if checkTable(t) != nil {
 		return nil
 	}
-	te := &tableEncoding{t: t}
-	var ok bool
-	b := []byte(`{"db":`)
-	if b, ok = appendString(b, t.Database); !ok {
-		return nil
+	te := &tableEncoding{t: t, keyCols: make([][]byte, len(t.PrimaryKey)), cols: make([][]byte, len(t.Columns))}
+	var err error
+	w := msgWriter{e: &Event{Kind: KindRow, Table: t}, err: &err}
+	var b []byte
+	start := 0
+	cut := func() []byte {
+		part := b[start:len(b):len(b)]
+		start = len(b)
+		return part
 	}
+	b = append(b, `{"db":`...)
+	b = w.str(b, t.Database, "")
 	b = append(b, `,"table":`...)
-	if b, ok = appendString(b, t.Name); !ok {
-		return nil
-	}
+	b = w.str(b, t.Name, "")
 	if len(t.PrimaryKey) == 0 {
 		b = append(b, `,"pk":null}`...)
 	} else {
 		b = append(b, `,"pk":{`...)
 	}
-	te.key = b
+	te.key = cut()
 	for i, ci := range t.PrimaryKey {
-		var name []byte
-		if i > 0 {
-			name = append(name, ',')
-		}
-		if name, ok = appendString(name, t.Columns[ci].Name); !ok {
-			return nil
-		}
-		te.keyCols = append(te.keyCols, append(name, ':'))
+		b = w.str(comma(b, i), t.Columns[ci].Name, "")
+		b = append(b, ':')
+		te.keyCols[i] = cut()
 	}
-	te.cols = make([][]byte, len(t.Columns))
 	for i := range t.Columns {
-		name := []byte{','}
-		if i == 0 {
-			name[0] = '{'
-		}
-		if name, ok = appendString(name, t.Columns[i].Name); !ok {
-			return nil
-		}
-		te.cols[i] = append(name, ':')
+		b = w.str(open(b, i), t.Columns[i].Name, "")
+		b = append(b, ':')
+		te.cols[i] = cut()
 	}
-	b = []byte(`,"db":`)
-	if b, ok = appendString(b, t.Database); !ok {
-		return nil
-	}
-	b = append(b, `,"table":`...)
-	if b, ok = appendString(b, t.Name); !ok {
-		return nil
-	}
-	te.scope = b
-	shape, err := appendTableShape(nil, &Event{Kind: KindRow, Table: t})
+	b = w.scope(b, nil)
+	te.scope = cut()
+	b = w.tableShape(b)
+	te.shape = cut()
 	if err != nil {
 		return nil
 	}
-	te.shape = shape
 	return te
 }
 
@@ -133,10 +134,7 @@ func appendRowKey(b []byte, e *Event, te *tableEncoding) ([]byte, error) {
 	if len(t.PrimaryKey) == 0 {
 		return b, nil
 	}
-	img := e.After
-	if img == nil {
-		img = e.Before
-	}
+	img := e.keyImage()
 	var err error
 	for i, ci := range t.PrimaryKey {
 		b = append(b, te.keyCols[i]...)
@@ -147,10 +145,15 @@ func appendRowKey(b []byte, e *Event, te *tableEncoding) ([]byte, error) {
 	return append(b, "}}"...), nil
 }
 
-// appendImageEnc is appendImage through te.
-func appendImageEnc(b []byte, e *Event, te *tableEncoding, img []any) ([]byte, error) {
-	if img == nil {
+// appendImage appends a row image of e's table as an object of column name
+// to value, in table order, or null; through te, the table's encoding, if
+// it has one.
+func appendImage(b []byte, e *Event, te *tableEncoding, img []any) ([]byte, error) {
+	switch {
+	case img == nil:
 		return append(b, "null"...), nil
+	case te == nil:
+		return appendImageNamed(b, e, img)
 	}
 	cols := e.Table.Columns
 	var err error
@@ -161,4 +164,16 @@ func appendImageEnc(b []byte, e *Event, te *tableEncoding, img []any) ([]byte, e
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendImageNamed is appendImage writing each column's name.
+func appendImageNamed(b []byte, e *Event, img []any) ([]byte, error) {
+	var err error
+	w := msgWriter{e: e, err: &err}
+	for i := range e.Table.Columns {
+		b = w.str(open(b, i), e.Table.Columns[i].Name, "column name")
+		b = append(b, ':')
+		b = w.value(b, i, img[i])
+	}
+	return append(b, '}'), err
 }

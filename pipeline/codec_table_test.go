@@ -19,6 +19,7 @@ func uncachedCodec(events ...*Event) *Codec {
 	return c
 }
 
+// encodeBoth returns the key and the value of e.
 func encodeBoth(c *Codec, e *Event) (key, value []byte, err error) {
 	if key, err = c.AppendKey(nil, e); err != nil {
 		return nil, nil, err
@@ -54,14 +55,21 @@ func TestCodecTableEncodingSameBytes(t *testing.T) {
 			wk, wv, werr := encodeBoth(slow, e)
 			for i := range 2 {
 				k, v, err := encodeBoth(fast, e)
-				if fmt.Sprint(err) != fmt.Sprint(werr) {
-					t.Fatalf("use %d: error %v, uncached %v", i, err, werr)
-				}
-				if !bytes.Equal(k, wk) || !bytes.Equal(v, wv) {
-					t.Fatalf("use %d:\n key %s\nwant %s\n value %s\n want %s", i, k, wk, v, wv)
-				}
+				assertSameMessage(t, fmt.Sprint("use ", i), k, v, err, wk, wv, werr)
 			}
 		})
+	}
+}
+
+// assertSameMessage checks that a key, a value and an error are the ones
+// wanted.
+func assertSameMessage(t *testing.T, which string, k, v []byte, err error, wk, wv []byte, werr error) {
+	t.Helper()
+	if fmt.Sprint(err) != fmt.Sprint(werr) {
+		t.Fatalf("%s: error %v, uncached %v", which, err, werr)
+	}
+	if !bytes.Equal(k, wk) || !bytes.Equal(v, wv) {
+		t.Fatalf("%s:\n key %s\nwant %s\n value %s\n want %s", which, k, wk, v, wv)
 	}
 }
 
@@ -81,16 +89,20 @@ func TestCodecTableEncodingConcurrent(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {
-		wg.Go(func() {
-			for n := range 200 {
-				i := (n + g) % len(events)
-				_, v, err := encodeBoth(c, events[i])
-				if err != nil || !bytes.Equal(v, want[i]) {
-					t.Errorf("table %d: %v\n%s\nwant %s", i, err, v, want[i])
-					return
-				}
-			}
-		})
+		wg.Go(func() { encodeInTurn(t, c, events, want, g) })
 	}
 	wg.Wait()
+}
+
+// encodeInTurn encodes 200 of events in turn from the g-th on and compares
+// their values with want.
+func encodeInTurn(t *testing.T, c *Codec, events []*Event, want [][]byte, g int) {
+	for n := range 200 {
+		i := (n + g) % len(events)
+		_, v, err := encodeBoth(c, events[i])
+		if err != nil || !bytes.Equal(v, want[i]) {
+			t.Errorf("table %d: %v\n%s\nwant %s", i, err, v, want[i])
+			return
+		}
+	}
 }

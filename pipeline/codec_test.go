@@ -59,11 +59,7 @@ const (
 func TestCodecGolden(t *testing.T) {
 	c := &Codec{Cluster: "main"}
 	e := ordersInsert()
-	key, err := c.AppendKey(nil, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	value, err := c.AppendValue(nil, e)
+	key, value, err := encodeBoth(c, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,26 +91,27 @@ func assertEvent(t testing.TB, got, want *Event) {
 	if !w.CommitTime.IsZero() && g.CommitTime.Location() != time.UTC {
 		t.Errorf("CommitTime in %v, want UTC", g.CommitTime.Location())
 	}
-	for _, img := range []struct {
-		name     string
-		got, wnt []any
-	}{{"before", g.Before, w.Before}, {"after", g.After, w.After}} {
-		if (img.got == nil) != (img.wnt == nil) || len(img.got) != len(img.wnt) {
-			t.Errorf("%s: got %d values (nil %v), want %d (nil %v)", img.name, len(img.got), img.got == nil, len(img.wnt), img.wnt == nil)
-			continue
-		}
-		for i := range img.got {
-			if !sameValue(img.got[i], img.wnt[i]) {
-				t.Errorf("%s[%d]: got %#v, want %#v", img.name, i, shortValue(img.got[i]), shortValue(img.wnt[i]))
-			}
-		}
-	}
+	assertImage(t, "before", g.Before, w.Before)
+	assertImage(t, "after", g.After, w.After)
 	g.CommitTime, w.CommitTime = time.Time{}, time.Time{}
 	g.Before, g.After, w.Before, w.After = nil, nil, nil, nil
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("event\n got %+v\nwant %+v", g, w)
 		if g.Table != nil && w.Table != nil {
 			t.Errorf("table\n got %+v\nwant %+v", *g.Table, *w.Table)
+		}
+	}
+}
+
+func assertImage(t testing.TB, name string, got, want []any) {
+	t.Helper()
+	if (got == nil) != (want == nil) || len(got) != len(want) {
+		t.Errorf("%s: got %d values (nil %v), want %d (nil %v)", name, len(got), got == nil, len(want), want == nil)
+		return
+	}
+	for i := range got {
+		if !sameValue(got[i], want[i]) {
+			t.Errorf("%s[%d]: got %#v, want %#v", name, i, shortValue(got[i]), shortValue(want[i]))
 		}
 	}
 }
@@ -173,15 +170,8 @@ func geometryPoint(srid uint32, x, y float64) []byte {
 func TestCodecValues(t *testing.T) {
 	bigJSON := strings.Repeat(`{"k":[1,2.5,null,true],"s":"é\n\u2028"},`, 3000)
 	bigJSON = "[" + bigJSON[:len(bigJSON)-1] + "]"
-	blob := make([]byte, 1<<20)
-	for i := range blob {
-		blob[i] = byte(i * 7)
-	}
-	var ctl strings.Builder
-	for c := range 0x20 {
-		ctl.WriteByte(byte(c))
-	}
-	ctl.WriteString("\"\\/\x7f")
+	blob := testBlob(1 << 20)
+	ctl := controlText()
 	point := geometryPoint(4326, 1, -2.5)
 
 	tests := []struct {
@@ -237,7 +227,7 @@ func TestCodecValues(t *testing.T) {
 		{"string empty", VString, "varchar(20)", "", `""`},
 		{"string 4-byte", VString, "varchar(20)", "𝄞😀", `"𝄞😀"`},
 		{"string 2 and 3 byte", VString, "varchar(20)", "é中€", `"é中€"`},
-		{"string control", VString, "text", ctl.String(),
+		{"string control", VString, "text", ctl,
 			`"\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\t\n\u000b\u000c\r\u000e\u000f` +
 				`\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f\"\\/` + "\x7f" + `"`},
 		{"string line separators", VString, "text", "a\u2028b\u2029c", `"a\u2028b\u2029c"`},
@@ -264,25 +254,49 @@ func TestCodecValues(t *testing.T) {
 				Before: []any{int64(1), nil}, After: []any{int64(1), tt.value}}
 			_, value, got := roundTrip(t, c, e)
 			assertEvent(t, got, e)
-			if tt.json != "" {
-				want := `"after":{"id":1,"v":` + tt.json + `}`
-				if !bytes.Contains(value, []byte(want)) {
-					t.Errorf("value does not hold %s:\n%.1000s", want, value)
-				}
+			if want := `"after":{"id":1,"v":` + tt.json + `}`; tt.json != "" && !bytes.Contains(value, []byte(want)) {
+				t.Errorf("value does not hold %s:\n%.1000s", want, value)
 			}
 			if tt.kind != VGeometry && tt.kind != VBytes && tt.kind != VFloat {
-				// encoding/json reads the same value (but not uint64 as float64).
-				var doc struct{ After map[string]any }
-				dec := json.NewDecoder(bytes.NewReader(value))
-				dec.UseNumber()
-				if err := dec.Decode(&doc); err != nil {
-					t.Fatal(err)
-				}
-				if s, ok := tt.value.(string); ok && doc.After["v"] != s {
-					t.Errorf("encoding/json reads %q", doc.After["v"])
-				}
+				assertEncodingJSONReads(t, value, tt.value)
 			}
 		})
+	}
+}
+
+// testBlob is n bytes of every value.
+func testBlob(n int) []byte {
+	blob := make([]byte, n)
+	for i := range blob {
+		blob[i] = byte(i * 7)
+	}
+	return blob
+}
+
+// controlText holds every control character, then the characters JSON
+// escapes and DEL.
+func controlText() string {
+	var ctl strings.Builder
+	for c := range 0x20 {
+		ctl.WriteByte(byte(c))
+	}
+	ctl.WriteString("\"\\/\x7f")
+	return ctl.String()
+}
+
+// assertEncodingJSONReads checks that encoding/json reads after.v of value
+// as the string v (other values are not compared: it reads a uint64 as a
+// float64).
+func assertEncodingJSONReads(t *testing.T, value []byte, v any) {
+	t.Helper()
+	var doc struct{ After map[string]any }
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := v.(string); ok && doc.After["v"] != s {
+		t.Errorf("encoding/json reads %q", doc.After["v"])
 	}
 }
 
@@ -364,27 +378,34 @@ func TestCodecEncodeErrors(t *testing.T) {
 		{"ddl without statement", &Event{Kind: KindDDL}, "empty statement"},
 		{"epoch without record", &Event{Kind: KindEpoch}, "no epoch record"},
 		{"bad snapshot", &Event{Kind: KindSnapshot, Snapshot: "begin"}, "neither start nor end"},
+		{"definition on an end marker", &Event{Kind: KindSnapshot, Snapshot: "end", Table: ordersTable(), Statement: "CREATE TABLE t (a int)"},
+			"only goes with a table's start marker"},
 		{"unknown kind", &Event{Kind: 42}, "unknown kind 42"},
 		{"invalid utf-8 file", &Event{Kind: KindHeartbeat, File: "\xff"}, "binlog file: invalid UTF-8"},
 	}
 	c := &Codec{}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dst := []byte("prefix")
-			out, err := c.AppendValue(dst, tt.e)
+			out, err := c.AppendValue([]byte("prefix"), tt.e)
 			if err == nil {
 				t.Fatalf("no error; value %s", out)
 			}
-			if !errors.Is(err, ErrUnsupported) {
-				t.Errorf("error %v does not wrap ErrUnsupported", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not contain %q", err, tt.want)
-			}
+			assertErr(t, err, ErrUnsupported, tt.want)
 			if string(out) != "prefix" {
 				t.Errorf("dst changed to %q", out)
 			}
 		})
+	}
+}
+
+// assertErr checks that err wraps sentinel and says want.
+func assertErr(t *testing.T, err, sentinel error, want string) {
+	t.Helper()
+	if !errors.Is(err, sentinel) {
+		t.Errorf("error %v does not wrap %v", err, sentinel)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
 	}
 }
 
@@ -444,6 +465,10 @@ func messageEvents() map[string]*Event {
 		"heartbeat": ev(KindHeartbeat, func(e *Event) {
 			e.Pos, e.GTID, e.GTIDSet = Position{Epoch: 2, TxnSeq: 43, Last: true}, "", "0-1-43"
 		}),
+		"skip record": ev(KindHeartbeat, func(e *Event) {
+			e.Pos, e.GTID, e.GTIDSet = Position{Epoch: 2, TxnSeq: 43, Last: true}, "", "0-1-44"
+			e.Skip = &SkipRecord{GTID: "0-1-44", Reason: "operator: rowcast pipeline --skip-gtid 0-1-44"}
+		}),
 		"epoch": ev(KindEpoch, func(e *Event) {
 			e.Pos, e.GTID, e.GTIDSet = Position{Epoch: 3, TxnSeq: 43, Last: true}, "", "0-2-50"
 			e.Epoch = &EpochRecord{Epoch: 3, Master: "db2", StartGTIDSet: "0-2-50", Flavor: "mariadb", TxnSeq: 43}
@@ -453,6 +478,11 @@ func messageEvents() map[string]*Event {
 		}),
 		"snapshot table end": ev(KindSnapshot, func(e *Event) {
 			e.Snapshot, e.Table, e.Database, e.GTID = "end", tab, "shop", ""
+		}),
+		"snapshot table start": ev(KindSnapshot, func(e *Event) {
+			e.Snapshot, e.Table, e.Database, e.GTID = "start", tab, "shop", ""
+			e.Statement = "CREATE TABLE `orders` (\n  `id` bigint(20) unsigned NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
+			e.Pos.Row, e.Pos.Last, e.GTIDSet = 0, true, "0-1-43"
 		}),
 		"snapshot db": ev(KindSnapshot, func(e *Event) {
 			e.Snapshot, e.Database = "start", "shop"
@@ -480,6 +510,7 @@ func TestCodecMessageKinds(t *testing.T) {
 		"ddl":                `{"control":"ddl","db":"shop"}`,
 		"ddl no db":          `{"control":"ddl","db":""}`,
 		"heartbeat":          `{"control":"heartbeat"}`,
+		"skip record":        `{"control":"heartbeat"}`,
 		"epoch":              `{"control":"epoch"}`,
 		"snapshot start":     `{"control":"snapshot"}`,
 		"snapshot table end": `{"control":"snapshot","db":"shop","table":"orders"}`,
@@ -492,16 +523,23 @@ func TestCodecMessageKinds(t *testing.T) {
 			if want, ok := wantKeys[name]; ok && string(key) != want {
 				t.Errorf("key %s, want %s", key, want)
 			}
-			var doc map[string]json.RawMessage
-			if err := json.Unmarshal(value, &doc); err != nil {
-				t.Fatal(err)
-			}
-			_, hasTxn := doc["transaction"]
-			_, hasOp := doc["op"]
-			if hasTxn != (e.InTxn() && e.GTID != "") || hasOp != (e.Kind == KindRow) {
-				t.Errorf("transaction %v, op %v for kind %s", hasTxn, hasOp, e.Kind)
-			}
+			assertDebeziumBlocks(t, value, e)
 		})
+	}
+}
+
+// assertDebeziumBlocks checks that value has a transaction block exactly
+// for a source transaction's message and op exactly for a row's.
+func assertDebeziumBlocks(t *testing.T, value []byte, e *Event) {
+	t.Helper()
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(value, &doc); err != nil {
+		t.Fatal(err)
+	}
+	_, hasTxn := doc["transaction"]
+	_, hasOp := doc["op"]
+	if hasTxn != (e.InTxn() && e.GTID != "") || hasOp != (e.Kind == KindRow) {
+		t.Errorf("transaction %v, op %v for kind %s", hasTxn, hasOp, e.Kind)
 	}
 }
 
@@ -533,10 +571,17 @@ func TestCodecTableCache(t *testing.T) {
 	if d := enc(other); d.Table == a.Table || d.Table.Name != "orders2" {
 		t.Error("another table shares the *Table")
 	}
+	checkTableCacheBound(t, c)
+}
+
+// checkTableCacheBound decodes messages of three times as many tables as c
+// caches: it keeps tableCacheSize at most.
+func checkTableCacheBound(t *testing.T, c *Codec) {
+	t.Helper()
 	for i := range 3 * tableCacheSize {
 		e := ordersInsert()
 		e.Table.Name = fmt.Sprint("t", i)
-		enc(e)
+		roundTrip(t, c, e)
 	}
 	if n := len(c.tables); n > tableCacheSize {
 		t.Errorf("cache holds %d tables", n)
@@ -606,25 +651,25 @@ func TestCodecStringsAndEncodingJSON(t *testing.T) {
 			t.Errorf("encoding/json reads %q as %q (%v)", s, doc.After.Name, err)
 		}
 		std, _ := json.Marshal(s)
-		theirs := strings.Replace(goldenValue, `"name":"x"`, `"name":`+string(std), 1)
-		got, err := c.Decode(nil, []byte(theirs))
-		if err != nil {
-			t.Fatalf("%s: %v", std, err)
-		}
-		if got.After[1] != s {
-			t.Errorf("decoded %q from %s, want %q", got.After[1], std, s)
-		}
+		assertDecodedName(t, c, string(std), s)
 	}
 	// Escapes encoding/json does not write.
 	for raw, want := range map[string]string{`"\ud834\udd1e"`: "𝄞", `"\u00E9\/\b\f"`: "é/\b\f", `"\u0041"`: "A"} {
-		value := strings.Replace(goldenValue, `"name":"x"`, `"name":`+raw, 1)
-		got, err := c.Decode(nil, []byte(value))
-		if err != nil {
-			t.Fatalf("%s: %v", raw, err)
-		}
-		if got.After[1] != want {
-			t.Errorf("%s decoded as %q, want %q", raw, got.After[1], want)
-		}
+		assertDecodedName(t, c, raw, want)
+	}
+}
+
+// assertDecodedName checks that the golden message with the name column
+// written as raw decodes to want.
+func assertDecodedName(t *testing.T, c *Codec, raw, want string) {
+	t.Helper()
+	value := strings.Replace(goldenValue, `"name":"x"`, `"name":`+raw, 1)
+	got, err := c.Decode(nil, []byte(value))
+	if err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	if got.After[1] != want {
+		t.Errorf("%s decoded as %q, want %q", raw, got.After[1], want)
 	}
 }
 
@@ -712,12 +757,7 @@ func TestCodecMalformed(t *testing.T) {
 			if err == nil {
 				t.Fatalf("decoded %+v", e)
 			}
-			if !errors.Is(err, ErrMalformed) {
-				t.Errorf("error %v does not wrap ErrMalformed", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not say %q", err, tt.want)
-			}
+			assertErr(t, err, ErrMalformed, tt.want)
 		})
 	}
 }
@@ -753,11 +793,17 @@ func TestCodecMalformedValues(t *testing.T) {
 			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want ErrMalformed saying %q", err, tt.want)
 			}
-			if err != nil && !strings.Contains(err.Error(), "d.t.v (position 0)") && !strings.Contains(err.Error(), "after") {
+			if err != nil && !namesColumn(err) {
 				t.Errorf("error %v does not name the column", err)
 			}
 		})
 	}
+}
+
+// namesColumn reports whether a decode error of TestCodecMalformedValues
+// names its column, or the image.
+func namesColumn(err error) bool {
+	return strings.Contains(err.Error(), "d.t.v (position 0)") || strings.Contains(err.Error(), "after")
 }
 
 func TestCodecConcurrentDecode(t *testing.T) {
@@ -769,8 +815,7 @@ func TestCodecConcurrentDecode(t *testing.T) {
 	}
 	var msgs []msg
 	for _, e := range events {
-		k, _ := c.AppendKey(nil, e)
-		v, _ := c.AppendValue(nil, e)
+		k, v, _ := encodeBoth(c, e)
 		msgs = append(msgs, msg{k, v, e})
 	}
 	var wg sync.WaitGroup

@@ -1,6 +1,8 @@
-// Package pipeline holds the types every stage of rowcast shares: the position of
-// an event in the master's commit order, the event itself, and the wire format
-// that carries it through Kafka. It imports no other package of rowcast.
+// Package pipeline is rowcast's event model and wire format: the position of an
+// event in the master's commit order, the event itself, and the Codec that
+// writes it as a changelog message and reads it back. Moving the messages
+// through Kafka is the changelog package's job. It imports no other package
+// of rowcast.
 package pipeline
 
 import (
@@ -23,22 +25,10 @@ const (
 
 var kindNames = [...]string{"", "row", "ddl", "heartbeat", "epoch", "snapshot"}
 
-func (k Kind) String() string {
-	if int(k) < len(kindNames) && k != 0 {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return nameOf(kindNames[:], k, "kind") }
 
 // ParseKind is the inverse of Kind.String.
-func ParseKind(s string) (Kind, error) {
-	for i, n := range kindNames {
-		if i > 0 && n == s {
-			return Kind(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown message kind %q: %w", s, ErrMalformed)
-}
+func ParseKind(s string) (Kind, error) { return parseName[Kind](kindNames[:], s, "message kind") }
 
 // Op is a row operation, spelled as Debezium spells it.
 type Op byte
@@ -115,21 +105,30 @@ const (
 var valueKindNames = [...]string{"", "int", "uint", "float", "double", "decimal", "string",
 	"bytes", "date", "datetime", "timestamp", "time", "year", "bit", "enum", "set", "json", "geometry"}
 
-func (k ValueKind) String() string {
-	if int(k) < len(valueKindNames) && k != 0 {
-		return valueKindNames[k]
-	}
-	return fmt.Sprintf("valuekind(%d)", uint8(k))
-}
+func (k ValueKind) String() string { return nameOf(valueKindNames[:], k, "valuekind") }
 
 // ParseValueKind is the inverse of ValueKind.String.
 func ParseValueKind(s string) (ValueKind, error) {
-	for i, n := range valueKindNames {
+	return parseName[ValueKind](valueKindNames[:], s, "value kind")
+}
+
+// nameOf is names[v], or type(v) for 0 and values without a name.
+func nameOf[T ~uint8](names []string, v T, typ string) string {
+	if int(v) < len(names) && v != 0 {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", typ, uint8(v))
+}
+
+// parseName is the value named s in names (0 has no name); what says what
+// is parsed, in the error.
+func parseName[T ~uint8](names []string, s, what string) (T, error) {
+	for i, n := range names {
 		if i > 0 && n == s {
-			return ValueKind(i), nil
+			return T(i), nil
 		}
 	}
-	return 0, fmt.Errorf("unknown value kind %q: %w", s, ErrMalformed)
+	return 0, fmt.Errorf("unknown %s %q: %w", what, s, ErrMalformed)
 }
 
 // Column describes one column of a row event.
@@ -180,11 +179,20 @@ type Event struct {
 	// DDL events: the schema the statement ran in, and the statement.
 	Database  string
 	Statement string
+	// Session is the master session's settings the DDL statement ran
+	// under; nil in messages written before rowcast recorded it.
+	Session *Session
 
 	// Epoch records.
 	Epoch *EpochRecord
 
-	// Snapshot markers: "start" or "end".
+	// Skip, on a heartbeat, records a transaction an operator had the
+	// reader leave out.
+	Skip *SkipRecord
+
+	// Snapshot markers: "start" or "end". A start marker of a table carries
+	// the table's definition (SHOW CREATE TABLE) in Statement and its
+	// database in Database.
 	Snapshot string
 }
 
@@ -203,19 +211,19 @@ type EpochRecord struct {
 	TxnSeq uint64 `json:"txn_seq"`
 }
 
-// InTxn reports whether the message belongs to a source transaction.
-func (e *Event) InTxn() bool { return e.Kind == KindRow || e.Kind == KindDDL }
+// InTxn reports whether the message belongs to a transaction: a source
+// transaction's rows and DDL, and snapshot markers, which are transactions of
+// one message each so that sinks apply them once, with a checkpoint. (A
+// snapshot's rows are KindRow messages in transactions of their own.)
+func (e *Event) InTxn() bool { return e.Kind == KindRow || e.Kind == KindDDL || e.Kind == KindSnapshot }
 
-// Key columns of a row event: the primary key's values, from the after image,
+// KeyValues returns the primary key values of a row event, from the after image,
 // or from the before image of a delete.
 func (e *Event) KeyValues() []any {
 	if e.Table == nil {
 		return nil
 	}
-	img := e.After
-	if img == nil {
-		img = e.Before
-	}
+	img := e.keyImage()
 	out := make([]any, len(e.Table.PrimaryKey))
 	for i, c := range e.Table.PrimaryKey {
 		if c < len(img) {
@@ -223,4 +231,13 @@ func (e *Event) KeyValues() []any {
 		}
 	}
 	return out
+}
+
+// keyImage is the image the key is taken from: the after image, or the
+// before image of a delete.
+func (e *Event) keyImage() []any {
+	if e.After != nil {
+		return e.After
+	}
+	return e.Before
 }

@@ -16,6 +16,7 @@ type batch struct {
 	rows        []*pipeline.Event
 	table       *pipeline.Table
 	class       byte // 'u' (insert, update, snapshot read) or 'd' (delete)
+	lenient     bool // a snapshot is loading the table (bootstrap.go)
 	bytes       int
 	first, last int64 // offsets
 	pos         pipeline.Position
@@ -40,27 +41,30 @@ func opClass(op pipeline.Op) (byte, bool) {
 }
 
 // addRow adds a row event to the batch, flushing first when it does not fit.
+// A row a clone already holds is skipped as a duplicate.
 func (w *Worker) addRow(ctx context.Context, msg Message) error {
 	ev := msg.Event
 	class, ok := opClass(ev.Op)
-	if ev.Table == nil || !ok || (ev.After == nil && class == 'u') || (ev.Before == nil && ev.Op != pipeline.OpInsert && ev.Op != pipeline.OpRead) {
-		p := ev.Pos
-		return &ApplyError{Offset: msg.Offset, Pos: &p, Object: objectOf(ev),
-			Err: fmt.Errorf("%w: row event with op %q, table %v, before %d values, after %d values",
-				pipeline.ErrMalformed, ev.Op, ev.Table != nil, len(ev.Before), len(ev.After))}
+	if !ok || !wellFormed(ev, class) {
+		return malformedRow(msg)
+	}
+	if w.booting() && w.boot.cloned(msg.Offset, ev.Table) {
+		w.pend.dups++
+		return nil
 	}
 	size := msg.Size
 	if size <= 0 {
 		size = estimateSize(ev)
 	}
 	b := &w.batch
-	if len(b.rows) > 0 && (b.class != class || b.bytes+size > w.cfg.MaxBatchBytes || !sameTable(b.table, ev.Table)) {
+	if len(b.rows) > 0 && !b.takes(class, size, ev.Table, w.cfg.MaxBatchBytes) {
 		if err := w.flush(ctx); err != nil {
 			return err
 		}
 	}
 	if len(b.rows) == 0 {
 		b.table, b.class, b.first, b.pos = ev.Table, class, msg.Offset, ev.Pos
+		b.lenient = w.booting() && w.boot.snapshotting(ev.Table)
 	}
 	b.rows = append(b.rows, ev)
 	b.bytes += size
@@ -76,6 +80,27 @@ func (w *Worker) addRow(ctx context.Context, msg Message) error {
 	return nil
 }
 
+func malformedRow(msg Message) error {
+	ev := msg.Event
+	p := ev.Pos
+	return &ApplyError{Offset: msg.Offset, Pos: &p, Object: objectOf(ev),
+		Err: fmt.Errorf("%w: row event with op %q, table %v, before %d values, after %d values",
+			pipeline.ErrMalformed, ev.Op, ev.Table != nil, len(ev.Before), len(ev.After))}
+}
+
+// takes reports whether a row of class, size bytes and table t may join the
+// batch.
+func (b *batch) takes(class byte, size int, t *pipeline.Table, maxBytes int) bool {
+	return b.class == class && b.bytes+size <= maxBytes && sameTable(b.table, t)
+}
+
+// wellFormed reports a row event with a table and the images its op needs:
+// an after image to upsert, a before image unless it is an insert.
+func wellFormed(ev *pipeline.Event, class byte) bool {
+	return ev.Table != nil && (ev.After != nil || class != 'u') &&
+		(ev.Before != nil || ev.Op == pipeline.OpInsert || ev.Op == pipeline.OpRead)
+}
+
 // flush gives the batch to the target, in the open target transaction.
 func (w *Worker) flush(ctx context.Context) error {
 	b := &w.batch
@@ -85,7 +110,7 @@ func (w *Worker) flush(ctx context.Context) error {
 	if err := w.begin(ctx); err != nil {
 		return err
 	}
-	if err := w.t.ApplyRows(ctx, b.rows); err != nil {
+	if err := w.applyBatch(ctx); err != nil {
 		w.failedBatch = len(b.rows)
 		w.narrowUntil = b.last
 		pos := b.pos
@@ -98,6 +123,15 @@ func (w *Worker) flush(ctx context.Context) error {
 	}
 	b.reset()
 	return nil
+}
+
+// applyBatch gives the batch to the target, leniently while a snapshot
+// loads its table.
+func (w *Worker) applyBatch(ctx context.Context) error {
+	if w.batch.lenient {
+		return w.t.ApplyRowsLenient(ctx, w.batch.rows)
+	}
+	return w.t.ApplyRows(ctx, w.batch.rows)
 }
 
 // sameTable reports whether two events' tables are the same table with the

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"time"
-
-	"github.com/rowcast/rowcast/pipeline/config"
 )
 
 // WorkerConfig configures a Worker. Zero fields take the documented defaults.
@@ -57,11 +55,19 @@ type WorkerConfig struct {
 	// ShutdownTimeout bounds the final commit when the context is canceled.
 	// Default 10s.
 	ShutdownTimeout time.Duration
-}
-
-// FromConfig fills the worker settings of the config file's sink section.
-func FromConfig(s config.Sink, topic string) WorkerConfig {
-	return WorkerConfig{Topic: topic, MaxBatchRows: s.MaxBatchRows, MaxTxnMerge: s.MaxTxnMerge}
+	// DDLInclude and DDLExclude are the reader's source.include and
+	// source.exclude (regular expressions on "db.table"): a DDL message is
+	// applied only when it is a schema statement of an object they admit.
+	// Default none: every database.
+	DDLInclude, DDLExclude []string
+	// AllowDDL lists statement kinds applied although they are not schema
+	// statements of replicated objects ("CREATE DATABASE", "GRANT", ...;
+	// "*" for every statement). Default none: such a DDL stops the worker.
+	AllowDDL []string
+	// Epochs, when set, confirms every epoch record of a newer epoch before
+	// the worker takes it, and makes a message of a newer epoch without a
+	// record stop the worker. Default nil: records are taken as they come.
+	Epochs EpochIndex
 }
 
 func (c *WorkerConfig) setDefaults() {

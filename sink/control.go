@@ -9,24 +9,21 @@ import (
 	"github.com/rowcast/rowcast/pipeline"
 )
 
-// epoch handles an epoch record: a new master generation starts here.
-//
-// A partial transaction followed by a newer epoch record never completed on
-// the old master: it is abandoned (see inTxn, rule 2). A record of an epoch
-// that is not newer is stale and ignored with a warning. Otherwise the record
-// becomes the current epoch at once, in its own small commit, and from here
-// on every message of a lower epoch is ignored.
-//
-// The record also says which TxnSeq the old master's generation ended with.
-// A replica that applied more than that holds transactions the new master
-// does not have; one that applied less is missing some, unless those were
-// abandoned partial transactions. Both stop the worker.
+// epoch handles an epoch record: a new master generation starts here, in a
+// small commit of its own, and from here on messages of older epochs are
+// ignored. docs/DESIGN.md, "Epochs in the sink".
 func (w *Worker) epoch(ctx context.Context, msg Message) error {
 	rec := msg.Event.Epoch
 	if rec == nil {
 		return &ApplyError{Offset: msg.Offset, Err: fmt.Errorf("%w: epoch message without a record", pipeline.ErrMalformed)}
 	}
+	if rec.Epoch > w.done.st.Epoch {
+		if refused, err := w.confirmEpoch(ctx, msg, rec); refused || err != nil {
+			return err
+		}
+	}
 	if w.cur.active && rec.Epoch > w.cur.epoch {
+		// The open transaction never completed on the old master.
 		return w.abandon(ctx, msg, fmt.Sprintf("the epoch %d record", rec.Epoch))
 	}
 	if rec.Epoch <= w.done.st.Epoch {
@@ -35,24 +32,41 @@ func (w *Worker) epoch(ctx context.Context, msg Message) error {
 		w.advance(msg.Offset)
 		return nil
 	}
-	if w.done.baseline {
-		have := w.done.st.TxnSeq
-		switch {
-		case rec.TxnSeq < have:
-			return &ApplyError{Offset: msg.Offset, Object: "epoch " + fmt.Sprint(rec.Epoch), Err: fmt.Errorf(
-				"%w: the record says the old master's generation ended with transaction %d, but this replica applied up to %d: "+
-					"it holds transactions the new master %s does not have; re-seed it from the new master",
-				pipeline.ErrUnsupported, rec.TxnSeq, have, rec.Master)}
-		case rec.TxnSeq > have:
-			for s := have + 1; s <= rec.TxnSeq; s++ {
-				if !w.abandonedSeq(s) {
-					return &ApplyError{Offset: msg.Offset, Object: "epoch " + fmt.Sprint(rec.Epoch), Err: fmt.Errorf(
-						"%w: the record says the old master's generation ended with transaction %d, but this replica applied only up to %d",
-						ErrGap, rec.TxnSeq, have)}
-				}
-			}
-		}
+	if err := w.checkGeneration(msg.Offset, rec); err != nil {
+		return err
 	}
+	w.startEpoch(msg.Offset, rec)
+	if err := w.commit(ctx); err != nil {
+		return err
+	}
+	w.checkPromoted(msg.Offset, rec)
+	return nil
+}
+
+// checkGeneration compares the TxnSeq the old master's generation ended with
+// (the record's) with what this replica applied: more means it holds
+// transactions the new master does not have; less, that it misses some,
+// unless those were abandoned partial transactions.
+func (w *Worker) checkGeneration(offset int64, rec *pipeline.EpochRecord) error {
+	have := w.done.st.TxnSeq
+	switch {
+	case !w.done.baseline:
+		return nil
+	case rec.TxnSeq < have:
+		return &ApplyError{Offset: offset, Object: "epoch " + fmt.Sprint(rec.Epoch), Err: fmt.Errorf(
+			"%w: the record says the old master's generation ended with transaction %d, but this replica applied up to %d: "+
+				"it holds transactions the new master %s does not have; re-seed it from the new master",
+			pipeline.ErrUnsupported, rec.TxnSeq, have, rec.Master)}
+	case rec.TxnSeq > have && !w.abandonedRange(have+1, rec.TxnSeq):
+		return &ApplyError{Offset: offset, Object: "epoch " + fmt.Sprint(rec.Epoch), Err: fmt.Errorf(
+			"%w: the record says the old master's generation ended with transaction %d, but this replica applied only up to %d",
+			ErrGap, rec.TxnSeq, have)}
+	}
+	return nil
+}
+
+// startEpoch makes the record's epoch the current one.
+func (w *Worker) startEpoch(offset int64, rec *pipeline.EpochRecord) {
 	st := &w.done.st
 	st.Epoch = rec.Epoch
 	st.TxnSeq = max(st.TxnSeq, rec.TxnSeq)
@@ -60,21 +74,32 @@ func (w *Worker) epoch(ctx context.Context, msg Message) error {
 		st.GTIDSet = rec.StartGTIDSet
 	}
 	w.done.baseline = true
-	w.advance(msg.Offset)
-	w.log.Info().Int64("offset", msg.Offset).Uint64("epoch", rec.Epoch).Str("master", rec.Master).
+	w.advance(offset)
+	w.log.Info().Int64("offset", offset).Uint64("epoch", rec.Epoch).Str("master", rec.Master).
 		Uint64("txn_seq", rec.TxnSeq).Msg("new epoch: messages of older epochs are ignored from here on")
-	if err := w.commit(ctx); err != nil {
-		return err
+}
+
+// checkPromoted stops the worker when the record names this replica the
+// new master: what follows in the topic is its own binlog. The checkpoint
+// stays right after the record, where a sink resumes if the node is ever
+// demoted again.
+func (w *Worker) checkPromoted(offset int64, rec *pipeline.EpochRecord) {
+	if w.cfg.Node == "" || rec.Master != w.cfg.Node {
+		return
 	}
-	if w.cfg.Node != "" && rec.Master == w.cfg.Node {
-		// This replica is the master now: what follows in the topic is its
-		// own binlog. The checkpoint stays right after the record, where a
-		// sink resumes if the node is ever demoted again.
-		w.promoted = true
-		w.log.Warn().Int64("offset", msg.Offset).Uint64("epoch", rec.Epoch).
-			Msgf("the epoch record names this replica (%s) the new master: the sink worker stops", w.cfg.Node)
+	w.promoted = true
+	w.log.Warn().Int64("offset", offset).Uint64("epoch", rec.Epoch).
+		Msgf("the epoch record names this replica (%s) the new master: the sink worker stops", w.cfg.Node)
+}
+
+// abandonedRange reports whether every transaction from..to was abandoned.
+func (w *Worker) abandonedRange(from, to uint64) bool {
+	for s := from; s <= to; s++ {
+		if !w.abandonedSeq(s) {
+			return false
+		}
 	}
-	return nil
+	return true
 }
 
 func (w *Worker) abandonedSeq(seq uint64) bool {
@@ -104,16 +129,11 @@ func (w *Worker) heartbeat(msg Message) {
 	}
 }
 
-// ddl applies a DDL statement. MySQL commits DDL implicitly, so the open
-// target transaction is committed first and the statement runs outside any
-// transaction; the Target stores the checkpoint around it (DDLPending).
-//
-// A DDL is normally a transaction of its own. One that opens a transaction
-// (CREATE TABLE ... SELECT: the statement, then its rows) is supported: the
-// checkpoint after it stays at the DDL's offset with DDLPending set, so a
-// restart runs it again (the target accepts "already exists") and then its
-// rows. A DDL after rows of the same transaction cannot be applied as one
-// prefix and stops the worker.
+// ddl applies a DDL statement outside any transaction (MySQL commits DDL
+// implicitly): what is open is committed first, and the Target stores the
+// checkpoint around it (DDLPending). A DDL that opens its transaction
+// (CREATE TABLE ... SELECT) is supported; one after rows of its transaction
+// is not. docs/DESIGN.md, "DDL in the changelog".
 func (w *Worker) ddl(ctx context.Context, msg Message) error {
 	ev := msg.Event
 	p := ev.Pos
@@ -122,39 +142,64 @@ func (w *Worker) ddl(ctx context.Context, msg Message) error {
 		return &ApplyError{Offset: msg.Offset, Pos: &p, Object: obj,
 			Err: fmt.Errorf("%w: DDL after rows in the same transaction", pipeline.ErrUnsupported)}
 	}
+	if why := w.ddlf.check(ev); why != "" {
+		return &ApplyError{Offset: msg.Offset, Pos: &p, Object: obj, Err: fmt.Errorf(
+			"%w: %s; it is not applied. If replicas must run it, add its kind to sink.allow_ddl; "+
+				"otherwise skip it with `rowcast sink --skip-offset %d` after checking who ran it on the master",
+			ErrDDLRefused, why, msg.Offset)}
+	}
 	if w.holding() {
 		if err := w.commit(ctx); err != nil {
 			return err
 		}
 	}
-	st := w.done.st
+	var st checkpoint.State
 	if p.Last {
-		st.Offset, st.TxnSeq, st.DDLPending = msg.Offset+1, p.TxnSeq, 0
-		if ev.GTIDSet != "" {
-			st.GTIDSet = ev.GTIDSet
-		}
-		if !ev.CommitTime.IsZero() {
-			st.CommitTime = ev.CommitTime
-		}
+		st = w.stateAfter(msg)
 	} else {
+		st = w.done.st
 		st.Offset, st.TxnSeq, st.DDLPending = msg.Offset, p.TxnSeq-1, p.TxnSeq
+		st.UpdatedAt = time.Now()
+		st.MaxTxnSeq = max(st.MaxTxnSeq, st.TxnSeq)
 	}
-	st.UpdatedAt = time.Now()
-	st.MaxTxnSeq = max(st.MaxTxnSeq, st.TxnSeq)
 	if err := w.t.ApplyDDL(ctx, ev, st); err != nil {
 		return &ApplyError{Offset: msg.Offset, Pos: &p, Object: obj, Err: err}
 	}
+	w.committedAlone(st, p.Last)
+	return nil
+}
+
+// stateAfter is the checkpoint after msg, the last message of its
+// transaction, which the target stores on its own (a DDL, a snapshot start).
+func (w *Worker) stateAfter(msg Message) checkpoint.State {
+	ev := msg.Event
+	st := w.done.st
+	st.Offset, st.TxnSeq, st.DDLPending = msg.Offset+1, ev.Pos.TxnSeq, 0
+	if ev.GTIDSet != "" {
+		st.GTIDSet = ev.GTIDSet
+	}
+	if !ev.CommitTime.IsZero() {
+		st.CommitTime = ev.CommitTime
+	}
+	st.UpdatedAt = time.Now()
+	st.MaxTxnSeq = max(st.MaxTxnSeq, st.TxnSeq)
+	return st
+}
+
+// committedAlone records st, which the target stored in a commit of its own;
+// last is set when it ends the open source transaction.
+func (w *Worker) committedAlone(st checkpoint.State, last bool) {
 	w.done = cursor{st: st, baseline: true}
 	w.committed = w.done
 	w.commits++
 	w.lastCommit = st.UpdatedAt
 	w.m.Add(Commits, 1)
-	if p.Last {
+	if last {
+		w.finishedDigest(st.TxnSeq)
 		w.cur = srcTxn{}
 		w.m.Add(TxnsApplied, 1)
 	}
 	w.applied()
-	return nil
 }
 
 // skipMessage passes over a message the operator listed in SkipOffsets: it
@@ -184,7 +229,7 @@ func (w *Worker) skipMessage(ctx context.Context, msg Message) error {
 		return &ApplyError{Offset: msg.Offset, Err: fmt.Errorf("record skip: %w", err)}
 	}
 	w.pend.skips++
-	if msg.Event != nil && msg.Event.InTxn() {
+	if msg.Event != nil && inTxnMessage(msg.Event) {
 		return w.inTxn(ctx, msg, false)
 	}
 	w.advance(msg.Offset)

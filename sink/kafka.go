@@ -8,48 +8,36 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/changelog"
 	"github.com/rowcast/rowcast/pipeline"
 )
 
 // KafkaInput is the production Input: the changelog partition read by a
-// pipeline.Consumer and decoded by a pipeline.Codec. It uses no consumer
-// group; SeekTo starts a new consumer at the offset the worker's checkpoint
-// names, which is the only position that counts.
-//
-// Messages are decoded ahead of the worker by a goroutine of their own, so
-// that decoding overlaps the worker's statements on the replica (the worker
-// otherwise waits for the replica while the decoder could work, and the
-// replica waits while the worker decodes). The decoded messages waiting for
-// the worker are bounded by count (decodeAheadMessages) and by their size
-// on the wire (decodeAheadBytes; one message is always let through), on top
-// of the consumer's own prefetch bound.
-//
-// An undecodable message is returned as a Message with Err set (the worker
-// stops on it unless the operator skips that offset). Consumer errors that
-// need an operator (pipeline.ErrOffsetOutOfRange: the checkpoint's offset
-// is no longer retained) come back from Next and stop the worker.
+// changelog.Consumer without a consumer group (SeekTo starts at the
+// checkpoint's offset) and decoded ahead of the worker by a goroutine, within
+// bounds of count and bytes. An undecodable message comes as a Message with
+// Err set; an offset no longer retained is an error of Next. docs/DESIGN.md,
+// "Reading the changelog".
 type KafkaInput struct {
-	cfg     pipeline.KafkaConfig
+	cfg     changelog.Config
 	codec   *pipeline.Codec
 	log     zerolog.Logger
-	metrics pipeline.KafkaMetrics
+	metrics changelog.Metrics
 
-	c    *pipeline.Consumer
+	c    *changelog.Consumer
 	dec  *decoder
 	next int64 // offset after the last message Next returned
 }
 
 var _ Input = (*KafkaInput)(nil)
 
-// Bounds of the decoded messages waiting for the worker.
-const (
-	decodeAheadMessages = 2048
-	decodeAheadBytes    = 8 << 20
-)
+// decodeAheadMessages bounds the decoded messages waiting for the worker;
+// their bytes are bounded to half the consumer's prefetch.
+const decodeAheadMessages = 2048
 
 // NewKafkaInput returns an input on cfg.Topic; it starts reading at the
 // first SeekTo. metrics may be nil.
-func NewKafkaInput(cfg pipeline.KafkaConfig, codec *pipeline.Codec, log zerolog.Logger, metrics pipeline.KafkaMetrics) *KafkaInput {
+func NewKafkaInput(cfg changelog.Config, codec *pipeline.Codec, log zerolog.Logger, metrics changelog.Metrics) *KafkaInput {
 	return &KafkaInput{cfg: cfg, codec: codec, log: log, metrics: metrics}
 }
 
@@ -57,13 +45,13 @@ func NewKafkaInput(cfg pipeline.KafkaConfig, codec *pipeline.Codec, log zerolog.
 // decoded ahead is dropped.
 func (k *KafkaInput) SeekTo(offset int64) error {
 	k.stop()
-	c, err := pipeline.NewConsumer(k.cfg, offset, k.log, k.metrics)
+	c, err := changelog.NewConsumer(k.cfg, offset, k.log, k.metrics)
 	if err != nil {
 		return err
 	}
 	k.c = c
 	k.next = offset
-	k.dec = startDecoder(c, k.codec, k.cfg.Topic)
+	k.dec = startDecoder(c, k.codec, k.cfg.Topic, k.decodeAheadBytes())
 	return nil
 }
 
@@ -107,16 +95,25 @@ func (k *KafkaInput) stop() {
 	}
 }
 
+// decodeAheadBytes is half the consumer's prefetch.
+func (k *KafkaInput) decodeAheadBytes() int {
+	if k.cfg.PrefetchBytes > 0 {
+		return k.cfg.PrefetchBytes / 2
+	}
+	return changelog.DefaultKafkaPrefetchBytes / 2
+}
+
 // decoder decodes the consumer's messages ahead of the worker.
 type decoder struct {
 	out    chan decoded
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	bytes int           // wire bytes of the messages in out
-	space chan struct{} // signalled when bytes went down
-	err   error         // the stream's final error, once out is drained
+	mu       sync.Mutex
+	bytes    int           // wire bytes of the messages in out
+	maxBytes int           // bound of bytes
+	space    chan struct{} // signalled when bytes went down
+	err      error         // the stream's final error, once out is drained
 }
 
 type decoded struct {
@@ -124,57 +121,81 @@ type decoded struct {
 	err error
 }
 
-func startDecoder(c *pipeline.Consumer, codec *pipeline.Codec, topic string) *decoder {
+func startDecoder(c *changelog.Consumer, codec *pipeline.Codec, topic string, maxBytes int) *decoder {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &decoder{out: make(chan decoded, decodeAheadMessages), cancel: cancel, done: make(chan struct{}),
-		space: make(chan struct{}, 1)}
+		space: make(chan struct{}, 1), maxBytes: maxBytes}
 	go d.run(ctx, c, codec, topic)
 	return d
 }
 
-func (d *decoder) run(ctx context.Context, c *pipeline.Consumer, codec *pipeline.Codec, topic string) {
+func (d *decoder) run(ctx context.Context, c *changelog.Consumer, codec *pipeline.Codec, topic string) {
 	defer close(d.done)
 	for {
 		m, err := c.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return // stopped by SeekTo or Close
-			}
-			if errors.Is(err, pipeline.ErrOffsetOutOfRange) {
-				err = fmt.Errorf("%w: the checkpoint's offset is no longer in topic %s (retention?): re-seed the replica", err, topic)
-			}
-			select {
-			case d.out <- decoded{err: err}:
-			case <-ctx.Done():
-			}
+			d.fail(ctx, err, topic)
 			return
 		}
-		msg := Message{Offset: m.Offset, Size: len(m.Key) + len(m.Value)}
-		msg.Event, msg.Err = codec.Decode(m.Key, m.Value)
-		if msg.Err != nil && !errors.Is(msg.Err, pipeline.ErrMalformed) {
-			msg.Err = fmt.Errorf("%w: %w", pipeline.ErrMalformed, msg.Err)
-		}
-		// Wait for room by bytes; an empty queue always takes one message.
-		for {
-			d.mu.Lock()
-			room := d.bytes == 0 || d.bytes+msg.Size <= decodeAheadBytes
-			if room {
-				d.bytes += msg.Size
-			}
-			d.mu.Unlock()
-			if room {
-				break
-			}
-			select {
-			case <-d.space:
-			case <-ctx.Done():
-				return
-			}
+		msg := decode(codec, m)
+		if !d.reserve(ctx, msg.Size) {
+			return
 		}
 		select {
 		case d.out <- decoded{msg: msg}:
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// fail hands the consumer's error to the worker, unless the decoder was
+// stopped (by SeekTo or Close).
+func (d *decoder) fail(ctx context.Context, err error, topic string) {
+	if ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, changelog.ErrOffsetOutOfRange) {
+		err = fmt.Errorf("%w: the checkpoint's offset is no longer in topic %s (retention?): re-seed the replica", err, topic)
+	}
+	select {
+	case d.out <- decoded{err: err}:
+	case <-ctx.Done():
+	}
+}
+
+// decode decodes a consumer message; an undecodable one carries an
+// ErrMalformed in Err, one that failed the signature check is Refused.
+func decode(codec *pipeline.Codec, m changelog.Message) Message {
+	msg := Message{Offset: m.Offset, Size: len(m.Key) + len(m.Value), Sum: MessageDigest(m.Key, m.Value)}
+	if m.SigErr != nil {
+		msg.Refused = m.SigErr // not decoded: nothing in it is trusted
+		return msg
+	}
+	msg.Event, msg.Err = codec.Decode(m.Key, m.Value)
+	if msg.Err != nil && !errors.Is(msg.Err, pipeline.ErrMalformed) {
+		msg.Err = fmt.Errorf("%w: %w", pipeline.ErrMalformed, msg.Err)
+	}
+	return msg
+}
+
+// reserve waits for room for size bytes of decoded messages (an empty queue
+// always takes one message); false when the decoder is stopped.
+func (d *decoder) reserve(ctx context.Context, size int) bool {
+	for {
+		d.mu.Lock()
+		room := d.bytes == 0 || d.bytes+size <= d.maxBytes
+		if room {
+			d.bytes += size
+		}
+		d.mu.Unlock()
+		if room {
+			return true
+		}
+		select {
+		case <-d.space:
+		case <-ctx.Done():
+			return false
 		}
 	}
 }

@@ -19,10 +19,11 @@ const (
 	DuplicatesSkipped                    // messages already applied, or of an abandoned transaction
 	OffsetsSkipped                       // operator skips
 	TxnsAbandoned                        // partial transactions of an old master dropped
+	MessagesRefused                      // messages that failed the signature or trust checks
 )
 
 var counterNames = [...]string{"", "rows_applied", "txns_applied", "commits", "retries",
-	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned"}
+	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned", "messages_refused"}
 
 func (c Counter) String() string {
 	if int(c) < len(counterNames) {
@@ -87,6 +88,13 @@ type Status struct {
 	Lag time.Duration
 	// Err is the error that stopped the worker or that it is retrying.
 	Err error
+	// Bootstrapping is the number of tables the replica is still loading, as
+	// of the last commit: by a snapshot in the changelog (until its end
+	// marker) or by rowcast clone (until the checkpoint passes the table's
+	// floor). BootstrapTables names them, "db.table", sorted, at most 100.
+	// The slice is never modified once published.
+	Bootstrapping   int
+	BootstrapTables []string
 }
 
 type statusBox struct {

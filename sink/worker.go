@@ -9,34 +9,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/checkpoint"
+	"github.com/rowcast/rowcast/internal/redact"
 )
 
-// Worker applies one changelog partition to one Target, exactly once.
-//
-// The rules, in the order they matter:
-//
-//   - The target's checkpoint is the only truth. At start, and again after
-//     every transient error, the Worker calls Target.Open, takes the stored
-//     State and seeks the Input to State.Offset. Consumer-group offsets are
-//     never read. Whatever the Worker held in memory is dropped.
-//   - A source transaction is applied whole, inside one target transaction,
-//     and the Worker commits only at a source transaction boundary, writing
-//     the checkpoint (offset after the transaction's last message, epoch,
-//     TxnSeq, GTID set, commit time) in that same transaction. So the target
-//     always holds a prefix of the master's history, and its checkpoint says
-//     exactly which prefix.
-//   - When behind (Input.Buffered() > 0) it merges up to MaxTxnMerge source
-//     transactions (and MaxMergeRows rows) into one target commit: fewer
-//     commits, the same prefixes.
-//   - Messages are recognised by their Position, not their offset, so
-//     duplicates (retried produces, transactions republished after a reader
-//     crash) are skipped; see position.go. Gaps stop the worker.
-//   - Rows are streamed to the target in batches of one table and one op
-//     class (at most MaxBatchRows rows and MaxBatchBytes bytes), so a
-//     transaction of a million rows never sits in memory.
-//   - Errors are classified in errors.go: transient ones are retried with
-//     backoff from the checkpoint; the others stop the worker with an error
-//     naming the offset, the position, the object and the fix.
+// Worker applies one changelog partition to one Target, exactly once: from
+// the checkpoint stored in the target, whole source transactions in order,
+// each target commit writing the checkpoint with the rows. docs/DESIGN.md,
+// "Exactly-once apply", has the rules.
 type Worker struct {
 	cfg  WorkerConfig
 	t    Target
@@ -57,26 +36,41 @@ type Worker struct {
 	// completed: their messages are skipped when read again.
 	abandoned map[txnKey]bool
 
-	open  bool    // a target transaction is open
 	pend  pending // what the open target transaction holds, for metrics
 	batch batch   // rows not yet given to the target
+	// boot are the tables a snapshot or a clone is still loading; nil
+	// until there is one.
+	boot *bootState
 
+	// The flags sit together: padding after each would move the Worker to
+	// a larger allocation size class.
+	open bool // a target transaction is open
 	// narrow is set after a human error of a multi-row batch: the worker
 	// re-applies from the checkpoint one row per batch, so that the error
 	// names the exact message. It clears once the checkpoint passes
 	// narrowUntil.
-	narrow      bool
-	narrowUntil int64
-	failedBatch int
+	narrow bool
 	// lenient relaxes the continuity check of the next in-transaction
 	// message by one message, after an operator skipped an undecodable one.
 	lenient bool
+	// promoted is set once an epoch record named cfg.Node the new master.
+	promoted    bool
+	narrowUntil int64
+	failedBatch int
 
 	lastCommit time.Time
 	commits    int // commits of the current session: progress resets the backoff
 	oldLog     rateLog
-	// promoted is set once an epoch record named cfg.Node the new master.
-	promoted bool
+
+	ddlf   *ddlFilter // which DDL may be applied
+	ddlErr error      // why the DDL filter could not be built
+
+	// pendDigests are the digests of the transactions the open target
+	// transaction holds; recentDigests those committed lately, by txn_seq;
+	// dup the duplicate being read (digest.go).
+	pendDigests   []checkpoint.TxnDigest
+	recentDigests map[uint64]uint64
+	dup           dupCopy
 }
 
 // cursor is a checkpoint state plus whether its TxnSeq is a real position
@@ -89,13 +83,14 @@ type cursor struct {
 type srcTxn struct {
 	active     bool
 	epoch, seq uint64
-	next       uint64 // the next expected Row
+	next       uint64    // the next expected Row
+	d          txnDigest // of its messages so far
 }
 
 type txnKey struct{ epoch, seq uint64 }
 
 type pending struct {
-	rows, txns, skips, dups, old int
+	rows, txns, skips, dups, old, refused int
 }
 
 // NewWorker returns a worker that applies in to t. m may be nil (NopMetrics).
@@ -109,6 +104,7 @@ func NewWorker(cfg WorkerConfig, t Target, in Input, log zerolog.Logger, m Metri
 	for _, o := range cfg.SkipOffsets {
 		w.skip[o] = true
 	}
+	w.ddlf, w.ddlErr = newDDLFilter(&w.cfg)
 	w.status.s.State = StateStarting
 	return w
 }
@@ -125,15 +121,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.cfg.Validate(); err != nil {
 		return err
 	}
+	if w.ddlErr != nil {
+		return w.ddlErr
+	}
 	backoff := w.cfg.RetryInitial
 	for {
-		err := w.session(ctx)
+		// A server's message may quote the statement or a row's key.
+		err := redact.Err(w.session(ctx))
 		if err == nil || ctx.Err() != nil {
-			if w.promoted {
-				w.setState(StatePromoted, nil)
-				return nil
-			}
-			w.setState(StateStopped, nil)
+			w.setState(w.endState(), nil)
 			return nil
 		}
 		if w.commits > 0 {
@@ -157,54 +153,76 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// endState is the state of a worker that stopped without an error.
+func (w *Worker) endState() RunState {
+	if w.promoted {
+		return StatePromoted
+	}
+	return StateStopped
+}
+
 // session runs from the stored checkpoint until an error or the end.
 func (w *Worker) session(ctx context.Context) (err error) {
 	w.commits = 0
-	defer func() {
-		if err != nil && w.open {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
-			if rerr := w.t.Rollback(rctx); rerr != nil {
-				w.log.Debug().Err(rerr).Msg("rollback after error")
-			}
-			cancel()
-		}
-		w.open = false
-	}()
+	defer func() { w.endSession(ctx, err) }()
 	if err := w.resume(ctx); err != nil {
 		return err
 	}
 	for {
-		err := w.maybeCommit(ctx)
-		if err == nil && w.stopHere() {
-			return w.drain(ctx)
-		}
-		if err == nil {
-			var msg Message
-			msg, err = w.in.Next(ctx)
-			if err != nil {
-				if errors.Is(err, ErrEndOfInput) || ctx.Err() != nil {
-					return w.drain(ctx)
-				}
-				return fmt.Errorf("read the input after offset %d: %w", w.done.st.Offset, err)
-			}
-			err = w.handle(ctx, msg)
-		}
-		if err == nil {
+		end, err := w.step(ctx)
+		switch {
+		case end:
+			return err
+		case err == nil:
 			continue
-		}
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return ctx.Err()
+		case !w.narrowing(err):
+			return err
 		}
-		if Classify(err) == Human && w.failedBatch > 1 && !w.narrow {
-			w.log.Warn().Err(err).Msg("a multi-row batch failed: re-applying row by row to find the message")
-			w.narrow = true
-			if err := w.rewind(ctx); err != nil {
-				return err
-			}
-			continue
+		w.log.Warn().Err(err).Msg("a multi-row batch failed: re-applying row by row to find the message")
+		w.narrow = true
+		if err := w.rewind(ctx); err != nil {
+			return err
 		}
-		return err
 	}
+}
+
+// step commits if it is time, then reads and handles the next message. end
+// is set when the session ends here, with err its result.
+func (w *Worker) step(ctx context.Context) (end bool, err error) {
+	if err := w.maybeCommit(ctx); err != nil {
+		return false, err
+	}
+	if w.stopHere() {
+		return true, w.drain(ctx)
+	}
+	msg, err := w.in.Next(ctx)
+	if err != nil {
+		if errors.Is(err, ErrEndOfInput) || ctx.Err() != nil {
+			return true, w.drain(ctx)
+		}
+		return false, fmt.Errorf("read the input after offset %d: %w", w.done.st.Offset, err)
+	}
+	return false, w.handle(ctx, msg)
+}
+
+// narrowing reports a human error of a multi-row batch: the worker re-applies
+// from the checkpoint one row per batch, so that the error names the message.
+func (w *Worker) narrowing(err error) bool {
+	return Classify(err) == Human && w.failedBatch > 1 && !w.narrow
+}
+
+// endSession rolls back what a failed session left open.
+func (w *Worker) endSession(ctx context.Context, err error) {
+	if err != nil && w.open {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.ShutdownTimeout)
+		if rerr := w.t.Rollback(rctx); rerr != nil {
+			w.log.Debug().Err(rerr).Msg("rollback after error")
+		}
+		cancel()
+	}
+	w.open = false
 }
 
 // stopHere reports whether the worker reached cfg.StopOffset at a
@@ -246,9 +264,13 @@ func (w *Worker) rewind(ctx context.Context) error {
 	w.done = w.committed
 	w.cur = srcTxn{}
 	w.pend = pending{}
+	w.pendDigests, w.dup = w.pendDigests[:0], dupCopy{}
 	w.batch.reset()
 	w.failedBatch = 0
 	w.lenient = false
+	if err := w.loadBoot(ctx); err != nil {
+		return err
+	}
 	if err := w.in.SeekTo(w.committed.st.Offset); err != nil {
 		return fmt.Errorf("seek input to offset %d: %w", w.committed.st.Offset, err)
 	}
@@ -300,6 +322,12 @@ func (w *Worker) commit(ctx context.Context) error {
 	st := w.done.st
 	st.UpdatedAt = time.Now()
 	st.MaxTxnSeq = max(st.MaxTxnSeq, st.TxnSeq)
+	if err := w.pruneClones(ctx, st.Offset); err != nil {
+		return err
+	}
+	if err := w.saveDigests(ctx); err != nil {
+		return err
+	}
 	if err := w.t.Commit(ctx, st); err != nil {
 		w.open = false // the target ended the transaction either way
 		return fmt.Errorf("commit %s: %w", st, err)
@@ -312,6 +340,7 @@ func (w *Worker) commit(ctx context.Context) error {
 	p := w.pend
 	w.pend = pending{}
 	w.count(p)
+	w.committedDigests()
 	w.m.Add(Commits, 1)
 	w.applied()
 	for k := range w.abandoned {
@@ -351,7 +380,7 @@ func (w *Worker) count(p pending) {
 	for _, c := range []struct {
 		c Counter
 		n int
-	}{{RowsApplied, p.rows}, {TxnsApplied, p.txns}, {OffsetsSkipped, p.skips}, {DuplicatesSkipped, p.dups}, {OldEpochIgnored, p.old}} {
+	}{{RowsApplied, p.rows}, {TxnsApplied, p.txns}, {OffsetsSkipped, p.skips}, {DuplicatesSkipped, p.dups}, {OldEpochIgnored, p.old}, {MessagesRefused, p.refused}} {
 		if c.n > 0 {
 			w.m.Add(c.c, c.n)
 		}
@@ -372,6 +401,7 @@ func (w *Worker) applied() {
 			s.State, s.Err = StateRunning, nil
 		}
 	})
+	w.showBoot()
 }
 
 func (w *Worker) setState(state RunState, err error) {

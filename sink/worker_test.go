@@ -33,14 +33,7 @@ func run(t *testing.T, m *sinktest.Memory, in sink.Input, cfg sink.WorkerConfig,
 func TestTransientRetry(t *testing.T) {
 	w := sinktest.NewWorkload("db", 11, 60, false)
 	m := sinktest.NewMemory("db")
-	var calls atomic.Int64
-	m.Fail = func(op string) error {
-		switch n := calls.Add(1); {
-		case op == "rows" && n%37 == 0, op == "commit" && n%41 == 0:
-			return sink.MarkTransient(fmt.Errorf("injected at call %d", n))
-		}
-		return nil
-	}
+	m.Fail = flaky()
 	in := sinktest.NewInput(w.Msgs)
 	in.Live = true
 	var c sinktest.Counters
@@ -55,15 +48,33 @@ func TestTransientRetry(t *testing.T) {
 	if st := wk.Status(); st.State != sink.StateStopped || st.Offset != int64(len(w.Msgs)) {
 		t.Fatalf("status %+v", st)
 	}
+	checkHumanStops(t, w.Msgs)
+}
 
-	m2 := sinktest.NewMemory("db")
-	m2.Fail = func(op string) error {
+// flaky fails now and then with a transient error: every 37th call if it
+// applies rows, every 41st if it commits.
+func flaky() func(op string) error {
+	var calls atomic.Int64
+	return func(op string) error {
+		switch n := calls.Add(1); {
+		case op == "rows" && n%37 == 0, op == "commit" && n%41 == 0:
+			return sink.MarkTransient(fmt.Errorf("injected at call %d", n))
+		}
+		return nil
+	}
+}
+
+// checkHumanStops: a failure that needs a human stops the worker.
+func checkHumanStops(t *testing.T, msgs []sink.Message) {
+	t.Helper()
+	m := sinktest.NewMemory("db")
+	m.Fail = func(op string) error {
 		if op == "commit" {
 			return errors.New("disk full")
 		}
 		return nil
 	}
-	wk, err = run(t, m2, sinktest.NewInput(w.Msgs), sink.WorkerConfig{}, nil)
+	wk, err := run(t, m, sinktest.NewInput(msgs), sink.WorkerConfig{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "disk full") || wk.Status().State != sink.StateError {
 		t.Fatalf("human error: %v, %s", err, wk.Status().State)
 	}

@@ -5,11 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	drv "github.com/go-sql-driver/mysql"
+
+	"github.com/rowcast/rowcast/internal/dbtls"
+	"github.com/rowcast/rowcast/internal/mysqlerr"
 )
 
 // Info describes the master as Check found it.
@@ -42,10 +47,18 @@ type checkFacts struct {
 	Grants []string          // SHOW GRANTS
 }
 
+// OpenDB opens a small pool to the master with the reader's account, for
+// what rowcast keeps there (the snapshots table).
+func OpenDB(cfg Config) (*sql.DB, error) {
+	cfg.setDefaults()
+	return openDB(&cfg)
+}
+
 // openDB opens a small pool to the master for checks and information_schema.
 func openDB(cfg *Config) (*sql.DB, error) {
 	c := drv.NewConfig()
 	c.User, c.Passwd, c.Net, c.Addr = cfg.User, cfg.Password, "tcp", cfg.Addr
+	c.TLS = dbtls.ForAddr(cfg.TLS, cfg.Addr)
 	c.Timeout, c.ReadTimeout, c.WriteTimeout = 10*time.Second, 30*time.Second, 30*time.Second
 	conn, err := drv.NewConnector(c)
 	if err != nil {
@@ -69,9 +82,8 @@ func detectFlavor(ctx context.Context, db *sql.DB, addr string) (flavor, version
 }
 
 func connectError(addr string, err error) error {
-	var me *drv.MySQLError
-	if errors.As(err, &me) && me.Number == 1045 {
-		return fmt.Errorf("%w: connect to %s: %v: check User and Password", ErrConfig, addr, err)
+	if mysqlerr.Is(err, mysql.ER_ACCESS_DENIED_ERROR) {
+		return fmt.Errorf("%w: connect to %s: %v: check User and Password, and TLS (a MariaDB that requires secure transport refuses plaintext with this error too)", ErrConfig, addr, err)
 	}
 	return fmt.Errorf("%w: connect to %s: %v", ErrStream, addr, err)
 }
@@ -103,35 +115,66 @@ func (r *Reader) Check(ctx context.Context) (Info, error) {
 		return info, fmt.Errorf("%w: Flavor is %q but %s runs %s: set Flavor to %q or leave it empty", ErrConfig, cfg.Flavor, cfg.Addr, version, flavor)
 	}
 	info.Flavor, info.Version = flavor, version
-	f := checkFacts{Addr: cfg.Addr, Flavor: flavor, Vars: map[string]string{}}
-	if err := db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&f.User); err != nil {
-		return info, connectError(cfg.Addr, err)
+	f, err := readFacts(ctx, db, cfg.Addr, flavor)
+	if err != nil {
+		return info, err
 	}
+	info.ServerID, info.GTIDSet = f.master()
+	var problems []error
+	info.Warnings, problems = checkSetup(f)
+	problems = append(problems, r.checkReplication(ctx, db, f, &info)...)
+	return info, errors.Join(problems...)
+}
+
+// readFacts reads what checkSetup decides on.
+func readFacts(ctx context.Context, db *sql.DB, addr, flavor string) (checkFacts, error) {
+	f := checkFacts{Addr: addr, Flavor: flavor}
+	if err := db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&f.User); err != nil {
+		return f, connectError(addr, err)
+	}
+	var err error
+	if f.Vars, err = globalVariables(ctx, db, addr); err != nil {
+		return f, err
+	}
+	if f.Grants, err = queryStrings(ctx, db, "SHOW GRANTS"); err != nil {
+		return f, fmt.Errorf("SHOW GRANTS on %s: %w", addr, err)
+	}
+	return f, nil
+}
+
+// globalVariables reads checkedVars, names lower case.
+func globalVariables(ctx context.Context, db *sql.DB, addr string) (map[string]string, error) {
 	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('"+strings.Join(checkedVars, "','")+"')")
 	if err != nil {
-		return info, fmt.Errorf("read variables of %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("read variables of %s: %w", addr, err)
 	}
+	defer rows.Close()
+	vars := map[string]string{}
 	for rows.Next() {
 		var k, v string
 		if err := rows.Scan(&k, &v); err != nil {
-			rows.Close()
-			return info, err
+			return nil, err
 		}
-		f.Vars[strings.ToLower(k)] = v
+		vars[strings.ToLower(k)] = v
 	}
-	rows.Close()
-	if f.Grants, err = queryStrings(ctx, db, "SHOW GRANTS"); err != nil {
-		return info, fmt.Errorf("SHOW GRANTS on %s: %w", cfg.Addr, err)
-	}
+	return vars, nil
+}
+
+// master returns the master's server_id and its executed GTID set now.
+func (f checkFacts) master() (uint32, string) {
 	id, _ := strconv.ParseUint(f.Vars["server_id"], 10, 32)
-	info.ServerID = uint32(id)
-	info.GTIDSet = f.Vars["gtid_executed"]
-	if flavor == FlavorMariaDB {
-		info.GTIDSet = f.Vars["gtid_binlog_pos"]
+	set := f.Vars["gtid_executed"]
+	if f.Flavor == FlavorMariaDB {
+		set = f.Vars["gtid_binlog_pos"]
 	}
-	info.GTIDSet = strings.ReplaceAll(info.GTIDSet, "\n", "")
+	return uint32(id), strings.ReplaceAll(set, "\n", "")
+}
+
+// checkReplication checks that the reader can register as a replica and list
+// the binlogs, and records them in info.
+func (r *Reader) checkReplication(ctx context.Context, db *sql.DB, f checkFacts, info *Info) []error {
+	cfg := &r.cfg
 	var problems []error
-	info.Warnings, problems = checkSetup(f)
 	if info.ServerID == cfg.ServerID {
 		problems = append(problems, fmt.Errorf("%w: ServerID %d is the server_id of the master %s itself: choose another", ErrConfig, cfg.ServerID, cfg.Addr))
 	}
@@ -139,13 +182,13 @@ func (r *Reader) Check(ctx context.Context) (Info, error) {
 		info.Warnings = append(info.Warnings, fmt.Sprintf("a replica with server_id %d is connected to %s now: if it is not an earlier rowcast reader of this pipeline, give rowcast another ServerID, or the master drops one of the two connections",
 			cfg.ServerID, cfg.Addr))
 	}
-	if files, err := binlogFiles(ctx, db); err != nil {
-		problems = append(problems, fmt.Errorf("%w: SHOW BINARY LOGS on %s failed (%v): GRANT %s ON *.* TO %s",
-			ErrPrivilege, cfg.Addr, err, monitorPriv(flavor), f.User))
-	} else {
-		info.BinlogFiles = files
+	files, err := binlogFiles(ctx, db)
+	if err != nil {
+		return append(problems, fmt.Errorf("%w: SHOW BINARY LOGS on %s failed (%v): GRANT %s ON *.* TO %s",
+			ErrPrivilege, cfg.Addr, err, monitorPriv(f.Flavor), f.User))
 	}
-	return info, errors.Join(problems...)
+	info.BinlogFiles = files
+	return problems
 }
 
 // replicaServerIDs lists the server_ids of the replicas connected now (SHOW
@@ -161,25 +204,33 @@ func replicaServerIDs(ctx context.Context, db *sql.DB) (map[uint32]bool, error) 
 	if err != nil {
 		return nil, err
 	}
+	col := slices.IndexFunc(cols, func(c string) bool { return strings.EqualFold(c, "Server_id") })
 	ids := map[uint32]bool{}
 	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		dest := make([]any, len(cols))
-		for i := range vals {
-			dest[i] = &vals[i]
-		}
-		if err := rows.Scan(dest...); err != nil {
+		id, ok, err := scanServerID(rows, len(cols), col)
+		if err != nil {
 			return nil, err
 		}
-		for i, c := range cols {
-			if strings.EqualFold(c, "Server_id") {
-				if id, err := strconv.ParseUint(vals[i].String, 10, 32); err == nil {
-					ids[uint32(id)] = true
-				}
-			}
+		if ok {
+			ids[id] = true
 		}
 	}
 	return ids, rows.Err()
+}
+
+// scanServerID reads a row of n columns, of which column col (-1: none)
+// holds a server_id.
+func scanServerID(rows *sql.Rows, n, col int) (uint32, bool, error) {
+	vals := make([]sql.NullString, n)
+	dest := make([]any, n)
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	if err := rows.Scan(dest...); err != nil || col < 0 {
+		return 0, false, err
+	}
+	id, err := strconv.ParseUint(vals[col].String, 10, 32)
+	return uint32(id), err == nil, nil
 }
 
 func queryStrings(ctx context.Context, db *sql.DB, q string) ([]string, error) {
@@ -233,22 +284,32 @@ func monitorPriv(flavor string) string {
 // fails with ErrPurged (naming the purged GTIDs and the fix: re-seed the
 // replicas or move the start position) or ErrDiverged. Run calls it first.
 func (r *Reader) CheckResume(ctx context.Context, gtidSet string) error {
-	cfg := r.cfg
-	if err := cfg.Validate(); err != nil {
+	if err := r.cfg.Validate(); err != nil {
 		return err
 	}
-	db, err := openDB(&cfg)
+	db, flavor, err := r.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	flavor := cfg.Flavor
+	return checkResume(ctx, db, r.cfg.Addr, flavor, gtidSet)
+}
+
+// connect opens a pool to the master and tells its flavor, unless the
+// config says it.
+func (r *Reader) connect(ctx context.Context) (*sql.DB, string, error) {
+	db, err := openDB(&r.cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	flavor := r.cfg.Flavor
 	if flavor == "" {
-		if flavor, _, err = detectFlavor(ctx, db, cfg.Addr); err != nil {
-			return err
+		if flavor, _, err = detectFlavor(ctx, db, r.cfg.Addr); err != nil {
+			db.Close()
+			return nil, "", err
 		}
 	}
-	return checkResume(ctx, db, cfg.Addr, flavor, gtidSet)
+	return db, flavor, nil
 }
 
 func checkResume(ctx context.Context, db *sql.DB, addr, flavor, gtidSet string) error {

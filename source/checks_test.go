@@ -2,14 +2,15 @@ package source
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 func goodMariaDB() checkFacts {
@@ -72,29 +73,42 @@ func TestCheckSetupRules(t *testing.T) {
 			f := goodMariaDB()
 			tc.edit(&f)
 			warnings, problems := checkSetup(f)
-			if len(tc.want.problems) == 0 && len(problems) > 0 {
-				t.Errorf("problems %v, want none", problems)
-			}
-			all := errors.Join(problems...)
-			for _, p := range tc.want.problems {
-				if all == nil || !strings.Contains(all.Error(), p) {
-					t.Errorf("no problem says %q; got %v", p, all)
-				}
-			}
-			for _, p := range problems {
-				if !errors.Is(p, ErrMasterSetup) && !errors.Is(p, ErrPrivilege) {
-					t.Errorf("problem %v wraps neither ErrMasterSetup nor ErrPrivilege", p)
-				}
-			}
-			if len(warnings) != len(tc.want.warnings) {
-				t.Errorf("warnings %q, want %q", warnings, tc.want.warnings)
-			}
-			for i, w := range tc.want.warnings {
-				if i < len(warnings) && !strings.Contains(warnings[i], w) {
-					t.Errorf("warning %q does not say %q", warnings[i], w)
-				}
-			}
+			checkProblems(t, problems, tc.want.problems)
+			checkWarnings(t, warnings, tc.want.warnings)
 		})
+	}
+}
+
+// checkProblems checks that each of want appears in one of problems (none
+// when want is empty), and that each problem is a setup or privilege one.
+func checkProblems(t *testing.T, problems []error, want []string) {
+	t.Helper()
+	if len(want) == 0 && len(problems) > 0 {
+		t.Errorf("problems %v, want none", problems)
+	}
+	all := errors.Join(problems...)
+	for _, p := range want {
+		if all == nil || !strings.Contains(all.Error(), p) {
+			t.Errorf("no problem says %q; got %v", p, all)
+		}
+	}
+	for _, p := range problems {
+		if !errors.Is(p, ErrMasterSetup) && !errors.Is(p, ErrPrivilege) {
+			t.Errorf("problem %v wraps neither ErrMasterSetup nor ErrPrivilege", p)
+		}
+	}
+}
+
+// checkWarnings checks that the warnings say want, in order.
+func checkWarnings(t *testing.T, warnings, want []string) {
+	t.Helper()
+	if len(warnings) != len(want) {
+		t.Errorf("warnings %q, want %q", warnings, want)
+	}
+	for i, w := range want {
+		if i < len(warnings) && !strings.Contains(warnings[i], w) {
+			t.Errorf("warning %q does not say %q", warnings[i], w)
+		}
 	}
 }
 
@@ -139,8 +153,7 @@ func TestCheckOnMaster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Check on db1: %v", err)
 	}
-	if info.Flavor != FlavorMariaDB || !strings.Contains(info.Version, "MariaDB") || info.ServerID == 0 ||
-		len(info.BinlogFiles) == 0 || info.BinlogFiles[0].Size == 0 || info.GTIDSet == "" {
+	if !describesMariaDB(info) {
 		t.Errorf("info %+v", info)
 	}
 	if err := r.CheckResume(t.Context(), info.GTIDSet); err != nil {
@@ -154,6 +167,28 @@ func TestCheckOnMaster(t *testing.T) {
 	}
 }
 
+// describesMariaDB reports whether Check's info describes a MariaDB master
+// with its server id, binlogs and GTID set.
+func describesMariaDB(info Info) bool {
+	return info.Flavor == FlavorMariaDB && strings.Contains(info.Version, "MariaDB") && info.ServerID != 0 &&
+		len(info.BinlogFiles) > 0 && info.BinlogFiles[0].Size != 0 && info.GTIDSet != ""
+}
+
+// execNoBinlog runs qs on one connection that does not write the binlog.
+func execNoBinlog(t *testing.T, db *sql.DB, qs ...string) {
+	t.Helper()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, qs...) {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
+
 // TestCheckUserWithoutReplicationSlave creates a user without REPLICATION
 // SLAVE (outside the binlog) and checks that Check names the privilege and
 // that Run explains MariaDB's misleading "Access denied".
@@ -162,22 +197,9 @@ func TestCheckUserWithoutReplicationSlave(t *testing.T) {
 	name := testenv.UniqueName(t, "u")
 	user := "rc_norepl_" + name[len(name)-8:] // the random suffix; user names are short
 	// Keep the account out of the binlog that other tests' readers read.
-	exec := func(qs ...string) {
-		t.Helper()
-		conn, err := root.Conn(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, qs...) {
-			if _, err := conn.ExecContext(context.Background(), q); err != nil {
-				t.Errorf("%s: %v", q, err)
-			}
-		}
-	}
-	exec(fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY 'pw'", user),
+	execNoBinlog(t, root, fmt.Sprintf("CREATE USER '%s'@'127.0.0.1' IDENTIFIED BY 'pw'", user),
 		fmt.Sprintf("GRANT SELECT, BINLOG MONITOR ON *.* TO '%s'@'127.0.0.1'", user))
-	t.Cleanup(func() { exec(fmt.Sprintf("DROP USER '%s'@'127.0.0.1'", user)) })
+	t.Cleanup(func() { execNoBinlog(t, root, fmt.Sprintf("DROP USER '%s'@'127.0.0.1'", user)) })
 
 	var pos string
 	if err := root.QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&pos); err != nil {

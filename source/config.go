@@ -1,6 +1,7 @@
 package source
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"regexp"
@@ -32,6 +33,10 @@ type Config struct {
 	User string
 	// Password of User. Default empty. Take it from the environment.
 	Password string
+	// TLS, when set, encrypts every connection to the master alike: the
+	// binlog stream, the checks and the snapshots. Its ServerName defaults
+	// to Addr's host. Default nil: plaintext.
+	TLS *tls.Config
 	// ServerID is the replica server_id rowcast uses on the master. It must be
 	// unique among all replicas of the master: a second connection with the
 	// same id makes the master drop the first one. Default DefaultServerID.
@@ -52,8 +57,18 @@ type Config struct {
 	// GRANT, ...), db being the statement's qualifier or the session schema.
 	Exclude []string
 	// BookkeepingSchema is rowcast's own schema on the nodes (checkpoints).
-	// Its rows and its DDL are never published. Default "rowcast".
+	// Its rows and its DDL are never published, nor are those of the system
+	// schemas (mysql, information_schema, performance_schema, sys).
+	// Default "rowcast".
 	BookkeepingSchema string
+	// ReplicateAccounts publishes account and privilege statements
+	// (CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD, roles),
+	// their clear-text passwords replaced by the mysql_native_password hash;
+	// one with a password that cannot be hashed so is still withheld.
+	// Default false: none is published, each is logged (cut before its
+	// first literal) and counted (Reader.AccountStatementsWithheld,
+	// OnWithheld).
+	ReplicateAccounts bool
 
 	// HeartbeatPeriod is the master heartbeat period requested from the
 	// master: when the binlog is idle the master sends a heartbeat this often,
@@ -77,6 +92,14 @@ type Config struct {
 	// UTF-8 (latin1 is MySQL's latin1, i.e. cp1252).
 	RawUnsupportedCharsets bool
 
+	// SkipGTID names one source transaction (MariaDB "d-s-n", MySQL
+	// "uuid:n") that Run leaves out of the topic when it meets it, once,
+	// recording the skip (a heartbeat with a pipeline.SkipRecord): the
+	// operator's way past a transaction rowcast refuses. A transaction
+	// already before the start position is not skipped (a warning says so).
+	// Default "".
+	SkipGTID string
+
 	// OnHeartbeat, when set, is called between transactions when the master
 	// sends a heartbeat, and after every transaction of which nothing was
 	// published (all its rows filtered out), with the master's clock (the
@@ -85,53 +108,71 @@ type Config struct {
 	// master's executed GTID set after the last transaction read (published
 	// or filtered out). It runs on the reader's goroutine.
 	OnHeartbeat func(serverTime time.Time, gtidSet string)
+	// OnWithheld, when set, is called for every account statement that is
+	// not published (see ReplicateAccounts), on the reader's goroutine.
+	OnWithheld func()
 }
 
 func (c *Config) setDefaults() {
-	if c.Addr == "" {
-		c.Addr = "127.0.0.1:3306"
-	}
-	if c.User == "" {
-		c.User = "rowcast"
-	}
-	if c.ServerID == 0 {
-		c.ServerID = DefaultServerID
-	}
-	if c.BookkeepingSchema == "" {
-		c.BookkeepingSchema = "rowcast"
-	}
-	if c.HeartbeatPeriod == 0 {
-		c.HeartbeatPeriod = time.Second
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 30 * time.Second
-	}
-	if c.EventBuffer == 0 {
-		c.EventBuffer = 64
+	setDefault(&c.Addr, "127.0.0.1:3306")
+	setDefault(&c.User, "rowcast")
+	setDefault(&c.ServerID, DefaultServerID)
+	setDefault(&c.BookkeepingSchema, "rowcast")
+	setDefault(&c.HeartbeatPeriod, time.Second)
+	setDefault(&c.ReadTimeout, 30*time.Second)
+	setDefault(&c.EventBuffer, 64)
+}
+
+// setDefault sets *field to def when it holds the zero value.
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
 	}
 }
 
 // Validate reports the first invalid field, naming it and the fix. It checks
 // the config as given; Run applies the defaults first.
 func (c *Config) Validate() error {
-	host, port, err := net.SplitHostPort(c.Addr)
-	if err != nil || host == "" {
-		return fmt.Errorf("%w: Addr %q is not host:port (e.g. 127.0.0.1:3306)", ErrConfig, c.Addr)
+	if err := c.validateMaster(); err != nil {
+		return err
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("%w: Addr %q has no valid port (1-65535)", ErrConfig, c.Addr)
+	if err := c.validateTables(); err != nil {
+		return err
 	}
-	if c.User == "" {
+	return c.validateTiming()
+}
+
+// validateMaster checks how rowcast connects to the master.
+func (c *Config) validateMaster() error {
+	if err := validateAddr(c.Addr); err != nil {
+		return err
+	}
+	switch {
+	case c.User == "":
 		return fmt.Errorf("%w: User is empty: set the replication user", ErrConfig)
-	}
-	if c.ServerID == 0 {
+	case c.ServerID == 0:
 		return fmt.Errorf("%w: ServerID is 0: set a server_id unique among the master's replicas", ErrConfig)
-	}
-	switch c.Flavor {
-	case "", FlavorMySQL, FlavorMariaDB:
-	default:
+	case c.Flavor != "" && c.Flavor != FlavorMySQL && c.Flavor != FlavorMariaDB:
 		return fmt.Errorf("%w: Flavor %q: use \"mysql\", \"mariadb\" or \"\" to detect", ErrConfig, c.Flavor)
 	}
+	return nil
+}
+
+// validateAddr checks a host:port.
+func validateAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%w: Addr %q is not host:port (e.g. 127.0.0.1:3306)", ErrConfig, addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%w: Addr %q has no valid port (1-65535)", ErrConfig, addr)
+	}
+	return nil
+}
+
+// validateTables checks which tables are published.
+func (c *Config) validateTables() error {
 	for _, list := range []struct {
 		name string
 		res  []string
@@ -145,13 +186,18 @@ func (c *Config) Validate() error {
 	if c.BookkeepingSchema == "" {
 		return fmt.Errorf("%w: BookkeepingSchema is empty: name rowcast's own schema (default \"rowcast\")", ErrConfig)
 	}
-	if c.HeartbeatPeriod <= 0 || c.HeartbeatPeriod > time.Hour {
+	return nil
+}
+
+// validateTiming checks the heartbeats, the read timeout and the event
+// buffer.
+func (c *Config) validateTiming() error {
+	switch {
+	case c.HeartbeatPeriod <= 0 || c.HeartbeatPeriod > time.Hour:
 		return fmt.Errorf("%w: HeartbeatPeriod %v: use a period between 1ms and 1h (default 1s)", ErrConfig, c.HeartbeatPeriod)
-	}
-	if c.ReadTimeout <= c.HeartbeatPeriod {
+	case c.ReadTimeout <= c.HeartbeatPeriod:
 		return fmt.Errorf("%w: ReadTimeout %v must exceed HeartbeatPeriod %v, or an idle master looks dead", ErrConfig, c.ReadTimeout, c.HeartbeatPeriod)
-	}
-	if c.EventBuffer < 1 {
+	case c.EventBuffer < 1:
 		return fmt.Errorf("%w: EventBuffer %d: use at least 1 (default 64)", ErrConfig, c.EventBuffer)
 	}
 	return nil

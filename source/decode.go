@@ -8,27 +8,11 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 )
 
-// rowsDecoder is the reader's go-mysql RowsEventDecodeFunc. It decodes rows
-// events with go-mysql's own DecodeHeader and DecodeData, against a view of
-// the event's TABLE_MAP that differs in two ways:
-//
-//   - DATE, TIME2, DATETIME2 and TIMESTAMP2 columns, and DECIMAL columns of
-//     up to 8 bytes (about 18 digits), read as BIT of their byte length,
-//     which go-mysql returns as one big-endian int64. With ParseTime=false
-//     go-mysql formats each temporal value with fmt.Sprintf (or
-//     time.Format), most of its decode time, and a DECIMAL through a copy
-//     and a strings.Builder; formatPacked makes the same text from the bytes
-//     for a fraction of the cost. ParseTime=true would be cheap too, but
-//     go-mysql builds DATETIMEs with time.Date then, which turns the invalid
-//     dates that ALLOW_INVALID_DATES stores ('2024-02-30') into other dates.
-//   - No signedness: go-mysql builds a map of it (TableMapEvent.UnsignedMap)
-//     for every row image. Unsigned integers then arrive as signed values
-//     of the column's width, which uintConv reinterprets.
-//
-// The converters of these columns (buildColumn) take both forms, packed
-// int64 and go-mysql's string. Nothing else reads the view: the RowsEvent
-// leaves with its own TABLE_MAP, and the stream describes tables from the
-// TABLE_MAP events it receives.
+// rowsDecoder is the reader's go-mysql RowsEventDecodeFunc: go-mysql's own
+// DecodeHeader and DecodeData against a view of the TABLE_MAP (decodeView)
+// in which DATE, TIME2, DATETIME2, TIMESTAMP2 and short DECIMAL columns read
+// as BIT (packed, see packed.go) and signedness is dropped (uintConv
+// reinterprets). Why: docs/DESIGN.md, "The rows-event decode view".
 type rowsDecoder struct {
 	mu    sync.Mutex // go-mysql does not say from which goroutines it calls decode
 	views map[uint64]tableView

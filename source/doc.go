@@ -65,6 +65,17 @@
 // the event alone (LONGTEXT text, BINARY bytes, a synthesized type name) and a
 // warning is logged. The cache of table definitions is dropped on every DDL.
 //
+// # Snapshots
+//
+// Reader.Snapshot queues a SnapshotJob: the stream emits its tables between
+// two transactions, each chunk of rows read in an InnoDB read view whose
+// binlog position is known (view.go) and emitted where the stream reaches
+// that position, with a start and an end marker per table. The values are
+// those the binlog path gives for the same columns (snapshot_values.go).
+// Reader.PrepareSnapshot opens one view for an initial snapshot that goes
+// out before the binlog stream starts. Why chunks are exact where they are
+// emitted: docs/DESIGN.md, "Snapshots".
+//
 // # Filtering
 //
 // Config.Include and Config.Exclude match "db.table". Rows of the

@@ -28,6 +28,9 @@ var (
 	// ErrProtocol marks a binlog event sequence rowcast does not expect (an
 	// event outside a transaction, an INCIDENT event, a statement-based DML).
 	ErrProtocol = errors.New("unexpected binlog content")
+	// ErrRefused marks a snapshot of tables the reader cannot copy: not
+	// published, system tables, or no such base table.
+	ErrRefused = errors.New("snapshot refused")
 	// ErrUnsupported is pipeline.ErrUnsupported: a type, charset or
 	// statement that rowcast cannot carry faithfully.
 	ErrUnsupported = pipeline.ErrUnsupported

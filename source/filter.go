@@ -13,52 +13,56 @@ type filter struct {
 }
 
 func newFilter(cfg *Config) (*filter, error) {
-	f := &filter{bookkeeping: cfg.BookkeepingSchema, cache: map[string]bool{}}
-	for _, s := range cfg.Include {
-		re, err := regexp.Compile(s)
-		if err != nil {
-			return nil, err
-		}
-		f.include = append(f.include, re)
+	include, err := compileAll(cfg.Include)
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range cfg.Exclude {
-		re, err := regexp.Compile(s)
-		if err != nil {
-			return nil, err
-		}
-		f.exclude = append(f.exclude, re)
+	exclude, err := compileAll(cfg.Exclude)
+	if err != nil {
+		return nil, err
 	}
-	return f, nil
+	return &filter{include: include, exclude: exclude, bookkeeping: cfg.BookkeepingSchema, cache: map[string]bool{}}, nil
 }
 
-// table reports whether rows of db.table are published. The bookkeeping schema
-// never is; Exclude wins over Include; an empty Include admits everything.
+func compileAll(exprs []string) ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	for _, s := range exprs {
+		re, err := regexp.Compile(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, re)
+	}
+	return out, nil
+}
+
+// table reports whether rows of db.table are published. The bookkeeping
+// schema and the system schemas (mysql: accounts and their password hashes)
+// never are, whatever Include says; Exclude wins over Include; an empty
+// Include admits everything.
 func (f *filter) table(db, table string) bool {
-	if db == f.bookkeeping {
+	if db == f.bookkeeping || systemSchemas[strings.ToLower(db)] {
 		return false
 	}
 	key := db + "." + table
 	if ok, hit := f.cache[key]; hit {
 		return ok
 	}
-	ok := len(f.include) == 0
-	for _, re := range f.include {
-		if re.MatchString(key) {
-			ok = true
-			break
-		}
-	}
-	for _, re := range f.exclude {
-		if re.MatchString(key) {
-			ok = false
-			break
-		}
-	}
+	ok := (len(f.include) == 0 || anyMatch(f.include, key)) && !anyMatch(f.exclude, key)
 	if len(f.cache) > 100000 { // a master with more tables than this churns the cache, no more
 		clear(f.cache)
 	}
 	f.cache[key] = ok
 	return ok
+}
+
+func anyMatch(res []*regexp.Regexp, s string) bool {
+	for _, re := range res {
+		if re.MatchString(s) {
+			return true
+		}
+	}
+	return false
 }
 
 // ddl reports whether a DDL statement run in session schema is published. See
@@ -120,30 +124,37 @@ func firstWord(s string) string {
 // executable comment ("/*!50100 " or "/*M!100100 ") is dropped but its content
 // kept, since the server executed it.
 func skipComments(s string) string {
-	for {
-		s = strings.TrimLeft(s, " \t\r\n")
-		switch {
-		case strings.HasPrefix(s, "/*!") || strings.HasPrefix(s, "/*M!"):
-			s = strings.TrimLeft(s[strings.Index(s, "!")+1:], "0123456789")
-		case strings.HasPrefix(s, "/*"):
-			end := strings.Index(s, "*/")
-			if end < 0 {
-				return ""
-			}
-			s = s[end+2:]
-		case strings.HasPrefix(s, "--") || strings.HasPrefix(s, "#"):
-			end := strings.IndexByte(s, '\n')
-			if end < 0 {
-				return ""
-			}
-			s = s[end+1:]
-		default:
-			return s
-		}
+	for more := true; more; {
+		s, more = skipComment(strings.TrimLeft(s, " \t\r\n"))
 	}
+	return s
 }
 
-const ident = "(`(?:[^`]|``)+`|[^\\s.,;()`]+)"
+// skipComment drops the comment s starts with, if any, and reports whether
+// there was one; an unterminated comment leaves nothing.
+func skipComment(s string) (string, bool) {
+	switch {
+	case strings.HasPrefix(s, "/*!") || strings.HasPrefix(s, "/*M!"):
+		return strings.TrimLeft(s[strings.Index(s, "!")+1:], "0123456789"), true
+	case strings.HasPrefix(s, "/*"):
+		return cutAfter(s, "*/")
+	case strings.HasPrefix(s, "--") || strings.HasPrefix(s, "#"):
+		return cutAfter(s, "\n")
+	}
+	return s, false
+}
+
+// cutAfter returns what follows the first end in s, or "" and false when there
+// is none.
+func cutAfter(s, end string) (string, bool) {
+	i := strings.Index(s, end)
+	if i < 0 {
+		return "", false
+	}
+	return s[i+len(end):], true
+}
+
+const ident = "(`(?:[^`]|``)+`|\"(?:[^\"]|\"\")+\"|[^\\s.,;()`\"]+)"
 const name = ident + `(?:\s*\.\s*` + ident + `)?`
 
 var (
@@ -178,9 +189,14 @@ func ddlTarget(schema, stmt string) (db, table string) {
 	return schema, ""
 }
 
+// unquote removes an identifier's quotes: backticks, or double quotes,
+// which the server took for quotes only under ANSI_QUOTES (otherwise the
+// statement would not be in the binlog).
 func unquote(id string) string {
-	if len(id) >= 2 && id[0] == '`' && id[len(id)-1] == '`' {
-		return strings.ReplaceAll(id[1:len(id)-1], "``", "`")
+	for _, q := range []string{"`", `"`} {
+		if len(id) >= 2 && id[:1] == q && id[len(id)-1:] == q {
+			return strings.ReplaceAll(id[1:len(id)-1], q+q, q)
+		}
 	}
 	return id
 }

@@ -28,38 +28,45 @@ type resumeFacts struct {
 // (else ErrDiverged).
 func resumeCheck(f resumeFacts, want string) error {
 	if f.Flavor == FlavorMariaDB {
-		return resumeCheckMariaDB(f, want)
+		// Per replication domain, which is what a MariaDB GTID position is:
+		// with gtid_strict_mode, sequence numbers grow within a domain, so a
+		// domain's GTIDs up to the oldest binlog's GTID_LIST entry are gone,
+		// and the next one needed is want's sequence number plus one.
+		return checkSets(f, want, parseMariaDBPosition, [3]string{"resume", "oldest binlog GTID_LIST", "gtid_binlog_pos"},
+			purgedDomains, unexecutedDomains)
 	}
-	return resumeCheckMySQL(f, want)
+	return checkSets(f, want, parseMySQLSet, [3]string{"resume", "gtid_purged", "gtid_executed"}, subtractMySQL, subtractMySQL)
 }
 
-func resumeCheckMySQL(f resumeFacts, want string) error {
-	parse := func(what, s string) (*mysql.MysqlGTIDSet, error) {
-		g, err := mysql.ParseMysqlGTIDSet(s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parse %s GTID set %q: %v", ErrConfig, what, s, err)
+// checkSets parses want, f.Purged and f.Executed with parse, in that order,
+// naming each as names says in its error, and checks that nothing want
+// needs was purged (purged(p, want)) and that want holds nothing that was
+// not executed (unexecuted(want, e)); each lists the GTIDs, "" for none.
+func checkSets[T any](f resumeFacts, want string, parse func(what, s string) (T, error), names [3]string,
+	purged func(p, want T) string, unexecuted func(want, e T) string) error {
+	var sets [3]T
+	for i, s := range []string{want, f.Purged, f.Executed} {
+		var err error
+		if sets[i], err = parse(names[i], s); err != nil {
+			return err
 		}
-		return g.(*mysql.MysqlGTIDSet), nil
 	}
-	w, err := parse("resume", want)
-	if err != nil {
-		return err
-	}
-	p, err := parse("gtid_purged", f.Purged)
-	if err != nil {
-		return err
-	}
-	e, err := parse("gtid_executed", f.Executed)
-	if err != nil {
-		return err
-	}
-	if missing := subtractMySQL(p, w); missing != "" {
+	w, p, e := sets[0], sets[1], sets[2]
+	if missing := purged(p, w); missing != "" {
 		return purgedError(f, want, missing)
 	}
-	if extra := subtractMySQL(w, e); extra != "" {
+	if extra := unexecuted(w, e); extra != "" {
 		return divergedError(f, want, extra)
 	}
 	return nil
+}
+
+func parseMySQLSet(what, s string) (*mysql.MysqlGTIDSet, error) {
+	g, err := mysql.ParseMysqlGTIDSet(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parse %s GTID set %q: %v", ErrConfig, what, s, err)
+	}
+	return g.(*mysql.MysqlGTIDSet), nil
 }
 
 func purgedError(f resumeFacts, want, missing string) error {
@@ -116,53 +123,41 @@ func subtractIntervals(a, b mysql.IntervalSlice) mysql.IntervalSlice {
 	return out
 }
 
-// resumeCheckMariaDB compares per replication domain, which is what a MariaDB
-// GTID position is: with gtid_strict_mode, sequence numbers grow within a
-// domain, so a domain's GTIDs up to the oldest binlog's GTID_LIST entry are
-// gone, and the next one needed is want's sequence number plus one.
-func resumeCheckMariaDB(f resumeFacts, want string) error {
-	parse := func(what, s string) (map[uint32]*mysql.MariadbGTID, error) {
-		g, err := mysql.ParseMariadbGTIDSet(s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: parse %s GTID position %q: %v", ErrConfig, what, s, err)
-		}
-		return g.(*mysql.MariadbGTIDSet).Sets, nil
-	}
-	w, err := parse("resume", want)
+func parseMariaDBPosition(what, s string) (map[uint32]*mysql.MariadbGTID, error) {
+	g, err := mysql.ParseMariadbGTIDSet(s)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%w: parse %s GTID position %q: %v", ErrConfig, what, s, err)
 	}
-	p, err := parse("oldest binlog GTID_LIST", f.Purged)
-	if err != nil {
-		return err
-	}
-	e, err := parse("gtid_binlog_pos", f.Executed)
-	if err != nil {
-		return err
-	}
-	var missing, extra []string
+	return g.(*mysql.MariadbGTIDSet).Sets, nil
+}
+
+// purgedDomains lists, sorted, the sequence numbers of each domain that
+// position want needs and the purged position p no longer has.
+func purgedDomains(p, want map[uint32]*mysql.MariadbGTID) string {
+	var missing []string
 	for d, pg := range p {
 		from := uint64(1)
-		if wg, ok := w[d]; ok {
+		if wg, ok := want[d]; ok {
 			from = wg.SequenceNumber + 1
 		}
 		if pg.SequenceNumber >= from {
 			missing = append(missing, fmt.Sprintf("domain %d sequence %d-%d", d, from, pg.SequenceNumber))
 		}
 	}
-	for d, wg := range w {
+	sort.Strings(missing)
+	return strings.Join(missing, ", ")
+}
+
+// unexecutedDomains lists, sorted, the GTIDs of want beyond the executed
+// position e.
+func unexecutedDomains(want, e map[uint32]*mysql.MariadbGTID) string {
+	var extra []string
+	for d, wg := range want {
 		eg, ok := e[d]
 		if !ok || wg.SequenceNumber > eg.SequenceNumber {
 			extra = append(extra, wg.String())
 		}
 	}
-	sort.Strings(missing)
 	sort.Strings(extra)
-	if len(missing) > 0 {
-		return purgedError(f, want, strings.Join(missing, ", "))
-	}
-	if len(extra) > 0 {
-		return divergedError(f, want, strings.Join(extra, ","))
-	}
-	return nil
+	return strings.Join(extra, ",")
 }

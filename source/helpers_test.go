@@ -12,8 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 func envOr(name, def string) string {
@@ -71,8 +71,14 @@ type collector struct {
 
 func startReader(t testing.TB, cfg Config, start Start) *collector {
 	t.Helper()
+	return runReader(t, NewReader(cfg, testLogger(t)), start)
+}
+
+// runReader runs r from start in the background.
+func runReader(t testing.TB, r *Reader, start Start) *collector {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &collector{r: NewReader(cfg, testLogger(t)), ch: make(chan *pipeline.Event, 4096),
+	c := &collector{r: r, ch: make(chan *pipeline.Event, 4096),
 		done: make(chan error, 1), cancel: cancel}
 	go func() {
 		c.done <- c.r.Run(ctx, start, func(ctx context.Context, ev *pipeline.Event) error {

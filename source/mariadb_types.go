@@ -39,21 +39,7 @@ func formatInet6(b []byte) (string, error) {
 	for i := range w {
 		w[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
 	}
-	gapPos, gapLen := -1, 0
-	for i := 0; i < 8; {
-		if w[i] != 0 {
-			i++
-			continue
-		}
-		j := i
-		for j < 8 && w[j] == 0 {
-			j++
-		}
-		if j-i > gapLen {
-			gapPos, gapLen = i, j-i
-		}
-		i = j
-	}
+	gapPos, gapLen := longestZeroRun(w)
 	var s strings.Builder
 	for i := 0; i < 8; i++ {
 		switch {
@@ -63,7 +49,7 @@ func formatInet6(b []byte) (string, error) {
 			}
 			s.WriteByte(':')
 			i += gapLen - 1
-		case i == 6 && gapPos == 0 && (gapLen == 6 || gapLen == 5 && w[5] == 0xffff):
+		case i == 6 && endsInIPv4(w, gapPos, gapLen):
 			v4, _ := formatInet4(b[12:])
 			s.WriteString(v4)
 			return s.String(), nil
@@ -75,6 +61,30 @@ func formatInet6(b []byte) (string, error) {
 		}
 	}
 	return s.String(), nil
+}
+
+// endsInIPv4 reports whether an address with the zero run at gapPos of
+// gapLen groups is IPv4-compatible (::a.b.c.d) or IPv4-mapped
+// (::ffff:a.b.c.d).
+func endsInIPv4(w [8]uint16, gapPos, gapLen int) bool {
+	return gapPos == 0 && (gapLen == 6 || gapLen == 5 && w[5] == 0xffff)
+}
+
+// longestZeroRun returns where the first longest run of zero groups starts,
+// -1 if none, and its length.
+func longestZeroRun(w [8]uint16) (pos, n int) {
+	pos = -1
+	for i := 0; i < 8; {
+		j := i
+		for j < 8 && w[j] == 0 {
+			j++
+		}
+		if j-i > n {
+			pos, n = i, j-i
+		}
+		i = max(j, i+1)
+	}
+	return pos, n
 }
 
 // formatUUID renders 16 bytes as 8-4-4-4-12 lower-case hex.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +16,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 // wideTable holds rows of about 190 bytes in the binlog.
@@ -49,44 +48,15 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 	fillWide(t, db, int(rows), int(rows))
 
 	runtime.GC()
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-
+	peak := sampleHeap()
 	r := NewReader(testConfig(t, dbName), testLogger(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	var n uint64
-	var last *pipeline.Event
+	txn := oneTxn{rows: rows}
 	began := time.Now()
-	err := r.Run(ctx, start, func(ctx context.Context, ev *pipeline.Event) error {
-		if ev.Pos.TxnSeq != 1 || ev.Pos.Row != n || ev.Pos.Last != (n == rows-1) {
-			return fmt.Errorf("message %d at %s", n, ev.Pos)
-		}
-		n++
-		if ev.Pos.Last {
-			last = ev
-			return errStop
-		}
-		return nil
-	})
-	close(stop)
-	<-sampled
+	err := r.Run(ctx, start, txn.emit)
+	n, last := txn.n, txn.last
+	peakHeap := peak()
 	if !errors.Is(err, errStop) {
 		t.Fatalf("Run: %v after %d rows", err, n)
 	}
@@ -94,9 +64,54 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 		t.Fatalf("%d rows, last %v", n, last.After)
 	}
 	const limit = 200 << 20
-	t.Logf("%d rows in %v, peak heap in use %d MiB", n, time.Since(began).Round(time.Millisecond), peak.Load()>>20)
-	if peak.Load() > limit {
-		t.Errorf("peak heap in use %d MiB, limit %d MiB", peak.Load()>>20, limit>>20)
+	t.Logf("%d rows in %v, peak heap in use %d MiB", n, time.Since(began).Round(time.Millisecond), peakHeap>>20)
+	if peakHeap > limit {
+		t.Errorf("peak heap in use %d MiB, limit %d MiB", peakHeap>>20, limit>>20)
+	}
+}
+
+// oneTxn receives the messages of transaction 1 of rows rows, in order, and
+// stops the reader with errStop after the last.
+type oneTxn struct {
+	rows, n uint64
+	last    *pipeline.Event
+}
+
+func (o *oneTxn) emit(_ context.Context, ev *pipeline.Event) error {
+	if ev.Pos.TxnSeq != 1 || ev.Pos.Row != o.n || ev.Pos.Last != (o.n == o.rows-1) {
+		return fmt.Errorf("message %d at %s", o.n, ev.Pos)
+	}
+	o.n++
+	if ev.Pos.Last {
+		o.last = ev
+		return errStop
+	}
+	return nil
+}
+
+// sampleHeap samples the heap in use every 20 ms until the function it
+// returns is called, which returns the peak.
+func sampleHeap() (stop func() uint64) {
+	var peak uint64
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-sampled
+		return peak
 	}
 }
 
@@ -105,12 +120,7 @@ func TestLargeTransactionBoundedMemory(t *testing.T) {
 // binlog: 200,000 rows of ~190 bytes in 20 transactions.
 func BenchmarkDecode(b *testing.B) {
 	const rows = 200000
-	dbName := testenv.CreateDatabase(b, testenv.Master)
-	db := testenv.DBAt(b, testenv.Master, dbName)
-	testenv.Exec(b, db, wideTable)
-	start := Start{GTIDSet: binlogPos(b, db), NextTxnSeq: 1}
-	fillWide(b, db, rows, rows/20)
-	cfg := testConfig(b, dbName)
+	dbName, start, cfg := benchBinlog(b, wideTable, fillWide, rows)
 
 	b.Run("rowcast", func(b *testing.B) {
 		b.ReportAllocs()
@@ -189,71 +199,22 @@ func BenchmarkDecodeOffline(b *testing.B) {
 
 func benchmarkDecodeOffline(b *testing.B, table string, fill func(testing.TB, *sql.DB, int, int)) {
 	const rows = 200000
-	dbName := testenv.CreateDatabase(b, testenv.Master)
-	db := testenv.DBAt(b, testenv.Master, dbName)
-	testenv.Exec(b, db, table)
-	start := Start{GTIDSet: binlogPos(b, db), NextTxnSeq: 1}
-	fill(b, db, rows, rows/20)
-	cfg := testConfig(b, dbName)
+	dbName, start, cfg := benchBinlog(b, table, fill, rows)
 	cfg.setDefaults()
 	r := NewReader(cfg, testLogger(b))
+	raw := captureBinlog(b, r, start, dbName, rows)
 
-	// Capture the raw events once.
-	sc := r.SyncerConfig(FlavorMariaDB)
-	sc.RawModeEnabled = true
-	syncer := replication.NewBinlogSyncer(sc)
-	set, _ := mysql.ParseGTIDSet(FlavorMariaDB, start.GTIDSet)
-	st, err := syncer.StartSyncGTID(set)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var raw [][]byte
-	p := replication.NewBinlogParser()
-	p.SetFlavor(FlavorMariaDB)
-	for n, done := 0, false; !done; { // to the XID after the last row
-		ev, err := st.GetEvent(b.Context())
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw = append(raw, bytes.Clone(ev.RawData))
-		if ev.Header.EventType == replication.ROTATE_EVENT {
-			continue
-		}
-		full, err := p.Parse(ev.RawData)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if re, ok := full.Event.(*replication.RowsEvent); ok && string(re.Table.Schema) == dbName {
-			n += len(re.Rows)
-		}
-		done = n == rows && full.Header.EventType == replication.XID_EVENT
-	}
-	syncer.Close()
-
-	parser := func() *replication.BinlogParser {
-		sc := r.SyncerConfig(FlavorMariaDB)
-		p := replication.NewBinlogParser()
-		p.SetFlavor(FlavorMariaDB)
-		p.SetParseTime(sc.ParseTime)
-		p.SetTimestampStringLocation(sc.TimestampStringLocation)
-		p.SetUseDecimal(sc.UseDecimal)
-		p.SetUseFloatWithTrailingZero(sc.UseFloatWithTrailingZero)
-		p.SetRenderJSONAsMySQLText(sc.RenderJSONAsMySQLText)
-		p.SetVerifyChecksum(sc.VerifyChecksum)
-		p.SetRowsEventDecodeFunc(sc.RowsEventDecodeFunc)
-		return p
-	}
 	// replay decodes the captured binlog b.N times; each pass gets a fresh
 	// handler.
 	replay := func(b *testing.B, handler func() func(*replication.BinlogEvent) error) {
 		for b.Loop() {
-			p, handle := parser(), handler()
+			p, handle := readerParser(r.SyncerConfig(FlavorMariaDB)), handler()
 			for _, data := range raw {
 				ev, err := p.Parse(data)
-				if err != nil {
-					b.Fatal(err)
+				if err == nil {
+					err = handle(ev)
 				}
-				if err := handle(ev); err != nil {
+				if err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -282,15 +243,74 @@ func benchmarkDecodeOffline(b *testing.B, table string, fill func(testing.TB, *s
 				emit:       func(context.Context, *pipeline.Event) error { n++; return nil },
 				onPosition: func(string, uint64) {}}
 			return func(ev *replication.BinlogEvent) error {
-				offset := uint32(0)
-				if ev.Header.LogPos >= ev.Header.EventSize {
-					offset = ev.Header.LogPos - ev.Header.EventSize
-				}
-				return s.handle(b.Context(), ev, offset, s.crcLen)
+				return s.handle(b.Context(), ev, eventOffset(ev.Header), s.crcLen)
 			}
 		})
 		if n != rows*b.N {
 			b.Fatalf("%d rows emitted, want %d", n, rows*b.N)
 		}
 	})
+}
+
+// benchBinlog creates table in a new database and fills it with rows rows,
+// in 20 transactions, and returns the database, where its binlog starts and
+// the reader's config.
+func benchBinlog(b *testing.B, table string, fill func(testing.TB, *sql.DB, int, int), rows int) (string, Start, Config) {
+	dbName := testenv.CreateDatabase(b, testenv.Master)
+	db := testenv.DBAt(b, testenv.Master, dbName)
+	testenv.Exec(b, db, table)
+	start := Start{GTIDSet: binlogPos(b, db), NextTxnSeq: 1}
+	fill(b, db, rows, rows/20)
+	return dbName, start, testConfig(b, dbName)
+}
+
+// captureBinlog reads the raw events of the binlog from start to the XID
+// after the rows-th row of dbName.
+func captureBinlog(b *testing.B, r *Reader, start Start, dbName string, rows int) [][]byte {
+	sc := r.SyncerConfig(FlavorMariaDB)
+	sc.RawModeEnabled = true
+	syncer := replication.NewBinlogSyncer(sc)
+	defer syncer.Close()
+	set, _ := mysql.ParseGTIDSet(FlavorMariaDB, start.GTIDSet)
+	st, err := syncer.StartSyncGTID(set)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var raw [][]byte
+	p := replication.NewBinlogParser()
+	p.SetFlavor(FlavorMariaDB)
+	for n, done := 0, false; !done; { // to the XID after the last row
+		ev, err := st.GetEvent(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw = append(raw, bytes.Clone(ev.RawData))
+		if ev.Header.EventType == replication.ROTATE_EVENT {
+			continue
+		}
+		full, err := p.Parse(ev.RawData)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if re, ok := full.Event.(*replication.RowsEvent); ok && string(re.Table.Schema) == dbName {
+			n += len(re.Rows)
+		}
+		done = n == rows && full.Header.EventType == replication.XID_EVENT
+	}
+	return raw
+}
+
+// readerParser is a binlog parser with the reader's settings sc, a fresh
+// rows decoder included.
+func readerParser(sc replication.BinlogSyncerConfig) *replication.BinlogParser {
+	p := replication.NewBinlogParser()
+	p.SetFlavor(FlavorMariaDB)
+	p.SetParseTime(sc.ParseTime)
+	p.SetTimestampStringLocation(sc.TimestampStringLocation)
+	p.SetUseDecimal(sc.UseDecimal)
+	p.SetUseFloatWithTrailingZero(sc.UseFloatWithTrailingZero)
+	p.SetRenderJSONAsMySQLText(sc.RenderJSONAsMySQLText)
+	p.SetVerifyChecksum(sc.VerifyChecksum)
+	p.SetRowsEventDecodeFunc(sc.RowsEventDecodeFunc)
+	return p
 }

@@ -10,18 +10,10 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
-// Some values reach the converters packed: rowsDecoder has go-mysql read
-// DATE, TIME2, DATETIME2, TIMESTAMP2 and short DECIMAL columns as BIT of
-// their byte length, which yields the bytes as one big-endian integer (see
-// decode.go). The functions here turn those bytes into exactly the text
-// go-mysql's own decoding gives with the reader's settings (ParseTime false,
-// TimestampStringLocation UTC, UseDecimal false; replication/row_event.go
-// decodeValue, decodeDatetime2, decodeTimestamp2, decodeTime2,
-// decodeDecimal, and time.go), without fmt.Sprintf, time.Format and the
-// copies go-mysql makes, which were most of its decode time. Byte for byte,
-// for every bit pattern (a DECIMAL word over 999999999, which go-mysql fails
-// the whole event on, is an error here too): TestPackedMatchesGoMySQL
-// compares them with go-mysql on random and edge bytes.
+// rowsDecoder has go-mysql read DATE, TIME2, DATETIME2, TIMESTAMP2 and short
+// DECIMAL columns packed (see decode.go); the functions here turn those bytes
+// into exactly the text go-mysql's own decoding gives, byte for byte, which
+// TestPackedMatchesGoMySQL checks. Why: docs/DESIGN.md, "Packed values".
 
 // packedLen is the byte length of a column that rowsDecoder hands over packed,
 // or 0 when go-mysql decodes the column itself.
@@ -29,25 +21,36 @@ func packedLen(typ byte, meta uint16) int {
 	switch typ {
 	case mysql.MYSQL_TYPE_DATE:
 		return 3
-	case mysql.MYSQL_TYPE_TIME2:
+	case mysql.MYSQL_TYPE_TIME2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIMESTAMP2:
 		if meta <= 6 {
-			return 3 + int(meta+1)/2
-		}
-	case mysql.MYSQL_TYPE_DATETIME2:
-		if meta <= 6 {
-			return 5 + int(meta+1)/2
-		}
-	case mysql.MYSQL_TYPE_TIMESTAMP2:
-		if meta <= 6 {
-			return 4 + int(meta+1)/2
+			return temporalLen(typ) + int(meta+1)/2
 		}
 	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		prec, scale := int(meta>>8), int(meta&0xff)
-		if prec >= 1 && prec <= 65 && scale <= prec && scale <= 30 {
-			if n := decimalLen(prec, scale); n <= 8 {
-				return n
-			}
-		}
+		return packedDecimalLen(int(meta>>8), int(meta&0xff))
+	}
+	return 0
+}
+
+// temporalLen is the length of TIME2, DATETIME2 or TIMESTAMP2 without the
+// fraction.
+func temporalLen(typ byte) int {
+	switch typ {
+	case mysql.MYSQL_TYPE_TIME2:
+		return 3
+	case mysql.MYSQL_TYPE_DATETIME2:
+		return 5
+	}
+	return 4
+}
+
+// packedDecimalLen is the length of a DECIMAL(prec,scale) of up to 8 bytes,
+// 0 for a longer or an invalid one.
+func packedDecimalLen(prec, scale int) int {
+	if prec < 1 || prec > 65 || scale > prec || scale > 30 {
+		return 0
+	}
+	if n := decimalLen(prec, scale); n <= 8 {
+		return n
 	}
 	return 0
 }
@@ -89,7 +92,8 @@ func decimalLen(prec, scale int) int {
 
 var errDecimalWord = errors.New("invalid DECIMAL bytes: a 9-digit word over 999999999")
 
-// appendDecimal follows decodeDecimal.
+// appendDecimal follows decodeDecimal. It stays one function (word inlines)
+// as it runs for every DECIMAL value read.
 func appendDecimal(b []byte, p uint64, prec, scale int) ([]byte, error) {
 	intg := prec - scale
 	n := decimalLen(prec, scale)
@@ -223,28 +227,7 @@ func appendTimestamp2(b []byte, p uint64, dec int) []byte {
 // appendTime2 follows decodeTime2 and timeFormat, plus timeConv's fsp digits
 // when the fraction is zero.
 func appendTime2(b []byte, p uint64, dec int) []byte {
-	var tmp int64
-	switch dec {
-	case 1, 2:
-		intPart, frac := int64(p>>8)-0x800000, int64(p&0xff)
-		if intPart < 0 && frac != 0 {
-			// Negative values store the fraction reversed (0x100 - frac).
-			intPart++
-			frac -= 0x100
-		}
-		tmp = intPart<<24 + frac*10000
-	case 3, 4:
-		intPart, frac := int64(p>>16)-0x800000, int64(p&0xffff)
-		if intPart < 0 && frac != 0 {
-			intPart++
-			frac -= 0x10000
-		}
-		tmp = intPart<<24 + frac*100
-	case 5, 6:
-		tmp = int64(p) - 0x800000000000 // TIMEF_OFS
-	default:
-		tmp = (int64(p) - 0x800000) << 24 // TIMEF_INT_OFS
-	}
+	tmp := time2Value(p, dec)
 	if tmp < 0 {
 		tmp = -tmp
 		b = append(b, '-')
@@ -262,6 +245,32 @@ func appendTime2(b []byte, p uint64, dec int) []byte {
 		b = append(b, ".000000"[:1+dec]...)
 	}
 	return b
+}
+
+// time2Value is a TIME2's value as decodeTime2 computes it: the integer
+// part (sign, hours, minutes, seconds) << 24 plus the fraction.
+func time2Value(p uint64, dec int) int64 {
+	switch dec {
+	case 1, 2:
+		return time2Frac(p>>8, int64(p&0xff), 0x100, 10000)
+	case 3, 4:
+		return time2Frac(p>>16, int64(p&0xffff), 0x10000, 100)
+	case 5, 6:
+		return int64(p) - 0x800000000000 // TIMEF_OFS
+	}
+	return (int64(p) - 0x800000) << 24 // TIMEF_INT_OFS
+}
+
+// time2Frac combines the integer part ip and the fraction frac of a TIME2
+// whose fraction takes size values, each of scale microseconds. Negative
+// values store the fraction reversed (size - frac).
+func time2Frac(ip uint64, frac, size, scale int64) int64 {
+	intPart := int64(ip) - 0x800000
+	if intPart < 0 && frac != 0 {
+		intPart++
+		frac -= size
+	}
+	return intPart<<24 + frac*scale
 }
 
 // appendZeroDatetime follows formatZeroTime.

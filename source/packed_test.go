@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"database/sql"
 	"encoding/binary"
 	"fmt"
@@ -12,7 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/internal/testenv"
 )
 
 // binlogCol is a column of a synthetic TABLE_MAP.
@@ -39,16 +40,8 @@ func (c binlogCol) size() int {
 		return n
 	}
 	switch c.typ {
-	case mysql.MYSQL_TYPE_TINY:
-		return 1
-	case mysql.MYSQL_TYPE_SHORT:
-		return 2
-	case mysql.MYSQL_TYPE_INT24:
-		return 3
-	case mysql.MYSQL_TYPE_LONG:
-		return 4
-	case mysql.MYSQL_TYPE_LONGLONG:
-		return 8
+	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
+		return intWidth(c.typ)
 	}
 	panic(fmt.Sprintf("no size for type %d", c.typ))
 }
@@ -133,13 +126,7 @@ func (s synthBinlog) writeRows(rows [][]byte) []byte {
 // decode parses the events with a parser set up as cfg sets up the syncer
 // and returns the rows of the rows events.
 func (s synthBinlog) decode(cfg replication.BinlogSyncerConfig, events ...[]byte) ([][]any, error) {
-	p := replication.NewBinlogParser()
-	p.SetFlavor(FlavorMariaDB)
-	p.SetParseTime(cfg.ParseTime)
-	p.SetTimestampStringLocation(cfg.TimestampStringLocation)
-	p.SetUseDecimal(cfg.UseDecimal)
-	p.SetRenderJSONAsMySQLText(cfg.RenderJSONAsMySQLText)
-	p.SetRowsEventDecodeFunc(cfg.RowsEventDecodeFunc)
+	p := readerParser(cfg)
 	var rows [][]any
 	for _, ev := range events {
 		e, err := p.Parse(ev)
@@ -190,25 +177,36 @@ func (s synthBinlog) comparePacked(t *testing.T, images [][]byte) {
 	bad := 0
 	for i := range images {
 		for j, c := range s.cols {
-			if packedLen(c.typ, c.meta) > 0 {
-				if _, ok := got[i][j].(int64); !ok {
-					t.Fatalf("row %d column %d (type %d): the rows decoder gave %T, want the packed int64", i, j, c.typ, got[i][j])
-				}
-				if _, ok := want[i][j].(string); !ok {
-					t.Fatalf("row %d column %d (type %d): go-mysql gave %T, want its text", i, j, c.typ, want[i][j])
-				}
-			}
-			w, werr := convs[j](want[i][j])
-			g, gerr := convs[j](got[i][j])
-			if werr != nil || gerr != nil || w != g {
-				t.Errorf("type %d meta %#x unsigned %v, go-mysql %q (%v), rowcast %q (%v), go-mysql's value %#v",
-					c.typ, c.meta, c.unsigned, w, werr, g, gerr, want[i][j])
+			if !comparePackedValue(t, i, j, c, convs[j], got[i][j], want[i][j]) {
 				if bad++; bad > 20 {
 					t.FailNow()
 				}
 			}
 		}
 	}
+}
+
+// comparePackedValue checks the value of row i, column j: the rows decoder
+// hands a packed column over packed (got) where go-mysql gives its text
+// (want), and conv makes the same of both.
+func comparePackedValue(t *testing.T, i, j int, c binlogCol, conv convFn, got, want any) bool {
+	t.Helper()
+	if packedLen(c.typ, c.meta) > 0 {
+		if _, ok := got.(int64); !ok {
+			t.Fatalf("row %d column %d (type %d): the rows decoder gave %T, want the packed int64", i, j, c.typ, got)
+		}
+		if _, ok := want.(string); !ok {
+			t.Fatalf("row %d column %d (type %d): go-mysql gave %T, want its text", i, j, c.typ, want)
+		}
+	}
+	w, werr := conv(want)
+	g, gerr := conv(got)
+	if werr != nil || gerr != nil || w != g {
+		t.Errorf("type %d meta %#x unsigned %v, go-mysql %q (%v), rowcast %q (%v), go-mysql's value %#v",
+			c.typ, c.meta, c.unsigned, w, werr, g, gerr, want)
+		return false
+	}
+	return true
 }
 
 func (s synthBinlog) converters(t testing.TB) []convFn {
@@ -244,84 +242,109 @@ func temporalCols() []binlogCol {
 // does not have), or a zero date, with a fraction of fsp digits.
 func validPacked(r *rand.Rand, c binlogCol) uint64 {
 	dec := int(c.meta)
-	usec := uint64(0)
-	if dec > 0 {
-		scale := uint64(1)
-		for range 6 - dec {
-			scale *= 10
-		}
-		usec = r.Uint64N(1000000/scale) * scale
-	}
+	usec := randomMicros(r, dec)
 	fracBytes := (dec + 1) / 2
-	var frac uint64
-	switch fracBytes {
-	case 1:
-		frac = usec / 10000
-	case 2:
-		frac = usec / 100
-	case 3:
-		frac = usec
-	}
-	years := []uint64{0, 1, 999, 1000, 1969, 1970, 2024, 2038, 2106, 9999}
-	year := years[r.IntN(len(years))]
-	if r.IntN(2) == 0 {
-		year = r.Uint64N(10000)
-	}
-	month, day := r.Uint64N(13), r.Uint64N(32)
-	hour, minute, second := r.Uint64N(24), r.Uint64N(60), r.Uint64N(60)
-	zero := r.IntN(8) == 0
+	frac := packedFraction(usec, fracBytes)
+	f := randomDateTime(r)
 	switch c.typ {
 	case mysql.MYSQL_TYPE_DATE:
-		if zero {
-			return 0
-		}
-		v := year<<9 | month<<5 | day // little endian on disk
-		return (v&0xff)<<16 | v&0xff00 | v>>16
+		return f.packDate()
 	case mysql.MYSQL_TYPE_DATETIME2:
-		ip := (year*13+month)<<22 | day<<17 | hour<<12 | minute<<6 | second
-		if zero {
+		ip := (f.year*13+f.month)<<22 | f.day<<17 | f.hour<<12 | f.minute<<6 | f.second
+		if f.zero {
 			ip = 0
 		}
 		return (ip+0x8000000000)<<(8*fracBytes) | frac
 	case mysql.MYSQL_TYPE_TIMESTAMP2:
 		sec := r.Uint64N(1 << 32)
-		if zero {
+		if f.zero {
 			sec = 0
 		}
 		return sec<<(8*fracBytes) | frac
 	case mysql.MYSQL_TYPE_TIME2:
-		hms := r.Uint64N(839)<<12 | minute<<6 | second
-		if zero {
-			hms, frac, usec = 0, 0, 0
-		}
-		neg := r.IntN(2) == 0
-		switch fracBytes {
-		case 0:
-			ip := int64(hms)
-			if neg {
-				ip = -ip
-			}
-			return uint64(ip + 0x800000)
-		case 3:
-			mem := int64(hms<<24 | usec)
-			if neg {
-				mem = -mem
-			}
-			return uint64(mem + 0x800000000000)
-		}
-		// Negative values with a fraction store intpart-1 and the
-		// fraction's complement.
-		ip, f := int64(hms), frac
-		if neg {
-			ip = -ip
-			if f != 0 {
-				ip--
-				f = 1<<(8*fracBytes) - f
-			}
-		}
-		return uint64(ip+0x800000)<<(8*fracBytes) | f
+		return f.packTime2(r, usec, frac, fracBytes)
 	}
 	return r.Uint64()
+}
+
+// randomMicros is a random fraction of a second of dec digits, in
+// microseconds.
+func randomMicros(r *rand.Rand, dec int) uint64 {
+	if dec == 0 {
+		return 0
+	}
+	scale := uint64(1)
+	for range 6 - dec {
+		scale *= 10
+	}
+	return r.Uint64N(1000000/scale) * scale
+}
+
+// packedFraction is usec as a fraction of fracBytes bytes stores it:
+// hundredths, ten-thousandths or microseconds.
+func packedFraction(usec uint64, fracBytes int) uint64 {
+	switch fracBytes {
+	case 1:
+		return usec / 10000
+	case 2:
+		return usec / 100
+	case 3:
+		return usec
+	}
+	return 0
+}
+
+// dateTime is validPacked's random date and time.
+type dateTime struct {
+	year, month, day, hour, minute, second uint64
+	zero                                   bool // a zero value
+}
+
+func randomDateTime(r *rand.Rand) dateTime {
+	years := []uint64{0, 1, 999, 1000, 1969, 1970, 2024, 2038, 2106, 9999}
+	f := dateTime{year: years[r.IntN(len(years))]}
+	if r.IntN(2) == 0 {
+		f.year = r.Uint64N(10000)
+	}
+	f.month, f.day = r.Uint64N(13), r.Uint64N(32)
+	f.hour, f.minute, f.second = r.Uint64N(24), r.Uint64N(60), r.Uint64N(60)
+	f.zero = r.IntN(8) == 0
+	return f
+}
+
+// packDate packs a DATE: little endian on disk.
+func (f dateTime) packDate() uint64 {
+	if f.zero {
+		return 0
+	}
+	v := f.year<<9 | f.month<<5 | f.day
+	return (v&0xff)<<16 | v&0xff00 | v>>16
+}
+
+// packTime2 packs a TIME2 of up to 838 hours, negative or not.
+func (f dateTime) packTime2(r *rand.Rand, usec, frac uint64, fracBytes int) uint64 {
+	hms := r.Uint64N(839)<<12 | f.minute<<6 | f.second
+	if f.zero {
+		hms, frac, usec = 0, 0, 0
+	}
+	sign := int64(1)
+	if r.IntN(2) == 0 {
+		sign = -1
+	}
+	switch fracBytes {
+	case 0:
+		return uint64(sign*int64(hms) + 0x800000)
+	case 3:
+		return uint64(sign*int64(hms<<24|usec) + 0x800000000000)
+	}
+	// Negative values with a fraction store intpart-1 and the
+	// fraction's complement.
+	ip := sign * int64(hms)
+	if sign < 0 && frac != 0 {
+		ip--
+		frac = 1<<(8*fracBytes) - frac
+	}
+	return uint64(ip+0x800000)<<(8*fracBytes) | frac
 }
 
 // TestPackedMatchesGoMySQL decodes the same rows events with go-mysql's own
@@ -333,32 +356,12 @@ func validPacked(r *rand.Rand, c binlogCol) uint64 {
 func TestPackedMatchesGoMySQL(t *testing.T) {
 	s := synthBinlog{cols: temporalCols()}
 	r := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
-	edges := []uint64{0, 1, 0x80, 0x7f, 0xff, 0x8000000000, 0x7fffffffff, 0x800000, 0x7fffff, 0x800000000000, 0x7fffffffffff}
 	const n = 20000
 	images := make([][]byte, n)
 	for i := range n {
 		for _, c := range s.cols {
 			size := c.size()
-			var v uint64
-			switch {
-			case i < len(edges)*4:
-				v = edges[i%len(edges)]
-				switch i / len(edges) {
-				case 1:
-					v = ^v
-				case 2:
-					v <<= 8 * max(0, size-5)
-				case 3:
-					v = (^v) << (8 * max(0, size-5))
-				}
-			case i%3 == 0:
-				v = r.Uint64()
-			case i%3 == 1 && size >= 3:
-				// Near the offsets: small negative and positive values.
-				v = r.Uint64N(1<<(8*(size-1))) | uint64(0x7f+r.IntN(2))<<(8*(size-1))
-			default:
-				v = validPacked(r, c)
-			}
+			v := testPackedValue(r, c, i)
 			if size < 8 {
 				v &= 1<<(8*size) - 1
 			}
@@ -366,6 +369,27 @@ func TestPackedMatchesGoMySQL(t *testing.T) {
 		}
 	}
 	s.comparePacked(t, images)
+}
+
+var packedEdges = []uint64{0, 1, 0x80, 0x7f, 0xff, 0x8000000000, 0x7fffffffff, 0x800000, 0x7fffff, 0x800000000000, 0x7fffffffffff}
+
+// testPackedValue is the value of column c in row i: edge bytes first (as
+// they are, inverted, and moved to the top of the value), then random bytes,
+// bytes near the offsets of the signed types, and values a server writes.
+func testPackedValue(r *rand.Rand, c binlogCol, i int) uint64 {
+	size := c.size()
+	switch {
+	case i < len(packedEdges)*4:
+		v := packedEdges[i%len(packedEdges)]
+		top := 8 * max(0, size-5)
+		return []uint64{v, ^v, v << top, (^v) << top}[i/len(packedEdges)]
+	case i%3 == 0:
+		return r.Uint64()
+	case i%3 == 1 && size >= 3:
+		// Near the offsets: small negative and positive values.
+		return r.Uint64N(1<<(8*(size-1))) | uint64(0x7f+r.IntN(2))<<(8*(size-1))
+	}
+	return validPacked(r, c)
 }
 
 // TestPackedDecimalMatchesGoMySQL does the same for every DECIMAL(p,s) that
@@ -393,9 +417,13 @@ func TestPackedDecimalMatchesGoMySQL(t *testing.T) {
 		}
 	}
 	s.comparePacked(t, images)
+	checkDecimalWordOverflow(t)
+}
 
-	// DECIMAL(18,0): two words after a leading 0-digit part; the second
-	// over 999999999.
+// checkDecimalWordOverflow checks DECIMAL(18,0) with two words after a
+// leading 0-digit part, the second over 999999999: both go-mysql and the
+// reader refuse it.
+func checkDecimalWordOverflow(t *testing.T) {
 	bad := synthBinlog{cols: []binlogCol{{typ: mysql.MYSQL_TYPE_NEWDECIMAL, meta: 18 << 8}}}
 	img := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0x80000001), 1000000000)
 	evs := [][]byte{bad.formatDescription(), bad.tableMap(), bad.writeRows([][]byte{img})}
@@ -461,6 +489,20 @@ func randomDecimal(r *rand.Rand, c binlogCol, i int) []byte {
 	return d
 }
 
+// checkView checks the view of the TABLE_MAP of TestDecodeView: temporal
+// columns as BIT of their length, no signedness, the original untouched.
+func checkView(t *testing.T, orig, v *replication.TableMapEvent) {
+	t.Helper()
+	wantTypes := []byte{mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_DATETIME}
+	wantMeta := []uint16{0, 7 << 8, 7 << 8, 3 << 8, 0}
+	if string(v.ColumnType) != string(wantTypes) || fmt.Sprint(v.ColumnMeta) != fmt.Sprint(wantMeta) || v.SignednessBitmap != nil {
+		t.Errorf("view types %v meta %v signedness %v, want %v %v nil", v.ColumnType, v.ColumnMeta, v.SignednessBitmap, wantTypes, wantMeta)
+	}
+	if orig.ColumnType[1] != mysql.MYSQL_TYPE_DATETIME2 || orig.ColumnMeta[1] != 3 || orig.SignednessBitmap == nil {
+		t.Error("the original TABLE_MAP changed")
+	}
+}
+
 // TestDecodeView checks the TABLE_MAP view of the rows decoder: temporal
 // columns as BIT of their length, no signedness, the original untouched, one
 // view per TABLE_MAP event.
@@ -477,14 +519,7 @@ func TestDecodeView(t *testing.T) {
 	if v == orig {
 		t.Fatal("no view")
 	}
-	wantTypes := []byte{mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_BIT, mysql.MYSQL_TYPE_DATETIME}
-	wantMeta := []uint16{0, 7 << 8, 7 << 8, 3 << 8, 0}
-	if string(v.ColumnType) != string(wantTypes) || fmt.Sprint(v.ColumnMeta) != fmt.Sprint(wantMeta) || v.SignednessBitmap != nil {
-		t.Errorf("view types %v meta %v signedness %v, want %v %v nil", v.ColumnType, v.ColumnMeta, v.SignednessBitmap, wantTypes, wantMeta)
-	}
-	if orig.ColumnType[1] != mysql.MYSQL_TYPE_DATETIME2 || orig.ColumnMeta[1] != 3 || orig.SignednessBitmap == nil {
-		t.Error("the original TABLE_MAP changed")
-	}
+	checkView(t, orig, v)
 	if d.view(orig) != v {
 		t.Error("view built twice for one TABLE_MAP")
 	}
@@ -520,80 +555,21 @@ func TestTemporalValuesFromMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(t.Context(), "SET SESSION sql_mode='ALLOW_INVALID_DATES', time_zone='+00:00'"); err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
-	frac := func(fsp int) string {
-		if fsp == 0 {
-			return ""
-		}
-		return "." + fmt.Sprintf("%06d", r.IntN(1000000))[:fsp]
-	}
-	dates := []string{"0000-00-00", "1000-01-01", "9999-12-31", "1969-12-31", "1970-01-01", "2024-02-29",
-		"2024-02-30", "2023-02-29", "2024-04-31", "2024-00-15", "2024-05-00", "0001-01-01", "0999-06-15"}
-	date := func() string {
-		if r.IntN(3) == 0 {
-			return dates[r.IntN(len(dates))]
-		}
-		return fmt.Sprintf("%04d-%02d-%02d", 1000+r.IntN(9000), 1+r.IntN(12), 1+r.IntN(31))
-	}
-	clock := func() string { return fmt.Sprintf("%02d:%02d:%02d", r.IntN(24), r.IntN(60), r.IntN(60)) }
+	execConn(t, conn, "SET SESSION sql_mode='ALLOW_INVALID_DATES', time_zone='+00:00'")
+	lit := temporalLiterals{rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))}
 	const rows = 300
 	for id := 1; id <= rows; id++ {
-		vals := []string{fmt.Sprint(id), "'" + date() + "'"}
+		vals := []string{fmt.Sprint(id), "'" + lit.date() + "'"}
 		for fsp := range 7 {
-			tm := fmt.Sprintf("%d:%02d:%02d", r.IntN(839), r.IntN(60), r.IntN(60))
-			if r.IntN(2) == 0 {
-				tm = "-" + tm
-			}
-			switch r.IntN(6) {
-			case 0:
-				tm = []string{"00:00:00", "-00:00:00.5", "838:59:59", "-838:59:59", "-00:00:01.01"}[r.IntN(5)]
-			default:
-				tm += frac(fsp)
-			}
-			dt := date() + " " + clock() + frac(fsp)
-			if r.IntN(8) == 0 {
-				dt = "0000-00-00 00:00:00"
-			}
-			ts := time.Unix(1+r.Int64N(1<<31-2), 0).UTC().Format(time.DateTime) + frac(fsp)
-			switch r.IntN(8) {
-			case 0:
-				ts = "0000-00-00 00:00:00"
-			case 1:
-				ts = []string{"1970-01-01 00:00:01", "2038-01-19 03:14:07"}[r.IntN(2)] + frac(fsp)
-			}
-			vals = append(vals, "'"+tm+"'", "'"+dt+"'", "'"+ts+"'")
+			vals = append(vals, "'"+lit.time(fsp)+"'", "'"+lit.datetime(fsp)+"'", "'"+lit.timestamp(fsp)+"'")
 		}
-		if _, err := conn.ExecContext(t.Context(), "INSERT INTO tv VALUES ("+strings.Join(vals, ", ")+")"); err != nil {
-			t.Fatalf("insert %v: %v", vals, err)
-		}
+		execConn(t, conn, "INSERT INTO tv VALUES ("+strings.Join(vals, ", ")+")")
 	}
 	exprs := make([]string, len(cols))
 	for i, col := range cols {
 		exprs[i] = "CAST(" + col + " AS CHAR)"
 	}
-	want := map[int64][]sql.NullString{}
-	res, err := conn.QueryContext(t.Context(), "SELECT id, "+strings.Join(exprs, ", ")+" FROM tv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for res.Next() {
-		var id int64
-		vals := make([]sql.NullString, len(cols))
-		dest := []any{&id}
-		for i := range vals {
-			dest = append(dest, &vals[i])
-		}
-		if err := res.Scan(dest...); err != nil {
-			t.Fatal(err)
-		}
-		want[id] = vals
-	}
-	if err := res.Close(); err != nil {
-		t.Fatal(err)
-	}
+	want := readText(t, conn, "SELECT id, "+strings.Join(exprs, ", ")+" FROM tv", len(cols))
 	for range rows {
 		ev := c.txn(t)[0]
 		id := ev.After[0].(int64)
@@ -604,6 +580,111 @@ func TestTemporalValuesFromMaster(t *testing.T) {
 			}
 		}
 	}
+}
+
+// temporalLiterals writes random and edge temporal values of the master's
+// ranges as SQL text.
+type temporalLiterals struct{ r *rand.Rand }
+
+var edgeDates = []string{"0000-00-00", "1000-01-01", "9999-12-31", "1969-12-31", "1970-01-01", "2024-02-29",
+	"2024-02-30", "2023-02-29", "2024-04-31", "2024-00-15", "2024-05-00", "0001-01-01", "0999-06-15"}
+
+// frac is a fraction of fsp digits, "" for none.
+func (l temporalLiterals) frac(fsp int) string {
+	if fsp == 0 {
+		return ""
+	}
+	return "." + fmt.Sprintf("%06d", l.r.IntN(1000000))[:fsp]
+}
+
+func (l temporalLiterals) date() string {
+	if l.r.IntN(3) == 0 {
+		return edgeDates[l.r.IntN(len(edgeDates))]
+	}
+	return fmt.Sprintf("%04d-%02d-%02d", 1000+l.r.IntN(9000), 1+l.r.IntN(12), 1+l.r.IntN(31))
+}
+
+func (l temporalLiterals) clock() string {
+	return fmt.Sprintf("%02d:%02d:%02d", l.r.IntN(24), l.r.IntN(60), l.r.IntN(60))
+}
+
+// time is a TIME(fsp), negative or not, or an edge value.
+func (l temporalLiterals) time(fsp int) string {
+	tm := fmt.Sprintf("%d:%02d:%02d", l.r.IntN(839), l.r.IntN(60), l.r.IntN(60))
+	if l.r.IntN(2) == 0 {
+		tm = "-" + tm
+	}
+	if l.r.IntN(6) == 0 {
+		return []string{"00:00:00", "-00:00:00.5", "838:59:59", "-838:59:59", "-00:00:01.01"}[l.r.IntN(5)]
+	}
+	return tm + l.frac(fsp)
+}
+
+// datetime is a DATETIME(fsp), or the zero one.
+func (l temporalLiterals) datetime(fsp int) string {
+	dt := l.date() + " " + l.clock() + l.frac(fsp)
+	if l.r.IntN(8) == 0 {
+		return "0000-00-00 00:00:00"
+	}
+	return dt
+}
+
+// timestamp is a TIMESTAMP(fsp), the zero one, or an edge of its range.
+func (l temporalLiterals) timestamp(fsp int) string {
+	ts := time.Unix(1+l.r.Int64N(1<<31-2), 0).UTC().Format(time.DateTime) + l.frac(fsp)
+	switch l.r.IntN(8) {
+	case 0:
+		return "0000-00-00 00:00:00"
+	case 1:
+		return []string{"1970-01-01 00:00:01", "2038-01-19 03:14:07"}[l.r.IntN(2)] + l.frac(fsp)
+	}
+	return ts
+}
+
+// readText runs query, whose rows are an id and n values as text, and
+// returns the values by id.
+func readText(t *testing.T, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, n int) map[int64][]sql.NullString {
+	t.Helper()
+	rows, err := q.QueryContext(t.Context(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64][]sql.NullString{}
+	for rows.Next() {
+		var id int64
+		vals := make([]sql.NullString, n)
+		dest := []any{&id}
+		for i := range vals {
+			dest = append(dest, &vals[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = vals
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// serverImages returns n row images of values a server could write.
+func (s synthBinlog) serverImages(r *rand.Rand, n int) [][]byte {
+	images := make([][]byte, n)
+	for i := range images {
+		for _, c := range s.cols {
+			if c.typ == mysql.MYSQL_TYPE_NEWDECIMAL {
+				images[i] = append(images[i], randomDecimal(r, c, i+2)...)
+				continue
+			}
+			size := c.size()
+			images[i] = append(images[i], binary.BigEndian.AppendUint64(nil, validPacked(r, c))[8-size:]...)
+		}
+	}
+	return images
 }
 
 // BenchmarkPackedDecode decodes rows events of 10,000 rows of DECIMAL(12,2),
@@ -620,19 +701,8 @@ func BenchmarkPackedDecode(b *testing.B) {
 		{typ: mysql.MYSQL_TYPE_TIME2, meta: 6},
 		{typ: mysql.MYSQL_TYPE_TIMESTAMP2, meta: 6},
 	}}
-	r := rand.New(rand.NewPCG(4, 5))
 	const rows = 10000
-	images := make([][]byte, rows)
-	for i := range images {
-		for _, c := range s.cols {
-			if c.typ == mysql.MYSQL_TYPE_NEWDECIMAL {
-				images[i] = append(images[i], randomDecimal(r, c, i+2)...)
-				continue
-			}
-			size := c.size()
-			images[i] = append(images[i], binary.BigEndian.AppendUint64(nil, validPacked(r, c))[8-size:]...)
-		}
-	}
+	images := s.serverImages(rand.New(rand.NewPCG(4, 5)), rows)
 	evs := [][]byte{s.formatDescription(), s.tableMap()}
 	for from := 0; from < rows; from += 100 {
 		evs = append(evs, s.writeRows(images[from:from+100]))

@@ -78,6 +78,54 @@ func mysqlEvent(typ replication.EventType, body []byte) []byte {
 // MySQL 8.0.27 wrote with binlog_transaction_compression=ON (the local stack
 // runs MariaDB only, which has no such event) through the same path Run uses.
 func TestCompressedTransactionPayload(t *testing.T) {
+	pe := parsePayloadEvent(t)
+	inner := pe.Event.(*replication.TransactionPayloadEvent).Events
+	if len(inner) != 8 {
+		t.Fatalf("%d inner events", len(inner))
+	}
+	const sid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+	u := uuid.MustParse(sid)
+	gtid := &replication.BinlogEvent{Header: &replication.EventHeader{EventType: replication.GTID_EVENT, Timestamp: 1700000000, ServerID: 7},
+		Event: &replication.GTIDEvent{SID: u[:], GNO: 42}}
+	var got []*pipeline.Event
+
+	// That server ran with binlog_row_metadata=MINIMAL: the TABLE_MAP has no
+	// column names, and rowcast refuses to guess them.
+	s := testStream(t, FlavorMySQL, sid+":1-41", &got)
+	err := handleAll(t, s, 1000, gtid, pe)
+	if !errors.Is(err, ErrMasterSetup) || !strings.Contains(err.Error(), "compression_test.large_data has no column names: set binlog_row_metadata=FULL") {
+		t.Fatalf("MINIMAL metadata: %v", err)
+	}
+
+	// With the names FULL metadata would carry, the transaction decodes.
+	for _, ev := range inner {
+		if tme, ok := ev.Event.(*replication.TableMapEvent); ok {
+			tme.ColumnName = [][]byte{[]byte("id"), []byte("data"), []byte("ts")}
+		}
+	}
+	s = testStream(t, FlavorMySQL, sid+":1-41", &got)
+	s.tables.loader = fakeLoader{cols: map[string][]colInfo{"compression_test.large_data": {
+		{Name: "id", ColumnType: "int", DataType: "int"},
+		{Name: "data", ColumnType: "longtext", DataType: "longtext"},
+		{Name: "ts", ColumnType: "timestamp", DataType: "timestamp"},
+	}}}
+	if err := handleAll(t, s, 1000, gtid, pe); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < 3 {
+		t.Fatalf("%d messages, want at least insert, update, delete", len(got))
+	}
+	checkPayloadMessages(t, got, sid)
+	if s.open || s.seq != 6 {
+		t.Errorf("after the payload: open %v seq %d", s.open, s.seq)
+	}
+}
+
+// parsePayloadEvent parses testdata/mysql8027_payload.hex as go-mysql parses
+// it after MySQL 8.0.27's FORMAT_DESCRIPTION without checksums, located at
+// offset 1000.
+func parsePayloadEvent(t *testing.T) *replication.BinlogEvent {
+	t.Helper()
 	payload := readHex(t, "testdata/mysql8027_payload.hex")
 	// FORMAT_DESCRIPTION of MySQL 8.0.27 with checksums off.
 	fde := binary.LittleEndian.AppendUint16(nil, 4)
@@ -104,52 +152,37 @@ func TestCompressedTransactionPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	pe.Header.LogPos = 1000 + pe.Header.EventSize
-	inner := pe.Event.(*replication.TransactionPayloadEvent).Events
-	if len(inner) != 8 {
-		t.Fatalf("%d inner events", len(inner))
-	}
-	const sid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
-	u := uuid.MustParse(sid)
-	gtid := &replication.BinlogEvent{Header: &replication.EventHeader{EventType: replication.GTID_EVENT, Timestamp: 1700000000, ServerID: 7},
-		Event: &replication.GTIDEvent{SID: u[:], GNO: 42}}
-	var got []*pipeline.Event
+	return pe
+}
 
-	// That server ran with binlog_row_metadata=MINIMAL: the TABLE_MAP has no
-	// column names, and rowcast refuses to guess them.
-	s := testStream(t, FlavorMySQL, sid+":1-41", &got)
-	err = s.handle(t.Context(), gtid, 1000, 0)
-	if err == nil {
-		err = s.handle(t.Context(), pe, 1000, 0)
-	}
-	if !errors.Is(err, ErrMasterSetup) || !strings.Contains(err.Error(), "compression_test.large_data has no column names: set binlog_row_metadata=FULL") {
-		t.Fatalf("MINIMAL metadata: %v", err)
-	}
-
-	// With the names FULL metadata would carry, the transaction decodes.
-	for _, ev := range inner {
-		if tme, ok := ev.Event.(*replication.TableMapEvent); ok {
-			tme.ColumnName = [][]byte{[]byte("id"), []byte("data"), []byte("ts")}
+// handleAll hands evs to s at offset, until one fails.
+func handleAll(t *testing.T, s *stream, offset uint32, evs ...*replication.BinlogEvent) error {
+	for _, ev := range evs {
+		if err := s.handle(t.Context(), ev, offset, 0); err != nil {
+			return err
 		}
 	}
-	s = testStream(t, FlavorMySQL, sid+":1-41", &got)
-	s.tables.loader = fakeLoader{cols: map[string][]colInfo{"compression_test.large_data": {
-		{Name: "id", ColumnType: "int", DataType: "int"},
-		{Name: "data", ColumnType: "longtext", DataType: "longtext"},
-		{Name: "ts", ColumnType: "timestamp", DataType: "timestamp"},
-	}}}
-	for _, ev := range []*replication.BinlogEvent{gtid, pe} {
-		if err := s.handle(t.Context(), ev, 1000, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(got) < 3 {
-		t.Fatalf("%d messages, want at least insert, update, delete", len(got))
-	}
+	return nil
+}
+
+// payloadSource is where a message of the payload's transaction says it
+// comes from.
+type payloadSource struct {
+	gtid     string
+	serverID uint32
+	offset   uint32
+	flavor   string
+}
+
+// checkPayloadMessages checks the messages of the payload's transaction: its
+// position and source, an insert first, an update, a delete last.
+func checkPayloadMessages(t *testing.T, got []*pipeline.Event, sid string) {
+	t.Helper()
 	ops := ""
 	for i, ev := range got {
 		ops += string(ev.Op)
 		want := pipeline.Position{Epoch: 1, TxnSeq: 5, Row: uint64(i), Last: i == len(got)-1}
-		if ev.Pos != want || ev.GTID != sid+":42" || ev.ServerID != 7 || ev.Offset != 1000 || ev.Flavor != FlavorMySQL {
+		if ev.Pos != want || (payloadSource{ev.GTID, ev.ServerID, ev.Offset, ev.Flavor}) != (payloadSource{sid + ":42", 7, 1000, FlavorMySQL}) {
 			t.Errorf("message %d: %s %s server %d at %d", i, ev.Pos, ev.GTID, ev.ServerID, ev.Offset)
 		}
 		t.Logf("%s %s %s.%s %+v before %.60q after %.60q", ev.Pos, ev.Op, ev.Table.Database, ev.Table.Name, ev.Table.Columns, ev.Before, ev.After)
@@ -159,9 +192,6 @@ func TestCompressedTransactionPayload(t *testing.T) {
 	}
 	if last := got[len(got)-1]; last.GTIDSet != sid+":1-42" {
 		t.Errorf("GTIDSet %q", last.GTIDSet)
-	}
-	if s.open || s.seq != 6 {
-		t.Errorf("after the payload: open %v seq %d", s.open, s.seq)
 	}
 }
 
@@ -219,13 +249,7 @@ func TestProtocolRefusals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []*pipeline.Event
-			s := testStream(t, FlavorMariaDB, "0-1-10", &got)
-			var err error
-			for _, ev := range tc.events {
-				if err = s.handle(t.Context(), ev, 4, 0); err != nil {
-					break
-				}
-			}
+			err := handleAll(t, testStream(t, FlavorMariaDB, "0-1-10", &got), 4, tc.events...)
 			if !errors.Is(err, tc.err) || !strings.Contains(fmt.Sprint(err), tc.says) {
 				t.Errorf("%v, want %v saying %q", err, tc.err, tc.says)
 			}
@@ -235,10 +259,8 @@ func TestProtocolRefusals(t *testing.T) {
 	// takes no TxnSeq, but its GTID is executed.
 	var got []*pipeline.Event
 	s := testStream(t, FlavorMariaDB, "0-1-10", &got)
-	for _, ev := range []*replication.BinlogEvent{g(), q("SAVEPOINT a"), q("ROLLBACK TO a"), q("ROLLBACK")} {
-		if err := s.handle(t.Context(), ev, 4, 0); err != nil {
-			t.Fatal(err)
-		}
+	if err := handleAll(t, s, 4, g(), q("SAVEPOINT a"), q("ROLLBACK TO a"), q("ROLLBACK")); err != nil {
+		t.Fatal(err)
 	}
 	if len(got) != 0 || s.seq != 5 || s.open || s.set.String() != "0-1-11" {
 		t.Errorf("empty rollback: %d messages, seq %d, open %v, set %s", len(got), s.seq, s.open, s.set)
@@ -260,14 +282,12 @@ func TestMySQLDDLTransaction(t *testing.T) {
 		return &replication.BinlogEvent{Header: &replication.EventHeader{EventType: replication.QUERY_EVENT},
 			Event: &replication.QueryEvent{Schema: []byte(schema), Query: []byte(stmt)}}
 	}
-	for _, ev := range []*replication.BinlogEvent{
+	if err := handleAll(t, s, 100,
 		gtid(10), query("app", "CREATE TABLE t (id INT)"),
 		gtid(11), query("rowcast", "CREATE TABLE ck (id INT)"), // bookkeeping: published nothing
 		gtid(12), query("app", "DROP TABLE t"),
-	} {
-		if err := s.handle(t.Context(), ev, 100, 0); err != nil {
-			t.Fatal(err)
-		}
+	); err != nil {
+		t.Fatal(err)
 	}
 	if len(got) != 2 || s.open {
 		t.Fatalf("%d messages, open %v", len(got), s.open)
@@ -277,7 +297,7 @@ func TestMySQLDDLTransaction(t *testing.T) {
 		{sid + ":12", sid + ":1-12", "DROP TABLE t"},
 	} {
 		ev := got[i]
-		if ev.Kind != pipeline.KindDDL || ev.GTID != want.gtid || ev.GTIDSet != want.set || ev.Statement != want.stmt ||
+		if (struct{ gtid, set, stmt string }{ev.GTID, ev.GTIDSet, ev.Statement}) != want || !isDDL(ev, "") ||
 			ev.Database != "app" || ev.Pos != (pipeline.Position{Epoch: 1, TxnSeq: 5 + uint64(i), Last: true}) {
 			t.Errorf("message %d: %+v", i, ev)
 		}

@@ -2,18 +2,22 @@ package source
 
 import (
 	"context"
+	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/internal/dbtls"
 	"github.com/rowcast/rowcast/pipeline"
 )
 
@@ -26,13 +30,19 @@ type Reader struct {
 
 	mu     sync.Mutex
 	resume Start
+
+	snaps *snapQueue
+
+	withheld atomic.Uint64 // account statements not published
 }
 
 // NewReader returns a reader of the master cfg describes. cfg's zero fields
 // take their defaults; Run and Check validate it.
 func NewReader(cfg Config, log zerolog.Logger) *Reader {
 	cfg.setDefaults()
-	return &Reader{cfg: cfg, log: log.With().Str("component", "source").Str("master", cfg.Addr).Logger()}
+	r := &Reader{cfg: cfg, log: log.With().Str("component", "source").Str("master", cfg.Addr).Logger()}
+	r.snaps = newSnapQueue(&r.cfg, r.log)
+	return r
 }
 
 // Position returns the master's executed GTID set after the last transaction
@@ -51,6 +61,18 @@ func (r *Reader) Resume() Start {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.resume
+}
+
+// AccountStatementsWithheld counts the account and privilege statements
+// that were not published (see Config.ReplicateAccounts).
+func (r *Reader) AccountStatementsWithheld() uint64 { return r.withheld.Load() }
+
+// withhold counts an account statement that was not published.
+func (r *Reader) withhold() {
+	r.withheld.Add(1)
+	if r.cfg.OnWithheld != nil {
+		r.cfg.OnWithheld()
+	}
 }
 
 func (r *Reader) setResume(set string, nextSeq uint64) {
@@ -79,44 +101,26 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 			err = fmt.Errorf("source: panic while reading %s (a bug; please report it with this stack): %v\n%s", r.cfg.Addr, p, debug.Stack())
 		}
 	}()
-	cfg := r.cfg
-	if err := cfg.Validate(); err != nil {
+	if err := r.cfg.Validate(); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.resume = start
 	r.mu.Unlock()
-
-	db, err := openDB(&cfg)
+	db, flavor, err := r.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	flavor := cfg.Flavor
-	if flavor == "" {
-		if flavor, _, err = detectFlavor(ctx, db, cfg.Addr); err != nil {
-			return err
-		}
-	}
-	if err := checkResume(ctx, db, cfg.Addr, flavor, start.GTIDSet); err != nil {
+	set, s, err := r.newStream(ctx, db, flavor, start, emit)
+	if err != nil {
 		return err
 	}
-	set, err := mysql.ParseGTIDSet(flavor, start.GTIDSet)
-	if err != nil {
-		return fmt.Errorf("%w: Start.GTIDSet %q is not a %s GTID set: %v", ErrConfig, start.GTIDSet, flavor, err)
+	// Snapshot work due at the start (the initial snapshot) goes out before
+	// the binlog stream opens, which would otherwise wait on it.
+	if err := s.snapshotsDue(ctx); err != nil {
+		return err
 	}
-	f, err := newFilter(&cfg)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	s := &stream{
-		flavor: flavor, epoch: start.Epoch, emit: emit, seq: start.NextTxnSeq, set: set.Clone(),
-		onPosition:  r.setResume,
-		onHeartbeat: cfg.OnHeartbeat,
-		tables:      newTableCache(&sqlLoader{db: db, flavor: flavor}, f, flavor, cfg.RawUnsupportedCharsets, r.log),
-		filter:      f,
-	}
-
 	syncer := replication.NewBinlogSyncer(r.SyncerConfig(flavor))
 	defer syncer.Close()
 	streamer, err := syncer.StartSyncGTID(set)
@@ -124,32 +128,100 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 		return r.streamError(err, start.GTIDSet)
 	}
 	r.log.Info().Str("flavor", flavor).Str("gtid_set", start.GTIDSet).Uint64("next_txn_seq", start.NextTxnSeq).Msg("binlog stream started")
+	return r.follow(ctx, streamer, s)
+}
+
+// newStream checks that the master can stream from start and returns the
+// GTID set to ask it for and the stream that turns its events into
+// pipeline events.
+func (r *Reader) newStream(ctx context.Context, db *sql.DB, flavor string, start Start,
+	emit func(ctx context.Context, ev *pipeline.Event) error) (mysql.GTIDSet, *stream, error) {
+	cfg := &r.cfg
+	if err := checkResume(ctx, db, cfg.Addr, flavor, start.GTIDSet); err != nil {
+		return nil, nil, err
+	}
+	set, err := mysql.ParseGTIDSet(flavor, start.GTIDSet)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: Start.GTIDSet %q is not a %s GTID set: %v", ErrConfig, start.GTIDSet, flavor, err)
+	}
+	f, err := newFilter(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	skip, err := r.skipGTID(flavor, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &stream{
+		flavor: flavor, epoch: start.Epoch, emit: emit, seq: start.NextTxnSeq, set: set.Clone(),
+		onPosition:  r.setResume,
+		onHeartbeat: cfg.OnHeartbeat,
+		tables:      newTableCache(&sqlLoader{db: db, flavor: flavor}, f, flavor, cfg.RawUnsupportedCharsets, r.log),
+		filter:      f,
+		snaps:       r.snaps,
+		log:         r.log,
+		skipGTID:    skip,
+		onSkipped:   func() { r.cfg.SkipGTID = "" }, // once: not again after a reconnect
+		accounts:    cfg.ReplicateAccounts,
+		onWithheld:  r.withhold,
+	}
+	r.snaps.flavor = flavor
+	return set, s, nil
+}
+
+// follow hands every event of the stream to s, until ctx ends or an error.
+// A wait for the master also ends when snapshot work is due (snapQueue.wake).
+func (r *Reader) follow(ctx context.Context, streamer *replication.BinlogStreamer, s *stream) error {
+	r.snaps.arm(ctx)
+	defer r.snaps.disarm()
+	if r.snaps.active.Load() {
+		r.snaps.wake() // work queued before this wait could be woken
+	}
+	var deadline time.Time
 	for {
 		// go-mysql may hold events already read; stop emitting them once
 		// the caller has cancelled.
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ev, err := r.nextEvent(ctx, streamer)
+		if deadline.IsZero() {
+			deadline = time.Now().Add(r.cfg.ReadTimeout)
+		}
+		ev, err := r.nextEvent(ctx, streamer, deadline)
 		if err != nil {
 			return err
 		}
-		offset := uint32(0)
-		if ev.Header.LogPos >= ev.Header.EventSize {
-			offset = ev.Header.LogPos - ev.Header.EventSize
+		if ev == nil {
+			// Woken: the time snapshot work takes is no time spent waiting.
+			t0 := time.Now()
+			if err := s.snapshotsDue(ctx); err != nil {
+				return err
+			}
+			deadline = deadline.Add(time.Since(t0))
+			continue
 		}
-		if err := s.handle(ctx, ev, offset, s.crcLen); err != nil {
+		deadline = time.Time{}
+		if err := s.handle(ctx, ev, eventOffset(ev.Header), s.crcLen); err != nil {
 			return err
 		}
 	}
 }
 
-// nextEvent waits for the next binlog event. The read timeout is enforced
-// here, not by go-mysql: go-mysql arms its socket deadline before it hands an
+// eventOffset is where an event starts in its binlog file.
+func eventOffset(h *replication.EventHeader) uint32 {
+	if h.LogPos >= h.EventSize {
+		return h.LogPos - h.EventSize
+	}
+	return 0
+}
+
+// nextEvent waits for the next binlog event until deadline; nil, nil when
+// the wait was woken for snapshot work. The read timeout is enforced here,
+// not by go-mysql: go-mysql arms its socket deadline before it hands an
 // event over, so a slow emit (Kafka pushing back) would look like a dead
 // master. Here only time spent waiting for the master counts.
-func (r *Reader) nextEvent(ctx context.Context, streamer *replication.BinlogStreamer) (*replication.BinlogEvent, error) {
-	wait, cancel := context.WithTimeout(ctx, r.cfg.ReadTimeout)
+func (r *Reader) nextEvent(ctx context.Context, streamer *replication.BinlogStreamer, deadline time.Time) (*replication.BinlogEvent, error) {
+	wait, cancel := context.WithDeadline(r.snaps.waitCtx(), deadline)
 	defer cancel()
 	ev, err := streamer.GetEvent(wait)
 	switch {
@@ -157,6 +229,8 @@ func (r *Reader) nextEvent(ctx context.Context, streamer *replication.BinlogStre
 		return ev, nil
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
+	case r.snaps.rearm(ctx):
+		return nil, nil
 	case wait.Err() != nil:
 		return nil, fmt.Errorf("%w: nothing from %s for %v although heartbeats were requested every %v: check the network and the master; restart Run from Reader.Resume()",
 			ErrStream, r.cfg.Addr, r.cfg.ReadTimeout, r.cfg.HeartbeatPeriod)
@@ -179,6 +253,9 @@ func (r *Reader) SyncerConfig(flavor string) replication.BinlogSyncerConfig {
 		Port:     uint16(port),
 		User:     r.cfg.User,
 		Password: r.cfg.Password,
+		// The same TLS as the checks' connections: without it go-mysql
+		// would stream in plaintext whatever the DSN said.
+		TLSConfig: dbtls.ForAddr(r.cfg.TLS, r.cfg.Addr),
 		// Values that rowsDecoder leaves to go-mysql come as strings where
 		// strings are exact: DECIMAL of more than 8 bytes, whose
 		// UseDecimal=false form is the exact digits with the column's scale
@@ -204,6 +281,15 @@ func (r *Reader) SyncerConfig(flavor string) replication.BinlogSyncerConfig {
 	}
 }
 
+// plaintextHint names the other cause of a 1045 on a plaintext link:
+// MariaDB refuses plaintext this way when it requires secure transport.
+func plaintextHint(c *tls.Config) string {
+	if c != nil {
+		return ""
+	}
+	return " (or, if the master requires TLS, which it also answers with 1045 in plaintext, configure TLS for the node)"
+}
+
 // streamError wraps a failure of the binlog stream with what it probably
 // means and what to do.
 func (r *Reader) streamError(err error, pos string) error {
@@ -216,8 +302,8 @@ func (r *Reader) streamError(err error, pos string) error {
 	}
 	switch code {
 	case mysql.ER_ACCESS_DENIED_ERROR:
-		return fmt.Errorf("%w: %s refused the binlog stream for %s with Access denied (1045). MariaDB answers a missing REPLICATION SLAVE privilege this way, so it need not be the password: run Check, or GRANT REPLICATION SLAVE ON *.* TO the user: %v",
-			ErrPrivilege, r.cfg.Addr, r.cfg.User, err)
+		return fmt.Errorf("%w: %s refused the binlog stream for %s with Access denied (1045). MariaDB answers a missing REPLICATION SLAVE privilege this way, so it need not be the password: run Check, or GRANT REPLICATION SLAVE ON *.* TO the user%s: %v",
+			ErrPrivilege, r.cfg.Addr, r.cfg.User, plaintextHint(r.cfg.TLS), err)
 	case mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG:
 		return fmt.Errorf("%w: %s cannot send the binlog from %q (1236): %v. If binlogs were purged, re-seed the replicas or move the start position; if the position is not in the master's history, check that this is the right master",
 			ErrStream, r.cfg.Addr, pos, err)

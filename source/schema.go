@@ -35,9 +35,14 @@ type schemaLoader interface {
 	charset(ctx context.Context, collation uint64) (string, error)
 }
 
+// queryer runs a query: *sql.DB and *sql.Conn.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // sqlLoader is the schemaLoader of a live master.
 type sqlLoader struct {
-	db     *sql.DB
+	db     queryer
 	flavor string
 
 	mu         sync.Mutex
@@ -65,28 +70,37 @@ func (l *sqlLoader) columns(ctx context.Context, db, table string) ([]colInfo, e
 	if len(cols) == 0 || l.flavor != FlavorMariaDB {
 		return cols, nil
 	}
-	// MariaDB's JSON is an alias of LONGTEXT plus a CHECK (json_valid(col));
-	// only the constraint tells the column is JSON.
-	rows, err = l.db.QueryContext(ctx, `SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+	return cols, l.markJSON(ctx, db, table, cols)
+}
+
+// markJSON flags the JSON columns of a MariaDB table: JSON is an alias of
+// LONGTEXT plus a CHECK (json_valid(col)), and only the constraint tells the
+// column is JSON.
+func (l *sqlLoader) markJSON(ctx context.Context, db, table string, cols []colInfo) error {
+	rows, err := l.db.QueryContext(ctx, `SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
 		WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?`, db, table)
 	if err != nil {
-		return nil, fmt.Errorf("read information_schema.CHECK_CONSTRAINTS of %s.%s: %w", db, table, err)
+		return fmt.Errorf("read information_schema.CHECK_CONSTRAINTS of %s.%s: %w", db, table, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var clause string
 		if err := rows.Scan(&clause); err != nil {
-			return nil, err
+			return err
 		}
 		if m := jsonValidRe.FindStringSubmatch(strings.TrimSpace(clause)); m != nil {
-			for i := range cols {
-				if cols[i].Name == unquote(m[1]) && cols[i].DataType == "longtext" {
-					cols[i].JSON = true
-				}
-			}
+			markJSONColumn(cols, unquote(m[1]))
 		}
 	}
-	return cols, rows.Err()
+	return rows.Err()
+}
+
+func markJSONColumn(cols []colInfo, name string) {
+	for i := range cols {
+		if cols[i].Name == name && cols[i].DataType == "longtext" {
+			cols[i].JSON = true
+		}
+	}
 }
 
 var jsonValidRe = regexp.MustCompile("(?i)^json_valid\\((`(?:[^`]|``)+`|\\w+)\\)$")
@@ -203,28 +217,20 @@ func (c *tableCache) build(ctx context.Context, e *tableEntry, tme *replication.
 	for i := range infos {
 		byName[infos[i].Name] = &infos[i]
 	}
-	unsigned := tme.UnsignedMap()
-	colls, esColls := tme.CollationMap(), tme.EnumSetCollationMap()
-	enums, sets, geoms := tme.EnumStrValueMap(), tme.SetStrValueMap(), tme.GeometryTypeMap()
+	m := newMapMeta(tme)
 	t := &pipeline.Table{Database: db, Name: name, Columns: make([]pipeline.Column, len(names))}
 	e.conv = make([]convFn, len(names))
 	mismatch := 0
 	for i, n := range names {
-		rt, _ := realType(tme.ColumnType[i], tme.ColumnMeta[i])
 		s := colSpec{name: n, typ: tme.ColumnType[i], meta: tme.ColumnMeta[i], flavor: c.flavor,
-			rawBytes: c.rawBytes, geometry: geoms[i]}
+			rawBytes: c.rawBytes, geometry: m.geoms[i]}
+		rt, _ := realType(s.typ, s.meta)
 		if ci := byName[n]; ci != nil && compatible(rt, ci.DataType) {
 			s.info = ci
 		} else {
 			mismatch++
 		}
-		if s.unsigned, err = c.signedness(unsigned, i, s.info, tme.IsNumericColumn(i)); err == nil {
-			s.charset, s.members, err = c.text(ctx, tme, i, colls, esColls, enums, sets, s.info)
-		}
-		if err == nil {
-			t.Columns[i], e.conv[i], err = buildColumn(s)
-		}
-		if err != nil {
+		if t.Columns[i], e.conv[i], err = c.column(ctx, m, i, s); err != nil {
 			return fmt.Errorf("column %s.%s.%s: %w", db, name, n, err)
 		}
 	}
@@ -237,6 +243,34 @@ func (c *tableCache) build(ctx context.Context, e *tableEntry, tme *replication.
 	}
 	e.table = t
 	return nil
+}
+
+// mapMeta is the column metadata of a TABLE_MAP event (FULL row metadata),
+// by column index.
+type mapMeta struct {
+	tme            *replication.TableMapEvent
+	unsigned       map[int]bool
+	colls, esColls map[int]uint64
+	enums, sets    map[int][]string
+	geoms          map[int]uint64
+}
+
+func newMapMeta(tme *replication.TableMapEvent) mapMeta {
+	return mapMeta{tme: tme, unsigned: tme.UnsignedMap(), colls: tme.CollationMap(), esColls: tme.EnumSetCollationMap(),
+		enums: tme.EnumStrValueMap(), sets: tme.SetStrValueMap(), geoms: tme.GeometryTypeMap()}
+}
+
+// column completes s, column i, with its signedness and character set, and
+// builds it.
+func (c *tableCache) column(ctx context.Context, m mapMeta, i int, s colSpec) (pipeline.Column, convFn, error) {
+	var err error
+	if s.unsigned, err = c.signedness(m.unsigned, i, s.info, m.tme.IsNumericColumn(i)); err != nil {
+		return pipeline.Column{}, nil, err
+	}
+	if s.charset, s.members, err = c.text(ctx, m, i, s.info); err != nil {
+		return pipeline.Column{}, nil, err
+	}
+	return buildColumn(s)
 }
 
 // signedness comes from the TABLE_MAP (FULL metadata); information_schema is
@@ -256,53 +290,64 @@ func (c *tableCache) signedness(unsigned map[int]bool, i int, info *colInfo, num
 
 // text resolves the character set of a text column and the members of an
 // ENUM or SET, converted to UTF-8.
-func (c *tableCache) text(ctx context.Context, tme *replication.TableMapEvent, i int,
-	colls, esColls map[int]uint64, enums, sets map[int][]string, info *colInfo) (string, []string, error) {
-	var coll uint64
-	var ok bool
-	members := enums[i]
-	if m, isSet := sets[i]; isSet {
-		members = m
+func (c *tableCache) text(ctx context.Context, m mapMeta, i int, info *colInfo) (string, []string, error) {
+	members := m.enums[i]
+	if set, isSet := m.sets[i]; isSet {
+		members = set
 	}
+	var coll uint64
+	var known bool
 	switch {
-	case tme.IsEnumOrSetColumn(i):
-		coll, ok = esColls[i]
+	case m.tme.IsEnumOrSetColumn(i):
+		coll, known = m.esColls[i]
 		if members == nil {
 			return "", nil, fmt.Errorf("%w: the TABLE_MAP event has no ENUM/SET members: set binlog_row_metadata=FULL on the master", ErrMasterSetup)
 		}
-	case tme.IsCharacterColumn(i) && !tme.IsGeometryColumn(i):
-		coll, ok = colls[i]
+	case m.tme.IsCharacterColumn(i) && !m.tme.IsGeometryColumn(i):
+		coll, known = m.colls[i]
 	default:
 		return "", nil, nil
 	}
-	cs := ""
-	switch {
-	case ok:
-		var err error
-		if cs, err = c.loader.charset(ctx, coll); err != nil {
-			return "", nil, err
-		}
-	case info != nil && info.Charset != "":
-		cs = info.Charset
-	case info != nil:
-		cs = "binary"
-	default:
-		return "", nil, fmt.Errorf("%w: character set unknown: set binlog_row_metadata=FULL on the master", ErrMasterSetup)
+	cs, err := c.charsetOf(ctx, coll, known, info)
+	if err != nil {
+		return "", nil, err
 	}
-	if len(members) > 0 {
-		dec := decoderFor(cs)
-		out := make([]string, len(members))
-		for j, m := range members {
-			switch {
-			case dec != nil:
-				out[j] = dec(m)
-			case c.rawBytes:
-				out[j] = m
-			default:
-				return "", nil, fmt.Errorf("%w: ENUM/SET members in character set %q: convert the column to utf8mb4 or exclude the table", ErrUnsupported, cs)
-			}
-		}
-		members = out
+	if members, err = c.decodeMembers(cs, members); err != nil {
+		return "", nil, err
 	}
 	return cs, members, nil
+}
+
+// charsetOf is the character set of a collation the TABLE_MAP names (if
+// known), or else information_schema's, "binary" for a column without one.
+func (c *tableCache) charsetOf(ctx context.Context, coll uint64, known bool, info *colInfo) (string, error) {
+	switch {
+	case known:
+		return c.loader.charset(ctx, coll)
+	case info != nil && info.Charset != "":
+		return info.Charset, nil
+	case info != nil:
+		return "binary", nil
+	}
+	return "", fmt.Errorf("%w: character set unknown: set binlog_row_metadata=FULL on the master", ErrMasterSetup)
+}
+
+// decodeMembers converts ENUM or SET members in character set cs to UTF-8.
+func (c *tableCache) decodeMembers(cs string, members []string) ([]string, error) {
+	if len(members) == 0 {
+		return members, nil
+	}
+	dec := decoderFor(cs)
+	out := make([]string, len(members))
+	for j, m := range members {
+		switch {
+		case dec != nil:
+			out[j] = dec(m)
+		case c.rawBytes:
+			out[j] = m
+		default:
+			return nil, fmt.Errorf("%w: ENUM/SET members in character set %q: convert the column to utf8mb4 or exclude the table", ErrUnsupported, cs)
+		}
+	}
+	return out, nil
 }

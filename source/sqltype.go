@@ -62,75 +62,27 @@ var mbMaxLen = map[string]int{"utf8mb4": 4, "utf8mb3": 3, "utf8": 3, "latin1": 1
 // the event was written). Lengths are exact for binary strings and derived
 // from the character set's widest character for text.
 func synthType(s colSpec, rt byte, length int) string {
-	uns := ""
-	if s.unsigned {
-		uns = " unsigned"
-	}
-	chars := func(n int) string {
-		if w := mbMaxLen[s.charset]; w > 0 {
-			return fmt.Sprintf("(%d)", n/w)
+	if name, ok := numericNames[rt]; ok {
+		if s.unsigned {
+			return name + " unsigned"
 		}
-		return ""
+		return name
 	}
-	bin := s.charset == "binary"
+	if name, ok := plainNames[rt]; ok {
+		return name
+	}
 	switch rt {
-	case mysql.MYSQL_TYPE_TINY:
-		return "tinyint" + uns
-	case mysql.MYSQL_TYPE_SHORT:
-		return "smallint" + uns
-	case mysql.MYSQL_TYPE_INT24:
-		return "mediumint" + uns
-	case mysql.MYSQL_TYPE_LONG:
-		return "int" + uns
-	case mysql.MYSQL_TYPE_LONGLONG:
-		return "bigint" + uns
 	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		return fmt.Sprintf("decimal(%d,%d)%s", s.meta>>8, s.meta&0xff, uns)
-	case mysql.MYSQL_TYPE_FLOAT:
-		return "float" + uns
-	case mysql.MYSQL_TYPE_DOUBLE:
-		return "double" + uns
+		return fmt.Sprintf("decimal(%d,%d)%s", s.meta>>8, s.meta&0xff, unsignedSuffix(s))
 	case mysql.MYSQL_TYPE_BIT:
 		return fmt.Sprintf("bit(%d)", (s.meta>>8)*8+s.meta&0xff)
 	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_TIME,
 		mysql.MYSQL_TYPE_TIMESTAMP2, mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_TIME2:
-		name := dataTypes[rt][0]
-		if fsp := s.meta; fsp > 0 && rt >= mysql.MYSQL_TYPE_TIMESTAMP2 {
-			return fmt.Sprintf("%s(%d)", name, fsp)
-		}
-		return name
-	case mysql.MYSQL_TYPE_NEWDATE:
-		return "date"
-	case mysql.MYSQL_TYPE_YEAR:
-		return "year(4)"
+		return temporalType(rt, s.meta)
 	case mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET:
-		q := make([]string, len(s.members))
-		for i, m := range s.members {
-			q[i] = "'" + strings.ReplaceAll(m, "'", "''") + "'"
-		}
-		return map[byte]string{mysql.MYSQL_TYPE_ENUM: "enum", mysql.MYSQL_TYPE_SET: "set"}[rt] + "(" + strings.Join(q, ",") + ")"
-	case mysql.MYSQL_TYPE_STRING:
-		if bin {
-			return fmt.Sprintf("binary(%d)", length)
-		}
-		return "char" + chars(length)
-	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING:
-		if bin {
-			return fmt.Sprintf("varbinary(%d)", s.meta)
-		}
-		return "varchar" + chars(int(s.meta))
-	case mysql.MYSQL_TYPE_BLOB:
-		sizes := []string{"", "tiny", "", "medium", "long"}
-		prefix := ""
-		if int(s.meta) < len(sizes) {
-			prefix = sizes[s.meta]
-		}
-		if bin {
-			return prefix + "blob"
-		}
-		return prefix + "text"
-	case mysql.MYSQL_TYPE_JSON:
-		return "json"
+		return membersType(rt, s.members)
+	case mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB:
+		return stringType(s, rt, length)
 	case mysql.MYSQL_TYPE_GEOMETRY:
 		if s.geometry < uint64(len(geometryNames)) {
 			return geometryNames[s.geometry]
@@ -138,4 +90,86 @@ func synthType(s colSpec, rt byte, length int) string {
 		return "geometry"
 	}
 	return fmt.Sprintf("type%d", rt)
+}
+
+// numericNames are the numeric types that take " unsigned" as they are.
+var numericNames = map[byte]string{
+	mysql.MYSQL_TYPE_TINY:     "tinyint",
+	mysql.MYSQL_TYPE_SHORT:    "smallint",
+	mysql.MYSQL_TYPE_INT24:    "mediumint",
+	mysql.MYSQL_TYPE_LONG:     "int",
+	mysql.MYSQL_TYPE_LONGLONG: "bigint",
+	mysql.MYSQL_TYPE_FLOAT:    "float",
+	mysql.MYSQL_TYPE_DOUBLE:   "double",
+}
+
+// plainNames are the types whose name the TABLE_MAP does not refine.
+var plainNames = map[byte]string{
+	mysql.MYSQL_TYPE_NEWDATE: "date",
+	mysql.MYSQL_TYPE_YEAR:    "year(4)",
+	mysql.MYSQL_TYPE_JSON:    "json",
+}
+
+func unsignedSuffix(s colSpec) string {
+	if s.unsigned {
+		return " unsigned"
+	}
+	return ""
+}
+
+// temporalType spells TIMESTAMP, DATETIME and TIME, with the fractional
+// digits of the newer forms.
+func temporalType(rt byte, fsp uint16) string {
+	name := dataTypes[rt][0]
+	if fsp > 0 && rt >= mysql.MYSQL_TYPE_TIMESTAMP2 {
+		return fmt.Sprintf("%s(%d)", name, fsp)
+	}
+	return name
+}
+
+// membersType spells ENUM or SET with its members.
+func membersType(rt byte, members []string) string {
+	q := make([]string, len(members))
+	for i, m := range members {
+		q[i] = "'" + strings.ReplaceAll(m, "'", "''") + "'"
+	}
+	return map[byte]string{mysql.MYSQL_TYPE_ENUM: "enum", mysql.MYSQL_TYPE_SET: "set"}[rt] + "(" + strings.Join(q, ",") + ")"
+}
+
+// stringType spells CHAR, VARCHAR, TEXT and their binary forms.
+func stringType(s colSpec, rt byte, length int) string {
+	bin := s.charset == "binary"
+	switch {
+	case rt == mysql.MYSQL_TYPE_STRING && bin:
+		return fmt.Sprintf("binary(%d)", length)
+	case rt == mysql.MYSQL_TYPE_STRING:
+		return "char" + charLength(s.charset, length)
+	case rt == mysql.MYSQL_TYPE_BLOB:
+		return blobType(s.meta, bin)
+	case bin:
+		return fmt.Sprintf("varbinary(%d)", s.meta)
+	}
+	return "varchar" + charLength(s.charset, int(s.meta))
+}
+
+// charLength spells a length of n bytes in characters of charset, "" for a
+// character set whose widest character is unknown.
+func charLength(charset string, n int) string {
+	if w := mbMaxLen[charset]; w > 0 {
+		return fmt.Sprintf("(%d)", n/w)
+	}
+	return ""
+}
+
+// blobType spells a BLOB or TEXT by the length of its length (meta).
+func blobType(meta uint16, bin bool) string {
+	sizes := []string{"", "tiny", "", "medium", "long"}
+	prefix := ""
+	if int(meta) < len(sizes) {
+		prefix = sizes[meta]
+	}
+	if bin {
+		return prefix + "blob"
+	}
+	return prefix + "text"
 }

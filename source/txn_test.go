@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"regexp"
@@ -9,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 // checkTxn asserts the positions of one transaction's messages: one TxnSeq,
@@ -28,9 +29,23 @@ func checkTxn(t *testing.T, evs []*pipeline.Event, seq uint64, epoch uint64) {
 		if (ev.GTIDSet != "") != want.Last {
 			t.Errorf("message %d GTIDSet %q, last=%v", i, ev.GTIDSet, want.Last)
 		}
-		if ev.Flavor != FlavorMariaDB || ev.ServerID == 0 || ev.CommitTime.IsZero() || ev.File == "" || ev.Offset == 0 {
+		if !hasSourceFields(ev) {
 			t.Errorf("message %d source fields: flavor %q server %d time %v at %s:%d", i, ev.Flavor, ev.ServerID, ev.CommitTime, ev.File, ev.Offset)
 		}
+	}
+}
+
+// hasSourceFields reports whether ev says where it comes from: a MariaDB
+// master, its server id, the commit time and the binlog position.
+func hasSourceFields(ev *pipeline.Event) bool {
+	return ev.Flavor == FlavorMariaDB && ev.ServerID != 0 && !ev.CommitTime.IsZero() && ev.File != "" && ev.Offset != 0
+}
+
+// execConnAll runs qs on conn in turn.
+func execConnAll(t *testing.T, conn *sql.Conn, qs ...string) {
+	t.Helper()
+	for _, q := range qs {
+		execConn(t, conn, q)
 	}
 }
 
@@ -46,12 +61,8 @@ func TestMultiStatementTransaction(t *testing.T) {
 	}
 	defer conn.Close()
 	before := time.Now().Add(-time.Second)
-	for _, q := range []string{"BEGIN", "INSERT INTO a VALUES (1, 'x'), (2, 'y')", "INSERT INTO b VALUES (18446744073709551615, -1)",
-		"UPDATE a SET v = 'z' WHERE id = 2", "DELETE FROM b", "COMMIT"} {
-		if _, err := conn.ExecContext(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	execConnAll(t, conn, "BEGIN", "INSERT INTO a VALUES (1, 'x'), (2, 'y')", "INSERT INTO b VALUES (18446744073709551615, -1)",
+		"UPDATE a SET v = 'z' WHERE id = 2", "DELETE FROM b", "COMMIT")
 	var lastGTID, binlogPos string
 	if err := conn.QueryRowContext(t.Context(), "SELECT @@last_gtid, @@GLOBAL.gtid_binlog_pos").Scan(&lastGTID, &binlogPos); err != nil {
 		t.Fatal(err)
@@ -61,18 +72,8 @@ func TestMultiStatementTransaction(t *testing.T) {
 		t.Fatalf("%d messages, want 5", len(evs))
 	}
 	checkTxn(t, evs, 7, 2)
-	want := []struct {
-		table string
-		op    pipeline.Op
-	}{{"a", pipeline.OpInsert}, {"a", pipeline.OpInsert}, {"b", pipeline.OpInsert}, {"a", pipeline.OpUpdate}, {"b", pipeline.OpDelete}}
-	for i, w := range want {
-		if evs[i].Table.Name != w.table || evs[i].Table.Database != dbName || evs[i].Op != w.op {
-			t.Errorf("message %d is %s.%s %s, want %s %s", i, evs[i].Table.Database, evs[i].Table.Name, evs[i].Op, w.table, w.op)
-		}
-		if evs[i].CommitTime.Before(before) {
-			t.Errorf("commit time %v before the test started", evs[i].CommitTime)
-		}
-	}
+	checkRowChanges(t, evs, dbName, before, []rowChange{{"a", pipeline.OpInsert}, {"a", pipeline.OpInsert},
+		{"b", pipeline.OpInsert}, {"a", pipeline.OpUpdate}, {"b", pipeline.OpDelete}})
 	if evs[3].Before[1] != "y" || evs[3].After[1] != "z" || evs[4].Before[0] != uint64(18446744073709551615) {
 		t.Errorf("values: update %v -> %v, delete %v", evs[3].Before, evs[3].After, evs[4].Before)
 	}
@@ -88,18 +89,45 @@ func TestMultiStatementTransaction(t *testing.T) {
 	if binlogPos != lastGTID {
 		t.Logf("gtid_binlog_pos %q moved on by a concurrent commit", binlogPos)
 	}
-	// The reader records its position after emit returns for the last
-	// message, so wait for it; transactions of other tests (filtered out) may
-	// move it further, never back.
+	checkPositionReaches(t, c.r, lastGTID, 8)
+}
+
+// rowChange is the table and the operation of a row message.
+type rowChange struct {
+	table string
+	op    pipeline.Op
+}
+
+// checkRowChanges checks the table (in dbName) and the operation of each
+// row message, and that none was committed before the test began.
+func checkRowChanges(t *testing.T, evs []*pipeline.Event, dbName string, began time.Time, want []rowChange) {
+	t.Helper()
+	for i, w := range want {
+		ev := evs[i]
+		if (rowChange{ev.Table.Name, ev.Op}) != w || ev.Table.Database != dbName {
+			t.Errorf("message %d is %s.%s %s, want %s %s", i, ev.Table.Database, ev.Table.Name, ev.Op, w.table, w.op)
+		}
+		if ev.CommitTime.Before(began) {
+			t.Errorf("commit time %v before the test started", ev.CommitTime)
+		}
+	}
+}
+
+// checkPositionReaches waits for the reader to record the position after
+// the transaction gtid (it does after emit returns for the last message),
+// then checks Position and Resume: transactions of other tests (filtered
+// out) may move it further, never back.
+func checkPositionReaches(t *testing.T, r *Reader, gtid string, nextSeq uint64) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for gtidSeq(t, c.r.Position()) < gtidSeq(t, lastGTID) && time.Now().Before(deadline) {
+	for gtidSeq(t, r.Position()) < gtidSeq(t, gtid) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if p := c.r.Position(); gtidSeq(t, p) < gtidSeq(t, lastGTID) {
-		t.Errorf("Position() %q, want %q or later", p, lastGTID)
+	if p := r.Position(); gtidSeq(t, p) < gtidSeq(t, gtid) {
+		t.Errorf("Position() %q, want %q or later", p, gtid)
 	}
-	if r := c.r.Resume(); r.NextTxnSeq != 8 || gtidSeq(t, r.GTIDSet) < gtidSeq(t, lastGTID) {
-		t.Errorf("Resume() %+v, want NextTxnSeq 8 after %s", r, lastGTID)
+	if res := r.Resume(); res.NextTxnSeq != nextSeq || gtidSeq(t, res.GTIDSet) < gtidSeq(t, gtid) {
+		t.Errorf("Resume() %+v, want NextTxnSeq %d after %s", res, nextSeq, gtid)
 	}
 }
 
@@ -120,7 +148,7 @@ func TestDDLInOrder(t *testing.T) {
 	}
 	alter := c.txn(t)
 	checkTxn(t, alter, 2, 0)
-	if a := alter[0]; a.Kind != pipeline.KindDDL || a.Database != dbName || !strings.HasPrefix(a.Statement, "ALTER TABLE t ADD") {
+	if a := alter[0]; !isDDL(a, "ALTER TABLE t ADD") || a.Database != dbName {
 		t.Errorf("ALTER message: %s db %q %q", a.Kind, a.Database, a.Statement)
 	}
 	ins2 := c.txn(t)
@@ -133,24 +161,35 @@ func TestDDLInOrder(t *testing.T) {
 	for i, prefix := range []string{"TRUNCATE TABLE t", "DROP TABLE `t`"} {
 		ddl := c.txn(t)
 		checkTxn(t, ddl, uint64(4+i), 0)
-		if !strings.HasPrefix(ddl[0].Statement, prefix) || ddl[0].Kind != pipeline.KindDDL {
+		if !isDDL(ddl[0], prefix) {
 			t.Errorf("DDL %d: %s %q, want prefix %q", i, ddl[0].Kind, ddl[0].Statement, prefix)
 		}
 	}
-	// CREATE TABLE ... SELECT is one transaction: the DDL, then its rows.
+	checkCreateSelect(t, c, db, 8)
+}
+
+// checkCreateSelect checks that CREATE TABLE ... SELECT is one transaction,
+// seq: the DDL, then its rows.
+func checkCreateSelect(t *testing.T, c *collector, db *sql.DB, seq uint64) {
+	t.Helper()
 	testenv.Exec(t, db, "CREATE TABLE src (id INT PRIMARY KEY) ENGINE=InnoDB", "INSERT INTO src VALUES (1), (2)",
 		"CREATE TABLE copy ENGINE=InnoDB AS SELECT id FROM src")
 	c.txn(t)
 	c.txn(t)
 	ctas := c.txn(t)
-	checkTxn(t, ctas, 8, 0)
-	if len(ctas) != 3 || ctas[0].Kind != pipeline.KindDDL || !strings.HasPrefix(ctas[0].Statement, "CREATE TABLE `copy`") ||
-		ctas[1].Table.Name != "copy" || ctas[2].After[0] != int64(2) {
+	checkTxn(t, ctas, seq, 0)
+	if len(ctas) != 3 || !isDDL(ctas[0], "CREATE TABLE `copy`") || ctas[1].Table.Name != "copy" || ctas[2].After[0] != int64(2) {
 		for _, ev := range ctas {
 			t.Logf("%s %s %q %v", ev.Pos, ev.Kind, ev.Statement, ev.After)
 		}
 		t.Errorf("CREATE ... SELECT as %d messages", len(ctas))
 	}
+}
+
+// isDDL reports whether ev is a DDL message whose statement starts with
+// prefix.
+func isDDL(ev *pipeline.Event, prefix string) bool {
+	return ev.Kind == pipeline.KindDDL && strings.HasPrefix(ev.Statement, prefix)
 }
 
 func TestFilters(t *testing.T) {
@@ -231,6 +270,18 @@ func runUntil(t *testing.T, cfg Config, start Start, stopAt pipeline.Position) (
 	return r, got
 }
 
+// resumeAfter runs a reader from start until stop (see runUntil) and checks
+// that it delivered n messages and resumes at stop's transaction.
+func resumeAfter(t *testing.T, what string, cfg Config, start Start, stop pipeline.Position, n int) (Start, []*pipeline.Event) {
+	t.Helper()
+	r, got := runUntil(t, cfg, start, stop)
+	res := r.Resume()
+	if res.NextTxnSeq != stop.TxnSeq || len(got) != n {
+		t.Fatalf("%s: Resume %+v, %d messages", what, res, len(got))
+	}
+	return res, got
+}
+
 // TestResume stops a reader after some transactions, mid-transaction too, and
 // restarts it from Resume(): the union is every transaction exactly once, and
 // a transaction cut short comes again whole under the same positions.
@@ -245,30 +296,25 @@ func TestResume(t *testing.T) {
 	cfg := testConfig(t, dbName)
 
 	// Stop at the first message of the 5th transaction: 4 complete.
-	r1, got1 := runUntil(t, cfg, start, pipeline.Position{TxnSeq: 1004})
-	res := r1.Resume()
-	if res.NextTxnSeq != 1004 || len(got1) != 12 {
-		t.Fatalf("after stop: Resume %+v, %d messages", res, len(got1))
-	}
+	res, got1 := resumeAfter(t, "after stop", cfg, start, pipeline.Position{TxnSeq: 1004}, 12)
 	if res.GTIDSet != got1[11].GTIDSet {
 		t.Fatalf("Resume().GTIDSet %q, last emitted %q", res.GTIDSet, got1[11].GTIDSet)
 	}
 	// Stop in the middle of the 7th transaction (after its first row).
-	r2, got2 := runUntil(t, cfg, res, pipeline.Position{TxnSeq: 1006, Row: 1})
-	res2 := r2.Resume()
-	if res2.NextTxnSeq != 1006 || len(got2) != 7 {
-		t.Fatalf("after mid-transaction stop: Resume %+v, %d messages", res2, len(got2))
-	}
+	res2, got2 := resumeAfter(t, "after mid-transaction stop", cfg, res, pipeline.Position{TxnSeq: 1006, Row: 1}, 7)
 	cut := got2[6]
 	// Run to the end.
-	r3, got3 := runUntil(t, cfg, res2, pipeline.Position{TxnSeq: 1010})
-	if len(got3) != 12 || r3.Resume().NextTxnSeq != 1010 {
-		t.Fatalf("rest: %d messages, Resume %+v", len(got3), r3.Resume())
-	}
-	if got3[0].Pos != cut.Pos || got3[0].GTID != cut.GTID || got3[0].After[0] != cut.After[0] {
+	_, got3 := resumeAfter(t, "rest", cfg, res2, pipeline.Position{TxnSeq: 1010}, 12)
+	if again := got3[0]; again.Pos != cut.Pos || again.GTID != cut.GTID || again.After[0] != cut.After[0] {
 		t.Errorf("re-read transaction starts %s %s %v, cut one %s %s %v", got3[0].Pos, got3[0].GTID, got3[0].After, cut.Pos, cut.GTID, cut.After)
 	}
-	all := append(append(got1, got2[:6]...), got3...)
+	checkThreeRowTxns(t, append(append(got1, got2[:6]...), got3...))
+}
+
+// checkThreeRowTxns checks that all are transactions of three rows (i, i/3)
+// each, numbered from 1000 in epoch 1.
+func checkThreeRowTxns(t *testing.T, all []*pipeline.Event) {
+	t.Helper()
 	for i, ev := range all {
 		want := pipeline.Position{Epoch: 1, TxnSeq: 1000 + uint64(i/3), Row: uint64(i % 3), Last: i%3 == 2}
 		if ev.Pos != want || ev.After[0] != int64(i) || ev.After[1] != int64(i/3) {
@@ -291,22 +337,28 @@ func TestOldEventsAfterSchemaChange(t *testing.T) {
 		"INSERT INTO t VALUES (2, 'text', 5)",
 	)
 	c := startReader(t, testConfig(t, dbName), start)
-	old := c.txn(t)[0]
-	cols := old.Table.Columns
-	if len(cols) != 3 || cols[1].Name != "v" || cols[1].Kind != pipeline.VUint || cols[1].SQLType != "int unsigned" ||
-		cols[2].Name != "gone" || cols[2].Kind != pipeline.VString || cols[2].SQLType != "varchar(5)" {
-		t.Errorf("old row columns %+v", cols)
-	}
-	if old.After[1] != uint64(4294967295) || old.After[2] != "x" {
-		t.Errorf("old row %v", old.After)
-	}
+	checkRowBeforeAlter(t, c.txn(t)[0])
 	if ddl := c.txn(t)[0]; ddl.Kind != pipeline.KindDDL {
 		t.Errorf("want the ALTER, got %s", ddl.Kind)
 	}
 	cur := c.txn(t)[0]
-	cols = cur.Table.Columns
+	cols := cur.Table.Columns
 	if len(cols) != 3 || cols[1].SQLType != "varchar(20)" || cols[2].Name != "w" || cur.After[1] != "text" || cur.After[2] != int64(5) {
 		t.Errorf("new row columns %+v values %v", cols, cur.After)
+	}
+}
+
+// checkRowBeforeAlter checks the row written before the ALTER: its columns
+// are the TABLE_MAP's of then.
+func checkRowBeforeAlter(t *testing.T, old *pipeline.Event) {
+	t.Helper()
+	cols := old.Table.Columns
+	if len(cols) != 3 || cols[1] != (pipeline.Column{Name: "v", Kind: pipeline.VUint, SQLType: "int unsigned"}) ||
+		cols[2] != (pipeline.Column{Name: "gone", Kind: pipeline.VString, SQLType: "varchar(5)"}) {
+		t.Errorf("old row columns %+v", cols)
+	}
+	if old.After[1] != uint64(4294967295) || old.After[2] != "x" {
+		t.Errorf("old row %v", old.After)
 	}
 }
 
@@ -323,11 +375,7 @@ func TestRollbackWithNonTransactionalChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, q := range []string{"BEGIN", "INSERT INTO i VALUES (1)", "INSERT INTO m VALUES (1)", "ROLLBACK", "INSERT INTO i VALUES (2)"} {
-		if _, err := conn.ExecContext(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	execConnAll(t, conn, "BEGIN", "INSERT INTO i VALUES (1)", "INSERT INTO m VALUES (1)", "ROLLBACK", "INSERT INTO i VALUES (2)")
 	for i, want := range []string{"m", "i"} {
 		evs := c.txn(t)
 		checkTxn(t, evs, uint64(i), 0)

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 // typeCol is one column of the type matrix: its definition, the kind it must
@@ -111,31 +111,12 @@ func readRows(t *testing.T, db *sql.DB, table string) map[int64][]sql.NullString
 	exprs := []string{"id"}
 	for _, c := range typeCols {
 		e := c.readback
-		switch e {
-		case "":
+		if e == "" {
 			e = "CAST(%s AS CHAR)"
 		}
 		exprs = append(exprs, fmt.Sprintf(e, "`"+c.name+"`"))
 	}
-	rows, err := db.Query("SELECT " + strings.Join(exprs, ", ") + " FROM " + table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[int64][]sql.NullString{}
-	for rows.Next() {
-		var id int64
-		vals := make([]sql.NullString, len(typeCols))
-		dest := []any{&id}
-		for i := range vals {
-			dest = append(dest, &vals[i])
-		}
-		if err := rows.Scan(dest...); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = vals
-	}
-	return out
+	return readText(t, db, "SELECT "+strings.Join(exprs, ", ")+" FROM "+table, len(typeCols))
 }
 
 // expected turns a row read back as text into the values the reader must
@@ -182,22 +163,31 @@ func compareImage(t *testing.T, what string, got, want []any) {
 			name = typeCols[i-1].name
 		}
 		if !reflect.DeepEqual(got[i], want[i]) {
-			g, w := fmt.Sprintf("%#v", got[i]), fmt.Sprintf("%#v", want[i])
-			if b, ok := got[i].([]byte); ok && len(b) > 64 {
-				g = fmt.Sprintf("%d bytes %x...", len(b), b[:32])
-			}
-			if s, ok := got[i].(string); ok && len(s) > 64 {
-				g = fmt.Sprintf("%d chars %q...", len(s), s[:32])
-			}
+			w := fmt.Sprintf("%#v", want[i])
 			if b, ok := want[i].([]byte); ok && len(b) > 64 {
 				w = fmt.Sprintf("%d bytes %x... equal=%v", len(b), b[:32], bytes.Equal(b, asBytes(got[i])))
 			}
-			t.Errorf("%s: column %s = %s (%T), want %s (%T)", what, name, g, got[i], w, want[i])
+			t.Errorf("%s: column %s = %s (%T), want %s (%T)", what, name, shortValue(got[i]), got[i], w, want[i])
 		}
 	}
 }
 
 func asBytes(v any) []byte { b, _ := v.([]byte); return b }
+
+// shortValue formats v for a message, long bytes and strings cut.
+func shortValue(v any) string {
+	switch x := v.(type) {
+	case []byte:
+		if len(x) > 64 {
+			return fmt.Sprintf("%d bytes %x...", len(x), x[:32])
+		}
+	case string:
+		if len(x) > 64 {
+			return fmt.Sprintf("%d chars %q...", len(x), x[:32])
+		}
+	}
+	return fmt.Sprintf("%#v", v)
+}
 
 // TestTypeMatrix writes every column type MariaDB 10.11 offers with edge
 // values, updates and deletes the rows, and checks every decoded value against
@@ -213,59 +203,90 @@ func TestTypeMatrix(t *testing.T) {
 	start := Start{GTIDSet: binlogPos(t, db), NextTxnSeq: 100, Epoch: 3}
 	c := startReader(t, testConfig(t, dbName), start)
 
-	lits := make([][]string, 5)
+	conn := looseSession(t, db)
+	lits := matrixLiterals()
+	for id := 1; id <= 5; id++ {
+		execConn(t, conn, fmt.Sprintf("INSERT INTO tm VALUES (%d, %s)", id, strings.Join(lits[id-1], ", ")))
+	}
+	m := matrixCheck{t: t, seq: start.NextTxnSeq, first: readRows(t, db, "tm")}
+	// Update every row to the values of the next one (row 5 is all NULL).
+	for id := 1; id <= 5; id++ {
+		var sets []string
+		for i, col := range typeCols {
+			sets = append(sets, fmt.Sprintf("`%s` = %s", col.name, lits[id%5][i]))
+		}
+		execConn(t, conn, fmt.Sprintf("UPDATE tm SET %s WHERE id = %d", strings.Join(sets, ", "), id))
+	}
+	m.second = readRows(t, db, "tm")
+	testenv.Exec(t, db, "DELETE FROM tm ORDER BY id")
+	m.info = columnTypes(t, db, dbName, "tm")
+
+	for id := int64(1); id <= 5; id++ {
+		m.check(pipeline.OpInsert, id, c.txn(t)[0])
+	}
+	for id := int64(1); id <= 5; id++ {
+		m.check(pipeline.OpUpdate, id, c.txn(t)[0])
+	}
+	del := c.txn(t)
+	if len(del) != 5 {
+		t.Fatalf("delete transaction has %d messages, want 5", len(del))
+	}
+	for i, ev := range del {
+		m.seq = start.NextTxnSeq + 10
+		if ev.Pos.Row != uint64(i) || ev.Pos.Last != (i == 4) {
+			t.Errorf("delete message %d at %s", i, ev.Pos)
+		}
+		ev.Pos.Row, ev.Pos.Last = 0, true
+		m.check(pipeline.OpDelete, int64(i+1), ev)
+	}
+}
+
+// looseSession returns a connection without strict mode, in UTC: zero dates
+// and an invalid ENUM value are stored as the server stores them in such
+// sessions, and the binlog must say the same.
+func looseSession(t *testing.T, db *sql.DB) *sql.Conn {
+	t.Helper()
 	conn, err := db.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	// No strict mode: zero dates and an invalid ENUM value are stored as the
-	// server stores them in such sessions, and the binlog must say the same.
-	if _, err := conn.ExecContext(t.Context(), "SET SESSION sql_mode='NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { conn.Close() })
+	execConn(t, conn, "SET SESSION sql_mode='NO_ENGINE_SUBSTITUTION', time_zone='+00:00'")
+	return conn
+}
+
+func execConn(t *testing.T, conn *sql.Conn, q string) {
+	t.Helper()
+	if _, err := conn.ExecContext(t.Context(), q); err != nil {
+		t.Fatalf("%.80s: %v", q, err)
 	}
-	insert := func(id int, vals []string) {
-		t.Helper()
-		q := fmt.Sprintf("INSERT INTO tm VALUES (%d, %s)", id, strings.Join(vals, ", "))
-		if _, err := conn.ExecContext(t.Context(), q); err != nil {
-			t.Fatalf("insert row %d: %v", id, err)
-		}
-	}
-	for row := 0; row < 4; row++ {
+}
+
+// matrixLiterals are the values of the matrix's five rows, as SQL literals:
+// the four of each column, then NULLs.
+func matrixLiterals() [][]string {
+	lits := make([][]string, 5)
+	for row := range lits {
 		lits[row] = make([]string, len(typeCols))
 		for i, col := range typeCols {
-			lits[row][i] = col.vals[row]
+			lits[row][i] = "NULL"
+			if row < 4 {
+				lits[row][i] = col.vals[row]
+			}
 		}
 	}
-	lits[4] = make([]string, len(typeCols))
-	for i := range lits[4] {
-		lits[4][i] = "NULL"
-	}
-	for id := 1; id <= 5; id++ {
-		insert(id, lits[id-1])
-	}
-	first := readRows(t, db, "tm")
+	return lits
+}
 
-	// Update every row to the values of the next one (row 5 is all NULL).
-	for id := 1; id <= 5; id++ {
-		src := lits[id%5]
-		var sets []string
-		for i, col := range typeCols {
-			sets = append(sets, fmt.Sprintf("`%s` = %s", col.name, src[i]))
-		}
-		if _, err := conn.ExecContext(t.Context(), fmt.Sprintf("UPDATE tm SET %s WHERE id = %d", strings.Join(sets, ", "), id)); err != nil {
-			t.Fatalf("update row %d: %v", id, err)
-		}
-	}
-	second := readRows(t, db, "tm")
-	testenv.Exec(t, db, "DELETE FROM tm ORDER BY id")
-
-	var cols []pipeline.Column
-	info := map[string]string{}
-	rows, err := db.Query("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'tm'", dbName)
+// columnTypes reads COLUMN_TYPE of the columns of db.table.
+func columnTypes(t *testing.T, db *sql.DB, dbName, table string) map[string]string {
+	t.Helper()
+	rows, err := db.Query("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", dbName, table)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
+	info := map[string]string{}
 	for rows.Next() {
 		var n, ct string
 		if err := rows.Scan(&n, &ct); err != nil {
@@ -273,58 +294,57 @@ func TestTypeMatrix(t *testing.T) {
 		}
 		info[n] = ct
 	}
-	rows.Close()
+	return info
+}
 
-	seq := start.NextTxnSeq
-	check := func(op pipeline.Op, id int64, ev *pipeline.Event) {
-		t.Helper()
-		if ev.Kind != pipeline.KindRow || ev.Op != op {
-			t.Fatalf("event %s is %s/%s, want row/%s", ev.Pos, ev.Kind, ev.Op, op)
+// matrixCheck checks the matrix's row events against the rows the master
+// returns: first after the inserts, second after the updates.
+type matrixCheck struct {
+	t             *testing.T
+	seq           uint64 // TxnSeq of the next event
+	cols          []pipeline.Column
+	info          map[string]string // COLUMN_TYPE by column
+	first, second map[int64][]sql.NullString
+}
+
+func (m *matrixCheck) check(op pipeline.Op, id int64, ev *pipeline.Event) {
+	t := m.t
+	t.Helper()
+	if ev.Kind != pipeline.KindRow || ev.Op != op {
+		t.Fatalf("event %s is %s/%s, want row/%s", ev.Pos, ev.Kind, ev.Op, op)
+	}
+	if ev.Pos != (pipeline.Position{Epoch: 3, TxnSeq: m.seq, Row: 0, Last: true}) {
+		t.Errorf("position %s, want e3/t%d/r0/last", ev.Pos, m.seq)
+	}
+	m.seq++
+	if m.cols == nil {
+		m.cols = ev.Table.Columns
+		m.checkTable(ev.Table)
+	}
+	switch op {
+	case pipeline.OpInsert:
+		compareImage(t, fmt.Sprintf("insert %d after", id), ev.After, expected(t, id, m.first[id]))
+	case pipeline.OpUpdate:
+		compareImage(t, fmt.Sprintf("update %d before", id), ev.Before, expected(t, id, m.first[id]))
+		compareImage(t, fmt.Sprintf("update %d after", id), ev.After, expected(t, id, m.second[id]))
+	case pipeline.OpDelete:
+		compareImage(t, fmt.Sprintf("delete %d before", id), ev.Before, expected(t, id, m.second[id]))
+	}
+}
+
+// checkTable checks the kinds and the types of the table's columns.
+func (m *matrixCheck) checkTable(tab *pipeline.Table) {
+	t := m.t
+	t.Helper()
+	for i, col := range tab.Columns {
+		if i > 0 && col.Kind != typeCols[i-1].kind {
+			t.Errorf("column %s kind %s, want %s", col.Name, col.Kind, typeCols[i-1].kind)
 		}
-		if ev.Pos != (pipeline.Position{Epoch: 3, TxnSeq: seq, Row: 0, Last: true}) {
-			t.Errorf("position %s, want e3/t%d/r0/last", ev.Pos, seq)
-		}
-		seq++
-		if cols == nil {
-			cols = ev.Table.Columns
-			for i, col := range cols {
-				if i > 0 && col.Kind != typeCols[i-1].kind {
-					t.Errorf("column %s kind %s, want %s", col.Name, col.Kind, typeCols[i-1].kind)
-				}
-				if col.SQLType != info[col.Name] {
-					t.Errorf("column %s SQLType %q, want %q", col.Name, col.SQLType, info[col.Name])
-				}
-			}
-			if !reflect.DeepEqual(ev.Table.PrimaryKey, []int{0}) {
-				t.Errorf("primary key %v, want [0]", ev.Table.PrimaryKey)
-			}
-		}
-		switch op {
-		case pipeline.OpInsert:
-			compareImage(t, fmt.Sprintf("insert %d after", id), ev.After, expected(t, id, first[id]))
-		case pipeline.OpUpdate:
-			compareImage(t, fmt.Sprintf("update %d before", id), ev.Before, expected(t, id, first[id]))
-			compareImage(t, fmt.Sprintf("update %d after", id), ev.After, expected(t, id, second[id]))
-		case pipeline.OpDelete:
-			compareImage(t, fmt.Sprintf("delete %d before", id), ev.Before, expected(t, id, second[id]))
+		if col.SQLType != m.info[col.Name] {
+			t.Errorf("column %s SQLType %q, want %q", col.Name, col.SQLType, m.info[col.Name])
 		}
 	}
-	for id := int64(1); id <= 5; id++ {
-		check(pipeline.OpInsert, id, c.txn(t)[0])
-	}
-	for id := int64(1); id <= 5; id++ {
-		check(pipeline.OpUpdate, id, c.txn(t)[0])
-	}
-	del := c.txn(t)
-	if len(del) != 5 {
-		t.Fatalf("delete transaction has %d messages, want 5", len(del))
-	}
-	for i, ev := range del {
-		seq = start.NextTxnSeq + 10
-		if ev.Pos.Row != uint64(i) || ev.Pos.Last != (i == 4) {
-			t.Errorf("delete message %d at %s", i, ev.Pos)
-		}
-		ev.Pos.Row, ev.Pos.Last = 0, true
-		check(pipeline.OpDelete, int64(i+1), ev)
+	if !reflect.DeepEqual(tab.PrimaryKey, []int{0}) {
+		t.Errorf("primary key %v, want [0]", tab.PrimaryKey)
 	}
 }

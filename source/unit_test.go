@@ -65,45 +65,57 @@ func TestLatin1(t *testing.T) {
 }
 
 func TestConverters(t *testing.T) {
-	u64 := uintConv(mysql.MYSQL_TYPE_LONGLONG)
-	if v, _ := u64(int64(-1)); v != uint64(18446744073709551615) {
-		t.Errorf("BIGINT UNSIGNED from -1: %v", v)
-	}
-	u24 := uintConv(mysql.MYSQL_TYPE_INT24)
-	if v, _ := u24(int32(-1)); v != uint64(16777215) {
-		t.Errorf("MEDIUMINT UNSIGNED from -1: %v", v)
-	}
-	if v, _ := uintConv(mysql.MYSQL_TYPE_TINY)(uint8(255)); v != uint64(255) {
-		t.Errorf("TINYINT UNSIGNED: %v", v)
-	}
+	checkConv(t, "BIGINT UNSIGNED from -1", uintConv(mysql.MYSQL_TYPE_LONGLONG), int64(-1), uint64(18446744073709551615))
+	checkConv(t, "MEDIUMINT UNSIGNED from -1", uintConv(mysql.MYSQL_TYPE_INT24), int32(-1), uint64(16777215))
+	checkConv(t, "TINYINT UNSIGNED", uintConv(mysql.MYSQL_TYPE_TINY), uint8(255), uint64(255))
 	set := setConv([]string{"a", "b", "c"})
-	if v, _ := set(int64(5)); v != "a,c" {
-		t.Errorf("SET 5: %v", v)
-	}
-	if _, err := set(int64(8)); err == nil {
-		t.Error("SET bit outside members accepted")
-	}
+	checkConv(t, "SET 5", set, int64(5), "a,c")
+	checkConvRefuses(t, "SET bit outside members", set, int64(8))
 	enum := enumConv([]string{"x", "y"})
-	if v, _ := enum(int64(0)); v != "" {
-		t.Errorf("ENUM 0: %q", v)
-	}
-	if _, err := enum(int64(3)); err == nil {
-		t.Error("ENUM index outside members accepted")
-	}
+	checkConv(t, "ENUM 0", enum, int64(0), "")
+	checkConvRefuses(t, "ENUM index outside members", enum, int64(3))
 	for in, want := range map[string]string{"12:34:56": "12:34:56", "1676:72:16": "-01:00:00", "1677:72:15": "-00:00:01", "838:59:59": "838:59:59"} {
 		if got := fixOldTime(in); got != want {
 			t.Errorf("old TIME %q: %q, want %q", in, got, want)
 		}
 	}
-	if v, _ := timeConv(3)("-00:00:00"); v != "-00:00:00.000" {
-		t.Errorf("TIME(3): %v", v)
+	checkConv(t, "TIME(3)", timeConv(3), "-00:00:00", "-00:00:00.000")
+	checkUnsupportedColumns(t)
+}
+
+// checkConv checks that fn converts in to want.
+func checkConv(t *testing.T, what string, fn convFn, in, want any) {
+	t.Helper()
+	if got, _ := fn(in); got != want {
+		t.Errorf("%s: %v", what, got)
 	}
+}
+
+// checkConvRefuses checks that fn refuses in.
+func checkConvRefuses(t *testing.T, what string, fn convFn, in any) {
+	t.Helper()
+	if _, err := fn(in); err == nil {
+		t.Errorf("%s accepted", what)
+	}
+}
+
+// checkUnsupportedColumns checks the columns buildColumn refuses.
+func checkUnsupportedColumns(t *testing.T) {
+	t.Helper()
 	if _, _, err := buildColumn(colSpec{name: "v", typ: mysql.MYSQL_TYPE_VECTOR}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("VECTOR: %v", err)
 	}
 	if _, _, err := buildColumn(colSpec{name: "x", typ: 0x99}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "unknown column type") {
 		t.Errorf("unknown type: %v", err)
 	}
+	checkUnsupportedCharset(t)
+}
+
+// checkUnsupportedCharset checks that a column in a charset rowcast cannot
+// convert is refused, or published as its bytes when RawUnsupportedCharsets
+// asks for them.
+func checkUnsupportedCharset(t *testing.T) {
+	t.Helper()
 	_, _, err := buildColumn(colSpec{name: "t", typ: mysql.MYSQL_TYPE_VARCHAR, meta: 40, charset: "sjis"})
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), `"sjis"`) {
 		t.Errorf("sjis: %v", err)
@@ -141,12 +153,20 @@ func TestClassifyAndDDLTarget(t *testing.T) {
 		{"app", "DROP SCHEMA IF EXISTS gone", "gone", ""},
 		{"app", "CREATE VIEW v AS SELECT 1", "app", ""},
 		{"", "GRANT SELECT ON *.* TO u", "", ""},
+		{"app", `CREATE TABLE "s"."x ""y""" ("id" INT)`, "s", `x "y"`}, // ANSI_QUOTES
 	}
 	for _, tc := range targets {
 		if db, table := ddlTarget(tc.schema, tc.stmt); db != tc.db || table != tc.table {
 			t.Errorf("ddlTarget(%q, %q) = %q, %q; want %q, %q", tc.schema, tc.stmt, db, table, tc.db, tc.table)
 		}
 	}
+	checkFilter(t)
+}
+
+// checkFilter checks which tables and DDL a filter with Include and
+// Exclude publishes.
+func checkFilter(t *testing.T) {
+	t.Helper()
 	cfg := Config{Include: []string{`^app\.`, `^other\.keep$`}, Exclude: []string{`\.tmp_`}}
 	cfg.setDefaults()
 	f, _ := newFilter(&cfg)

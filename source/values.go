@@ -59,84 +59,115 @@ func buildColumn(s colSpec) (pipeline.Column, convFn, error) {
 	if s.info != nil {
 		col.SQLType = s.info.ColumnType
 	}
+	switch rt {
+	case mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB:
+		return textColumn(s, col, rt, length)
+	}
 	var fn convFn
+	var err error
+	col.Kind, fn, err = converter(s, rt)
+	return col, fn, err
+}
+
+// kindConv is a column's kind and converter.
+type kindConv struct {
+	kind pipeline.ValueKind
+	fn   convFn
+}
+
+// plainConvs are the kind and converter of the types that depend on the type
+// alone.
+var plainConvs = map[byte]kindConv{
+	mysql.MYSQL_TYPE_YEAR:     {pipeline.VYear, intConv},
+	mysql.MYSQL_TYPE_FLOAT:    {pipeline.VFloat, floatConv},
+	mysql.MYSQL_TYPE_DOUBLE:   {pipeline.VDouble, doubleConv},
+	mysql.MYSQL_TYPE_BIT:      {pipeline.VBit, bitConv},
+	mysql.MYSQL_TYPE_TIME:     {pipeline.VTime, oldTimeConv},
+	mysql.MYSQL_TYPE_JSON:     {pipeline.VJSON, jsonConv},
+	mysql.MYSQL_TYPE_GEOMETRY: {pipeline.VGeometry, bytesConv},
+}
+
+// packedKinds are the kinds of the DECIMAL and temporal types, whose values
+// come packed or as go-mysql's text (packedConv).
+var packedKinds = map[byte]pipeline.ValueKind{
+	mysql.MYSQL_TYPE_NEWDECIMAL: pipeline.VDecimal,
+	mysql.MYSQL_TYPE_TIMESTAMP:  pipeline.VTimestamp,
+	mysql.MYSQL_TYPE_TIMESTAMP2: pipeline.VTimestamp,
+	mysql.MYSQL_TYPE_DATETIME:   pipeline.VDateTime,
+	mysql.MYSQL_TYPE_DATETIME2:  pipeline.VDateTime,
+	mysql.MYSQL_TYPE_NEWDATE:    pipeline.VDate,
+}
+
+// converter returns the kind and the converter of a column of real type rt
+// that is not a string type.
+func converter(s colSpec, rt byte) (pipeline.ValueKind, convFn, error) {
+	if c, ok := plainConvs[rt]; ok {
+		return c.kind, c.fn, nil
+	}
+	if k, ok := packedKinds[rt]; ok {
+		return k, packedConv(s, stringConv), nil
+	}
 	switch rt {
 	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_INT24,
 		mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_LONGLONG:
 		if s.unsigned {
-			col.Kind, fn = pipeline.VUint, uintConv(rt)
-		} else {
-			col.Kind, fn = pipeline.VInt, intConv
+			return pipeline.VUint, uintConv(rt), nil
 		}
-	case mysql.MYSQL_TYPE_YEAR:
-		col.Kind, fn = pipeline.VYear, intConv
-	case mysql.MYSQL_TYPE_NEWDECIMAL:
-		col.Kind, fn = pipeline.VDecimal, packedConv(s, stringConv)
-	case mysql.MYSQL_TYPE_FLOAT:
-		col.Kind, fn = pipeline.VFloat, func(v any) (any, error) {
-			if f, ok := v.(float32); ok {
-				return float64(f), nil
-			}
-			return nil, unexpected(v)
-		}
-	case mysql.MYSQL_TYPE_DOUBLE:
-		col.Kind, fn = pipeline.VDouble, func(v any) (any, error) {
-			if _, ok := v.(float64); ok {
-				return v, nil
-			}
-			return nil, unexpected(v)
-		}
-	case mysql.MYSQL_TYPE_BIT:
-		col.Kind, fn = pipeline.VBit, func(v any) (any, error) {
-			if i, ok := v.(int64); ok {
-				return uint64(i), nil
-			}
-			return nil, unexpected(v)
-		}
-	case mysql.MYSQL_TYPE_TIMESTAMP, mysql.MYSQL_TYPE_TIMESTAMP2:
-		col.Kind, fn = pipeline.VTimestamp, packedConv(s, stringConv)
-	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_DATETIME2:
-		col.Kind, fn = pipeline.VDateTime, packedConv(s, stringConv)
-	case mysql.MYSQL_TYPE_NEWDATE:
-		col.Kind, fn = pipeline.VDate, packedConv(s, stringConv)
+		return pipeline.VInt, intConv, nil
 	case mysql.MYSQL_TYPE_TIME2:
-		col.Kind, fn = pipeline.VTime, packedConv(s, timeConv(int(s.meta)))
-	case mysql.MYSQL_TYPE_TIME:
-		col.Kind, fn = pipeline.VTime, func(v any) (any, error) {
-			if t, ok := v.(string); ok {
-				return fixOldTime(t), nil
-			}
-			return nil, unexpected(v)
-		}
+		return pipeline.VTime, packedConv(s, timeConv(int(s.meta))), nil
 	case mysql.MYSQL_TYPE_ENUM:
-		col.Kind, fn = pipeline.VEnum, enumConv(s.members)
+		return pipeline.VEnum, enumConv(s.members), nil
 	case mysql.MYSQL_TYPE_SET:
-		col.Kind, fn = pipeline.VSet, setConv(s.members)
-	case mysql.MYSQL_TYPE_STRING, mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_BLOB:
-		return textColumn(s, col, rt, length)
-	case mysql.MYSQL_TYPE_JSON:
-		col.Kind, fn = pipeline.VJSON, func(v any) (any, error) {
-			switch j := v.(type) {
-			case string:
-				return j, nil
-			case []byte: // go-mysql returns an empty slice for an empty document
-				if len(j) == 0 {
-					return "null", nil
-				}
-				return string(j), nil
-			case *replication.JsonDiff:
-				return nil, fmt.Errorf("%w: partial JSON update (binlog_row_value_options=PARTIAL_JSON): set binlog_row_value_options='' on the master", ErrUnsupported)
-			}
-			return nil, unexpected(v)
-		}
-	case mysql.MYSQL_TYPE_GEOMETRY:
-		col.Kind, fn = pipeline.VGeometry, bytesConv
+		return pipeline.VSet, setConv(s.members), nil
 	case mysql.MYSQL_TYPE_VECTOR:
-		return col, nil, fmt.Errorf("%w: VECTOR columns are not supported yet: exclude the table (Config.Exclude)", ErrUnsupported)
-	default:
-		return col, nil, fmt.Errorf("%w: unknown column type %d (metadata %#x): exclude the table (Config.Exclude) or upgrade rowcast", ErrUnsupported, rt, s.meta)
+		return 0, nil, fmt.Errorf("%w: VECTOR columns are not supported yet: exclude the table (Config.Exclude)", ErrUnsupported)
 	}
-	return col, fn, nil
+	return 0, nil, fmt.Errorf("%w: unknown column type %d (metadata %#x): exclude the table (Config.Exclude) or upgrade rowcast", ErrUnsupported, rt, s.meta)
+}
+
+func floatConv(v any) (any, error) {
+	if f, ok := v.(float32); ok {
+		return float64(f), nil
+	}
+	return nil, unexpected(v)
+}
+
+func doubleConv(v any) (any, error) {
+	if _, ok := v.(float64); ok {
+		return v, nil
+	}
+	return nil, unexpected(v)
+}
+
+func bitConv(v any) (any, error) {
+	if i, ok := v.(int64); ok {
+		return uint64(i), nil
+	}
+	return nil, unexpected(v)
+}
+
+// oldTimeConv reads a pre-5.6 TIME (see fixOldTime).
+func oldTimeConv(v any) (any, error) {
+	if t, ok := v.(string); ok {
+		return fixOldTime(t), nil
+	}
+	return nil, unexpected(v)
+}
+
+func jsonConv(v any) (any, error) {
+	switch j := v.(type) {
+	case string:
+		return j, nil
+	case []byte: // go-mysql returns an empty slice for an empty document
+		if len(j) == 0 {
+			return "null", nil
+		}
+		return string(j), nil
+	case *replication.JsonDiff:
+		return nil, fmt.Errorf("%w: partial JSON update (binlog_row_value_options=PARTIAL_JSON): set binlog_row_value_options='' on the master", ErrUnsupported)
+	}
+	return nil, unexpected(v)
 }
 
 // textColumn handles CHAR, VARCHAR, TEXT, BINARY, VARBINARY, BLOB, MariaDB JSON
@@ -144,29 +175,7 @@ func buildColumn(s colSpec) (pipeline.Column, convFn, error) {
 // (63 = binary) and the table definition.
 func textColumn(s colSpec, col pipeline.Column, rt byte, length int) (pipeline.Column, convFn, error) {
 	if s.charset == "binary" {
-		if s.info != nil && s.flavor == FlavorMariaDB {
-			var format func([]byte) (string, error)
-			switch s.info.DataType {
-			case "inet4":
-				format = formatInet4
-			case "inet6":
-				format = formatInet6
-			case "uuid":
-				format = formatUUID
-			}
-			if format != nil {
-				col.Kind = pipeline.VString
-				return col, func(v any) (any, error) {
-					b, err := fixedBytes(v, rt, length)
-					if err != nil {
-						return nil, err
-					}
-					return format(b)
-				}, nil
-			}
-		}
-		col.Kind = pipeline.VBytes
-		return col, func(v any) (any, error) { return fixedBytes(v, rt, length) }, nil
+		return binaryColumn(s, col, rt, length)
 	}
 	dec := decoderFor(s.charset)
 	if dec == nil {
@@ -180,8 +189,12 @@ func textColumn(s colSpec, col pipeline.Column, rt byte, length int) (pipeline.C
 	if s.info != nil && s.info.JSON && rt == mysql.MYSQL_TYPE_BLOB {
 		col.Kind = pipeline.VJSON
 	}
-	utf8 := s.charset != "latin1" // the decoder is the identity
-	return col, func(v any) (any, error) {
+	return col, textConv(dec, s.charset != "latin1"), nil
+}
+
+// textConv converts text with dec; utf8 says dec is the identity.
+func textConv(dec textDecoder, utf8 bool) convFn {
+	return func(v any) (any, error) {
 		switch t := v.(type) {
 		case string:
 			if utf8 {
@@ -192,7 +205,41 @@ func textColumn(s colSpec, col pipeline.Column, rt byte, length int) (pipeline.C
 			return dec(string(t)), nil
 		}
 		return nil, unexpected(v)
-	}, nil
+	}
+}
+
+// binaryColumn handles a column of the binary charset: bytes, or the text of
+// a MariaDB INET4, INET6 or UUID.
+func binaryColumn(s colSpec, col pipeline.Column, rt byte, length int) (pipeline.Column, convFn, error) {
+	if format := mariaDBBinaryText(s); format != nil {
+		col.Kind = pipeline.VString
+		return col, func(v any) (any, error) {
+			b, err := fixedBytes(v, rt, length)
+			if err != nil {
+				return nil, err
+			}
+			return format(b)
+		}, nil
+	}
+	col.Kind = pipeline.VBytes
+	return col, func(v any) (any, error) { return fixedBytes(v, rt, length) }, nil
+}
+
+// mariaDBBinaryText returns the text form of MariaDB's INET4, INET6 and UUID
+// columns, nil for other binary columns.
+func mariaDBBinaryText(s colSpec) func([]byte) (string, error) {
+	if s.info == nil || s.flavor != FlavorMariaDB {
+		return nil
+	}
+	return mariaDBBinaryTypes[s.info.DataType]
+}
+
+// mariaDBBinaryTypes are the text forms of the MariaDB data types that the
+// binlog carries as BINARY(n).
+var mariaDBBinaryTypes = map[string]func([]byte) (string, error){
+	"inet4": formatInet4,
+	"inet6": formatInet6,
+	"uuid":  formatUUID,
 }
 
 // fixedBytes copies a binary value. BINARY(n) (and so INET6, UUID, INET4)

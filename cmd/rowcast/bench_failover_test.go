@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/changelog"
+	"github.com/rowcast/rowcast/internal/testenv"
 )
 
 var totalRe = regexp.MustCompile(`; total ([^;\s]+)`)
@@ -53,97 +53,136 @@ func TestBenchFailover(t *testing.T) {
 		}
 	})
 	pipe, sink2, sink3 := e.start()
-	sinks := map[string]*proc{"db2": sink2, "db3": sink3}
-	load := newTransferLoad(e, 100, "db1", "db2", "db3")
-	var commits []commitAt
-	load.log = &commits
-	load.setup(t)
-	waitEqual(t, "db1", "db2", e.database, time.Minute)
-	waitEqual(t, "db1", "db3", e.database, time.Minute)
+	b := &failoverBench{t: t, e: e, sinks: map[string]*proc{"db2": sink2, "db3": sink3}, master: "db1"}
+	b.load = newTransferLoad(e, 100, "db1", "db2", "db3")
+	b.load.log = &b.commits
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
-	wg := load.run(ctx, 4)
-
-	var results []benchRound
-	master := "db1"
-	next := func(n string) string { return map[string]string{"db1": "db2", "db2": "db3", "db3": "db1"}[n] }
-	// rejoin brings the old master back as a replica and waits until it
-	// follows.
-	rejoin := func(node string, undo bool) int {
-		args := []string{"rejoin", "--config", e.cfg, "--node", node, "--loss-file", filepath.Join(t.TempDir(), "loss.jsonl")}
-		if undo {
-			args = append(args, "--undo-loss")
-		}
-		out := mustRowcast(t, args...)
-		lost := 0
-		if m := regexp.MustCompile(`(\d+) transactions never reached the topic`).FindStringSubmatch(out); m != nil {
-			lost, _ = strconv.Atoi(m[1])
-		}
-		sinks[node] = startRowcast(t, "sink", "--config", e.cfg, "--replica", node)
-		waitCaughtUp(t, node, e.topic)
-		return lost
-	}
-	stopped := func(node string) {
-		select {
-		case <-sinks[node].done:
-		case <-time.After(time.Minute):
-			t.Fatalf("the sink of the promoted %s did not stop", node)
-		}
-	}
-
+	wg := b.load.run(ctx, 4)
 	for i := 0; i < rounds; i++ {
-		to := next(master)
-		time.Sleep(3 * time.Second)
-		start := time.Now()
-		out := mustRowcast(t, "promote", "--config", e.cfg, "--replica", to)
-		r := benchRound{kind: "planned", from: master, to: to}
-		if m := downtimeRe.FindStringSubmatch(out); m != nil {
-			r.refused = m[1]
-		}
-		if m := totalRe.FindStringSubmatch(out); m != nil {
-			r.total = m[1]
-		}
-		r.clients = -1
-		for deadline := time.Now().Add(30 * time.Second); r.clients < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			r.clients = clientGap(load, &commits, start, master, to)
-		}
-		t.Logf("planned %s -> %s: writes refused %s (promote), %v (clients)\n%s", master, to, r.refused, r.clients, out)
-		results = append(results, r)
-		stopped(to)
-		rejoin(master, false)
-		master = to
+		b.planned()
 	}
 	for i := 0; i < rounds; i++ {
-		time.Sleep(3 * time.Second)
-		killed := killMariadb(t, master)
-		var to string
-		var first time.Time
-		waitFor(t, 2*time.Minute, "a commit on a new master", func() bool {
-			load.mu.Lock()
-			defer load.mu.Unlock()
-			for _, c := range commits {
-				if c.at.After(killed) && c.node != master {
-					to, first = c.node, c.at
-					return true
-				}
-			}
-			return false
-		})
-		r := benchRound{kind: "automatic", from: master, to: to, clients: first.Sub(killed)}
-		stopped(to)
-		stack(t, "start", master)
-		r.lost = rejoin(master, true)
-		t.Logf("automatic %s -> %s: %v from SIGKILL to the first commit on %s; %d transactions lost", master, to, r.clients, to, r.lost)
-		results = append(results, r)
-		master = to
+		b.automatic()
 	}
 	stopLoad()
 	wg.Wait()
-	waitEqual(t, master, next(master), e.database, 2*time.Minute)
-	load.checkLedgerAllowingLoss(t, master)
+	waitEqual(t, b.master, nextNode(b.master), e.database, 2*time.Minute)
+	b.load.checkLedgerAllowingLoss(t, b.master)
 
-	report := benchReport(results, rounds, unreachable, load.commits)
+	report := benchReport(b.results, rounds, unreachable, b.load.commits)
 	t.Log("\n" + report)
+	writeBenchReport(t, report)
+	for _, s := range b.sinks {
+		s.cmd.Process.Signal(os.Interrupt)
+	}
+	pipe.stop(t)
+}
+
+// failoverBench is the state of TestBenchFailover between rounds.
+type failoverBench struct {
+	t       *testing.T
+	e       *failoverEnv
+	load    *transferLoad
+	commits []commitAt
+	sinks   map[string]*proc // by node
+	master  string
+	results []benchRound
+}
+
+// nextNode is the node promoted after n.
+func nextNode(n string) string { return map[string]string{"db1": "db2", "db2": "db3", "db3": "db1"}[n] }
+
+// planned promotes the next node with rowcast promote and rejoins the old
+// master.
+func (b *failoverBench) planned() {
+	t, from, to := b.t, b.master, nextNode(b.master)
+	time.Sleep(3 * time.Second)
+	start := time.Now()
+	out := mustRowcast(t, "promote", "--config", b.e.cfg, "--replica", to)
+	r := benchRound{kind: "planned", from: from, to: to}
+	if m := downtimeRe.FindStringSubmatch(out); m != nil {
+		r.refused = m[1]
+	}
+	if m := totalRe.FindStringSubmatch(out); m != nil {
+		r.total = m[1]
+	}
+	r.clients = -1
+	for deadline := time.Now().Add(30 * time.Second); r.clients < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r.clients = clientGap(b.load, &b.commits, start, from, to)
+	}
+	t.Logf("planned %s -> %s: writes refused %s (promote), %v (clients)\n%s", from, to, r.refused, r.clients, out)
+	b.results = append(b.results, r)
+	b.stopped(to)
+	b.rejoin(from, false)
+	b.master = to
+}
+
+// automatic SIGKILLs the master's mariadbd, waits for the automatic
+// failover's first commit on another node, and rejoins the old master.
+func (b *failoverBench) automatic() {
+	t, from := b.t, b.master
+	time.Sleep(3 * time.Second)
+	killed := killMariadb(t, from)
+	to, first := b.firstCommitAway(killed)
+	r := benchRound{kind: "automatic", from: from, to: to, clients: first.Sub(killed)}
+	b.stopped(to)
+	stack(t, "start", from)
+	r.lost = b.rejoin(from, true)
+	t.Logf("automatic %s -> %s: %v from SIGKILL to the first commit on %s; %d transactions lost", from, to, r.clients, to, r.lost)
+	b.results = append(b.results, r)
+	b.master = to
+}
+
+// firstCommitAway waits for the first commit after killed on a node other
+// than the master.
+func (b *failoverBench) firstCommitAway(killed time.Time) (node string, at time.Time) {
+	waitFor(b.t, 2*time.Minute, "a commit on a new master", func() bool {
+		b.load.mu.Lock()
+		defer b.load.mu.Unlock()
+		for _, c := range b.commits {
+			if c.at.After(killed) && c.node != b.master {
+				node, at = c.node, c.at
+				return true
+			}
+		}
+		return false
+	})
+	return node, at
+}
+
+// rejoin brings the old master back as a replica, waits until it follows,
+// and returns how many transactions it lost.
+func (b *failoverBench) rejoin(node string, undo bool) int {
+	t := b.t
+	args := []string{"rejoin", "--config", b.e.cfg, "--node", node, "--loss-file", filepath.Join(t.TempDir(), "loss.jsonl")}
+	if undo {
+		args = append(args, "--undo-loss")
+	}
+	out := mustRowcast(t, args...)
+	lost := 0
+	if m := lostRe.FindStringSubmatch(out); m != nil {
+		lost, _ = strconv.Atoi(m[1])
+	}
+	b.sinks[node] = startRowcast(t, "sink", "--config", b.e.cfg, "--replica", node)
+	waitCaughtUp(t, node, b.e.topic)
+	return lost
+}
+
+var lostRe = regexp.MustCompile(`(\d+) transactions never reached the topic`)
+
+// stopped waits for the sink of a promoted node to stop by itself.
+func (b *failoverBench) stopped(node string) {
+	select {
+	case <-b.sinks[node].done:
+	case <-time.After(time.Minute):
+		b.t.Fatalf("the sink of the promoted %s did not stop", node)
+	}
+}
+
+// writeBenchReport writes the report to ROWCAST_BENCH_OUT and adds it to
+// ROWCAST_BENCH_DOC, when they are set.
+func writeBenchReport(t *testing.T, report string) {
 	if p := os.Getenv("ROWCAST_BENCH_OUT"); p != "" {
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
 			t.Fatal(err)
@@ -154,10 +193,6 @@ func TestBenchFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range sinks {
-		s.cmd.Process.Signal(os.Interrupt)
-	}
-	pipe.stop(t)
 }
 
 // clientGap is the time between the last commit on from and the first on
@@ -190,7 +225,7 @@ func clientGap(l *transferLoad, log *[]commitAt, start time.Time, from, to strin
 // offset as of the call.
 func waitCaughtUp(t *testing.T, node, topic string) {
 	t.Helper()
-	end, err := pipeline.EndOffset(context.Background(), pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic})
+	end, err := changelog.EndOffset(context.Background(), changelog.Config{Brokers: testenv.KafkaBrokers(), Topic: topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,17 +242,7 @@ func waitCaughtUp(t *testing.T, node, topic string) {
 // an emergency failover lost (reported by rejoin) may be missing.
 func (l *transferLoad) checkLedgerAllowingLoss(t *testing.T, node string) {
 	t.Helper()
-	have := map[int64]bool{}
-	rows, err := testenv.DB(t, node).Query("SELECT id FROM `" + l.e.database + "`.ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		have[id] = true
-	}
-	rows.Close()
+	have := ledgerIDs(t, node, l.e.database)
 	for id, a := range l.confirmed {
 		if !have[id] {
 			delete(l.confirmed, id)

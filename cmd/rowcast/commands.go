@@ -41,21 +41,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	err := cmd.run(ctx, args[1:], stdout, stderr)
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	return exitCode(stderr, args[0], cmd.run(ctx, args[1:], stdout, stderr))
+}
+
+// exitCode reports a subcommand's error and returns its exit code: 0
+// without an error or for -h, an exitError's own code, else 1.
+func exitCode(stderr io.Writer, name string, err error) int {
 	var ee *exitError
-	if errors.As(err, &ee) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "rowcast %s: %v\n", args[0], ee.err)
+			fmt.Fprintf(stderr, "rowcast %s: %v\n", name, ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "rowcast %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "rowcast %s: %v\n", name, err)
 	return 1
 }
 

@@ -6,9 +6,6 @@ import (
 	"os/exec"
 	"testing"
 	"time"
-
-	"github.com/rowcast/rowcast/pipeline/testenv"
-	"github.com/rowcast/rowcast/pipeline/workload"
 )
 
 // needDisruptive guards tests that stop and start shared services of the
@@ -30,33 +27,33 @@ func stack(t *testing.T, args ...string) {
 	}
 }
 
+// restartService stops a service of the local stack for down, two seconds
+// into the load, and gives the load two seconds after its start.
+func restartService(t *testing.T, name string, down time.Duration) {
+	t.Helper()
+	time.Sleep(2 * time.Second)
+	stack(t, "stop", name)
+	time.Sleep(down)
+	stack(t, "start", name)
+	time.Sleep(2 * time.Second)
+}
+
 // TestDisruptiveKafkaRestart stops and restarts the Kafka broker during a
 // write load: the pipeline service waits and retries, and afterwards the
 // topic holds every transaction exactly once, in order.
 func TestDisruptiveKafkaRestart(t *testing.T) {
 	needDisruptive(t)
-	database := testenv.CreateDatabase(t, testenv.Master)
-	topic := testenv.CreateTopic(t, 1)
-	db := testenv.DBAt(t, testenv.Master, database)
-	testenv.Exec(t, db, "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, client INT, payload VARCHAR(255))")
-	cfg := e2eConfig(t, database, topic, "")
-	p := startRowcast(t, "pipeline", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-
-	load := &txnLoad{db: db, database: database, gtids: map[string]int{}}
+	tp := startTxnPipeline(t)
+	load := tp.load
 	ctx, stopLoad := context.WithCancel(context.Background())
 	wg := load.run(ctx, t, 2)
-	time.Sleep(2 * time.Second)
-	stack(t, "stop", "kafka")
-	time.Sleep(3 * time.Second)
-	stack(t, "start", "kafka")
-	time.Sleep(2 * time.Second)
+	restartService(t, "kafka", 3*time.Second)
 	stopLoad()
 	wg.Wait()
 	want := len(load.gtids)
 
-	txns, _ := waitTxns(t, topic, want, 3*time.Minute)
-	p.stop(t)
+	txns, _ := waitTxns(t, tp.topic, want, 3*time.Minute)
+	tp.proc.stop(t)
 	if len(txns) != want {
 		t.Fatalf("%d transactions in the topic, %d committed", len(txns), want)
 	}
@@ -74,31 +71,19 @@ func TestDisruptiveKafkaRestart(t *testing.T) {
 // back, and afterwards both replicas equal the master with the total intact.
 func TestDisruptiveReplicaRestart(t *testing.T) {
 	needDisruptive(t)
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	cfg := e2eConfig(t, database, topic, "")
-	p := startRowcast(t, "run", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-	database = replicatedNamed(t, database)
-	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 100, Initial: 100}
+	r := startReplication(t, "run")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := bank.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bank := newBank(ctx, t, r.database, 100, 100)
 	lctx, stopLoad := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- bank.Run(lctx, 4, 0) }()
-	time.Sleep(2 * time.Second)
-	stack(t, "stop", "db3")
-	time.Sleep(2 * time.Second)
-	stack(t, "start", "db3")
-	time.Sleep(2 * time.Second)
+	restartService(t, "db3", 2*time.Second)
 	stopLoad()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitConverged(t, database, 2*time.Minute)
-	p.stop(t)
+	waitConverged(t, r.database, 2*time.Minute)
+	r.proc.stop(t)
 	t.Logf("%d transfers across a restart of db3", bank.Transfers.Load())
 }

@@ -3,18 +3,25 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rowcast/rowcast/changelog"
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/internal/workload"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 )
 
 var (
@@ -45,35 +52,121 @@ func rowcastBinary(t testing.TB) string {
 	return binPath
 }
 
-// e2eConfig writes a config for the local stack that replicates only the
-// given database through the given topic.
-func e2eConfig(t testing.TB, database, topic string, extra string) string {
+// clusterConfig is a config of the local stack's nodes that replicates one
+// database through one topic, with db1 the master.
+type clusterConfig struct {
+	database, topic string
+	nodes           []string          // default db1, db2, db3
+	nodeHTTP        map[string]string // each node's sink metrics address; default none
+	addrs           map[string]string // a node's address instead of the stack's (a closed port: unreachable)
+	protect         bool              // sink.protect_replicas
+	http            string            // the pipeline's metrics address; default off
+	extra           string            // more sections
+	kafkaExtra      string            // more lines of the kafka section, indented
+	brokers         string            // the Kafka bootstrap address; default the stack's PLAINTEXT listener
+	sourceExtra     string            // more lines of the source section, indented
+	sinkExtra       string            // more lines of the sink section, indented
+}
+
+// write writes the config to a file of the test's and returns its path.
+func (c clusterConfig) write(t testing.TB) string {
 	t.Helper()
+	if c.nodes == nil {
+		c.nodes = []string{"db1", "db2", "db3"}
+	}
+	if c.http == "" {
+		c.http = "off"
+	}
+	if c.brokers == "" {
+		c.brokers = testenv.Addr("kafka")
+	}
+	var nodes strings.Builder
+	for _, n := range c.nodes {
+		addr := c.addrs[n]
+		if addr == "" {
+			addr = testenv.Addr(n)
+		}
+		fmt.Fprintf(&nodes, "  - {name: %s, dsn: \"root@tcp(%s)/\"", n, addr)
+		if addr := c.nodeHTTP[n]; addr != "" {
+			fmt.Fprintf(&nodes, ", http: %q", addr)
+		}
+		nodes.WriteString("}\n")
+	}
 	text := fmt.Sprintf(`cluster: e2e
 master: db1
 nodes:
-  - {name: db1, dsn: "root@tcp(%s)/"}
-  - {name: db2, dsn: "root@tcp(%s)/"}
-  - {name: db3, dsn: "root@tcp(%s)/"}
-kafka:
+%skafka:
   brokers: [%q]
   topic: %s
-source:
+%ssource:
   include: ['^%s\.']
   heartbeat_interval: 1s
   start: current
   server_id: %d
-sink:
-  protect_replicas: false
-http: "off"
-%s`, testenv.Addr("db1"), testenv.Addr("db2"), testenv.Addr("db3"), testenv.Addr("kafka"), topic, database,
+%ssink:
+  protect_replicas: %v
+%shttp: %q
+%s`, nodes.String(), c.brokers, c.topic, c.kafkaExtra, c.database,
 		// Two readers with one server_id make the master drop one of them.
-		100000+rand.IntN(1<<30), extra)
+		100000+rand.IntN(1<<30), c.sourceExtra, c.protect, c.sinkExtra, c.http, c.extra)
 	path := filepath.Join(t.TempDir(), "rowcast.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// e2eConfig writes a config for the local stack that replicates only the
+// given database through the given topic.
+func e2eConfig(t testing.TB, database, topic string) string {
+	t.Helper()
+	return clusterConfig{database: database, topic: topic}.write(t)
+}
+
+// startPublishing starts `rowcast command` (pipeline or run) and waits for
+// its first message in the topic (a heartbeat).
+func startPublishing(t testing.TB, command, cfg, topic string) *proc {
+	t.Helper()
+	p := startRowcast(t, command, "--config", cfg)
+	waitFor(t, 60*time.Second, "the first heartbeat", func() bool {
+		evs, _, err := readTopicFrom(topic, 0)
+		if errors.Is(err, changelog.ErrTopicNotFound) {
+			return false // the process has not created it yet
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs) > 0
+	})
+	return p
+}
+
+// replication is a rowcast process that replicates a database of its own
+// through a topic of its own.
+type replication struct {
+	topic, database, cfg string
+	proc                 *proc
+}
+
+// startReplication starts `rowcast command` (pipeline or run) and creates the
+// database once the reader runs, so that the replicas get it.
+func startReplication(t *testing.T, command string) replication {
+	t.Helper()
+	r := replication{topic: testenv.CreateTopic(t, 1), database: testenv.UniqueName(t, "rc")}
+	r.cfg = e2eConfig(t, r.database, r.topic)
+	r.proc = startPublishing(t, command, r.cfg, r.topic)
+	replicatedNamed(t, r.database)
+	return r
+}
+
+// newBank creates the bank's accounts in database on the master.
+func newBank(ctx context.Context, t testing.TB, database string, accounts int, initial int64) *workload.Bank {
+	t.Helper()
+	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: accounts, Initial: initial}
+	if err := bank.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return bank
 }
 
 // proc is a rowcast process started by a test.
@@ -123,6 +216,37 @@ func startRowcast(t testing.TB, args ...string) *proc {
 	return p
 }
 
+// waitExit waits for the process to exit by itself, cleanly, within
+// timeout.
+func (p *proc) waitExit(t testing.TB, timeout time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s exited with %v:\n%s", what, err, p.out)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s did not stop within %v:\n%s", what, timeout, p.out)
+	}
+}
+
+// scrape reads one series of a process's metrics: its value, 0 when the
+// process has none.
+func scrape(addr, series string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, err
+}
+
 func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -147,34 +271,45 @@ func (p *proc) stop(t testing.TB) {
 // readTopic decodes every message of a topic, in offset order.
 func readTopic(t testing.TB, topic string) []*pipeline.Event {
 	t.Helper()
-	kc := pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic}
-	ctx := context.Background()
-	end, err := pipeline.EndOffset(ctx, kc)
+	evs, _, err := readTopicFrom(topic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return evs
+}
+
+// readTopicFrom decodes the messages of a topic from offset from to its
+// current end, and returns them with the offset that follows them.
+func readTopicFrom(topic string, from int64) ([]*pipeline.Event, int64, error) {
+	kc := changelog.Config{Brokers: testenv.KafkaBrokers(), Topic: topic}
+	ctx := context.Background()
+	end, err := changelog.EndOffset(ctx, kc)
+	if err != nil {
+		return nil, from, err
+	}
 	codec := &pipeline.Codec{}
 	var out []*pipeline.Event
-	for off := int64(0); off < end; {
+	off := from
+	for off < end {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		msgs, err := pipeline.ReadAt(rctx, kc, off, 5000)
+		msgs, err := changelog.ReadAt(rctx, kc, off, 5000)
 		cancel()
 		if err != nil {
-			t.Fatal(err)
+			return out, off, err
 		}
 		if len(msgs) == 0 {
-			t.Fatalf("no message at offset %d of %d", off, end)
+			return out, off, fmt.Errorf("no message at offset %d of %d", off, end)
 		}
 		for _, m := range msgs {
 			ev, err := codec.Decode(m.Key, m.Value)
 			if err != nil {
-				t.Fatalf("offset %d: %v", m.Offset, err)
+				return out, off, fmt.Errorf("offset %d: %w", m.Offset, err)
 			}
 			out = append(out, ev)
 			off = m.Offset + 1
 		}
 	}
-	return out
+	return out, off, nil
 }
 
 // txnView is a source transaction as a sink sees it after de-duplication.
@@ -229,30 +364,50 @@ func dedupe(t testing.TB, evs []*pipeline.Event) []txnView {
 	return out
 }
 
-// waitTxns waits until the topic has stopped growing and holds at least want
+// waitTxns reads the topic as it grows until it holds at least want
 // transactions after de-duplication, and returns them with the number of raw
-// messages. Reading and decoding the whole topic is costly, so it is done
-// only once the end offset has been stable for a second.
+// messages. It must not wait for the topic to stop growing: an idle
+// publisher keeps adding heartbeats. Errors while Kafka restarts are retried.
 func waitTxns(t testing.TB, topic string, want int, timeout time.Duration) ([]txnView, int) {
 	t.Helper()
-	kc := pipeline.KafkaConfig{Brokers: testenv.KafkaBrokers(), Topic: topic}
 	deadline := time.Now().Add(timeout)
-	last := int64(-1)
+	var evs []*pipeline.Event
 	var txns []txnView
-	raw := 0
+	var off int64
+	var lastErr error
 	for time.Now().Before(deadline) {
-		time.Sleep(time.Second)
-		end, err := pipeline.EndOffset(context.Background(), kc)
-		if err != nil || end != last {
-			last = end
-			continue
+		more, next, err := readTopicFrom(topic, off)
+		evs, off, lastErr = append(evs, more...), next, err
+		if len(more) > 0 {
+			txns = dedupe(t, evs)
 		}
-		evs := readTopic(t, topic)
-		txns, raw = dedupe(t, evs), len(evs)
 		if len(txns) >= want {
-			return txns, raw
+			return txns, len(evs)
 		}
+		time.Sleep(time.Second)
 	}
-	t.Fatalf("after %v the topic holds %d transactions (%d messages), want %d", timeout, len(txns), raw, want)
+	t.Fatalf("after %v the topic holds %d transactions (%d messages), want %d (last read error: %v)", timeout, len(txns), len(evs), want, lastErr)
 	return nil, 0
+}
+
+// runCLIProcess runs the rowcast binary to the end and returns its exit
+// code, stdout and stderr.
+func runCLIProcess(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rowcastBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(os.Environ(), "CI=")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("rowcast %s: %v", args[0], err)
+	}
+	return code, out.String(), errb.String()
 }

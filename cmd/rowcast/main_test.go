@@ -32,7 +32,7 @@ func TestUnknownCommand(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	code, out, errs := runCLI(t, "config", "validate", "--config", "../../deployments/local/rowcast.yaml")
-	if code != 0 || !strings.Contains(out, "ok (cluster local, master db1, replicas [db2 db3]") {
+	if code != 0 || !strings.Contains(out, "ok (cluster local, master db1, replicas [db2 db3 olap]") {
 		t.Fatalf("code %d out %q err %q", code, out, errs)
 	}
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 
-	"github.com/rowcast/rowcast/pipeline/obs"
-	"github.com/rowcast/rowcast/pipeline/service"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rowcast/rowcast/config"
+	"github.com/rowcast/rowcast/internal/obs"
+	"github.com/rowcast/rowcast/service"
+	"github.com/rs/zerolog"
 )
 
 func init() {
@@ -13,37 +16,45 @@ func init() {
 }
 
 func runPipeline(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlags("pipeline", "--config FILE", stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	var lf logFlags
-	lf.register(fs, "info")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	s, err := setupService(ctx, "pipeline", args, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
+	setMemoryLimit(s.cfg.MemoryLimitMiB, 1, s.log)
+	p := service.NewPublisher(s.pc, s.log, service.NewMetrics(s.reg), s.health)
+	s.log.Info().Str("master", s.cfg.Master).Str("topic", s.pc.Kafka.Topic).Str("version", version).Msg("pipeline service starting")
+	return stopped(s.log, "pipeline service", p.Run(ctx))
+}
+
+// serviceEnv is what `rowcast pipeline` and `rowcast run` set up before
+// they run: the config and logger, the pipeline service's config, and the
+// metrics and health they serve at the config's http address.
+type serviceEnv struct {
+	cfg    *config.Config
+	log    zerolog.Logger
+	pc     service.PublisherConfig
+	reg    *prometheus.Registry
+	health *obs.Health
+}
+
+func setupService(ctx context.Context, name string, args []string, stderr io.Writer) (*serviceEnv, error) {
+	s := &serviceEnv{}
+	env := newCommand(name, "--config FILE [--skip-gtid GTID]", "info", stderr)
+	skip := env.fs.String("skip-gtid", "", "leave this one source transaction out of the topic when the reader meets it, once, "+
+		"recording the skip in the topic (replicas then miss its changes: re-seed what it wrote)")
+	var err error
+	if s.cfg, s.log, err = env.setup(args, nil); err != nil {
+		return nil, err
 	}
-	pc, err := publisherConfig(cfg)
-	if err != nil {
-		return err
+	if s.pc, err = servicePublisherConfig(s.cfg, s.log); err != nil {
+		return nil, err
 	}
-	withLocator(&pc, cfg, log)
-	reg := obs.NewRegistry()
-	health := obs.NewHealth()
-	if _, err := obs.Serve(ctx, cfg.HTTP, reg, health, log); err != nil {
-		return err
+	s.pc.SkipGTID = *skip
+	if s.reg, s.health, err = serve(ctx, s.cfg.HTTP, s.log); err != nil {
+		return nil, err
 	}
-	p := service.NewPublisher(pc, log, service.NewMetrics(reg), health)
-	log.Info().Str("master", cfg.Master).Str("topic", cfg.Kafka.Topic).Str("version", version).Msg("pipeline service starting")
-	if err := p.Run(ctx); err != nil {
-		log.Error().Err(err).Msg("pipeline service stopped")
-		return err
-	}
-	log.Info().Msg("pipeline service stopped cleanly")
-	return nil
+	s.health.SetStatus(func(ctx context.Context) any { return service.Status(ctx, s.cfg, s.cfg.ChangelogConfig()) })
+	watchReach(ctx, s.cfg, s.cfg.HTTP, s.health)
+	service.NewRouter(s.cfg, s.pc.Kafka, s.log).Register(s.health.Handle)
+	return s, nil
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/internal/testenv"
 )
 
 // txnLoad commits transactions of 1 to 5 rows (now and then 300) into
@@ -76,22 +76,35 @@ func (l *txnLoad) run(ctx context.Context, t *testing.T, clients int) *sync.Wait
 	return &wg
 }
 
+// txnPipeline is a pipeline service publishing a database of its own whose
+// table t a txnLoad writes.
+type txnPipeline struct {
+	load       *txnLoad
+	topic, cfg string
+	proc       *proc
+}
+
+// startTxnPipeline creates the database and starts the pipeline service,
+// which records the master's position before any load starts.
+func startTxnPipeline(t *testing.T) txnPipeline {
+	t.Helper()
+	database := testenv.CreateDatabase(t, testenv.Master)
+	tp := txnPipeline{topic: testenv.CreateTopic(t, 1)}
+	db := testenv.DBAt(t, testenv.Master, database)
+	testenv.Exec(t, db, "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, client INT, payload VARCHAR(255))")
+	tp.cfg = e2eConfig(t, database, tp.topic)
+	tp.proc = startPublishing(t, "pipeline", tp.cfg, tp.topic)
+	tp.load = &txnLoad{db: db, database: database, gtids: map[string]int{}}
+	return tp
+}
+
 // TestPipelineCrashAndResume SIGKILLs the pipeline service at random moments
 // during a write load and restarts it each time. Afterwards the topic holds
 // every source transaction exactly once (after skipping copies by position),
 // in commit order, counted by GTID, with contiguous sequence numbers.
 func TestPipelineCrashAndResume(t *testing.T) {
-	database := testenv.CreateDatabase(t, testenv.Master)
-	topic := testenv.CreateTopic(t, 1)
-	db := testenv.DBAt(t, testenv.Master, database)
-	testenv.Exec(t, db, "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, client INT, payload VARCHAR(255))")
-	cfg := e2eConfig(t, database, topic, "")
-
-	// The first start records the master's position before the load starts.
-	p := startRowcast(t, "pipeline", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-
-	load := &txnLoad{db: db, database: database, gtids: map[string]int{}}
+	tp := startTxnPipeline(t)
+	load, p := tp.load, tp.proc
 	ctx, stopLoad := context.WithCancel(context.Background())
 	wg := load.run(ctx, t, 3)
 
@@ -100,7 +113,7 @@ func TestPipelineCrashAndResume(t *testing.T) {
 	for i := 0; i < kills; i++ {
 		time.Sleep(time.Duration(300+r.IntN(1500)) * time.Millisecond)
 		p.kill(t)
-		p = startRowcast(t, "pipeline", "--config", cfg)
+		p = startRowcast(t, "pipeline", "--config", tp.cfg)
 	}
 	time.Sleep(time.Second)
 	stopLoad()
@@ -111,7 +124,7 @@ func TestPipelineCrashAndResume(t *testing.T) {
 	want := len(load.gtids)
 	t.Logf("%d transactions committed during %d kills", want, kills)
 
-	txns, raw := waitTxns(t, topic, want, 2*time.Minute)
+	txns, raw := waitTxns(t, tp.topic, want, 2*time.Minute)
 	p.stop(t)
 	rows := 0
 	for _, tx := range txns {

@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline/failover"
+	"github.com/rowcast/rowcast/failover"
 )
 
 func init() {
@@ -35,48 +35,26 @@ and stops by itself at the epoch record). Only one promotion runs at a time
 `
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("promote", promoteSynopsis, stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	replica := fs.String("replica", "", "the replica to promote (with --force: default the one with the highest applied offset)")
-	force := fs.Bool("force", false, "emergency promotion: the master does not answer")
-	fence := fs.String("fence", failover.FenceKill, "open write transactions on the old master: kill (their connections) or wait (for them to end)")
-	fenceTimeout := fs.Duration("fence-timeout", 10*time.Second, "with --fence wait: how long to wait for open write transactions")
-	catchup := fs.Duration("catchup-timeout", 60*time.Second, "how long to wait for the reader to publish the master's last transaction and the replica to apply the topic")
-	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "time to live of the promotion lease (renewed while promoting)")
-	pipelineHTTP := fs.String("pipeline-http", "", "metrics address of the pipeline service, whose /healthz says how far it read (default: the config's http; off: watch the topic)")
-	var lf logFlags
-	lf.register(fs, "warn")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *replica == "" && !*force {
-		return &exitError{code: 2, err: fmt.Errorf("--replica is required (or --force when the master is down)")}
-	}
-	if *fence != failover.FenceKill && *fence != failover.FenceWait {
-		return &exitError{code: 2, err: fmt.Errorf("--fence %q: use kill or wait", *fence)}
-	}
-	cfg, err := loadConfig(*path)
+	env := newCommand("promote", promoteSynopsis, "warn", stderr)
+	var o failover.Options
+	env.fs.StringVar(&o.Replica, "replica", "", "the replica to promote (with --force: default the one with the highest applied offset)")
+	env.fs.BoolVar(&o.Force, "force", false, "emergency promotion: the master does not answer")
+	env.fs.StringVar(&o.Fence, "fence", failover.FenceKill, "open write transactions on the old master: kill (their connections) or wait (for them to end)")
+	env.fs.DurationVar(&o.FenceTimeout, "fence-timeout", 10*time.Second, "with --fence wait: how long to wait for open write transactions")
+	env.fs.DurationVar(&o.CatchupTimeout, "catchup-timeout", 60*time.Second, "how long to wait for the reader to publish the master's last transaction and the replica to apply the topic")
+	env.fs.DurationVar(&o.LeaseTTL, "lease-ttl", 30*time.Second, "time to live of the promotion lease (renewed while promoting)")
+	env.fs.StringVar(&o.PipelineHTTP, "pipeline-http", "", "metrics address of the pipeline service, whose /healthz says how far it read (default: the config's http; off: watch the topic)")
+	cfg, log, err := env.setup(args, func() error { return checkPromoteFlags(o) })
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	p := &failover.Promoter{Cfg: cfg, Kafka: kafkaConfig(cfg), Log: log, OnStep: func(s failover.Step) {
-		fmt.Fprintf(stdout, "  %2d. %-58s %8s", s.N, s.Name, s.Took.Round(time.Millisecond))
-		if s.Detail != "" {
-			fmt.Fprintf(stdout, "  %s", s.Detail)
-		}
-		fmt.Fprintln(stdout)
-	}}
+	p := &failover.Promoter{Cfg: cfg, Kafka: cfg.ChangelogConfig(), Log: log, OnStep: func(s failover.Step) { printStep(stdout, s) }}
 	kind := "planned promotion"
-	if *force {
+	if o.Force {
 		kind = "emergency promotion (--force)"
 	}
-	fmt.Fprintf(stdout, "%s of %s in cluster %s, topic %s\n", kind, orDash(*replica), cfg.Cluster, cfg.Kafka.Topic)
-	res, err := p.Promote(ctx, failover.Options{Replica: *replica, Force: *force, Fence: *fence, FenceTimeout: *fenceTimeout,
-		CatchupTimeout: *catchup, LeaseTTL: *leaseTTL, PipelineHTTP: *pipelineHTTP})
+	fmt.Fprintf(stdout, "%s of %s in cluster %s, topic %s\n", kind, orDash(o.Replica), cfg.Cluster, p.Kafka.Topic)
+	res, err := p.Promote(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -86,6 +64,26 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "; writes refused for %v", res.WriteDowntime.Round(time.Millisecond))
 	}
 	fmt.Fprintln(stdout)
-	fmt.Fprintf(stdout, "next: point writers at %s; `rowcast rejoin --config %s --node %s` makes the old master a replica\n", res.NewMaster, *path, res.OldMaster)
+	fmt.Fprintf(stdout, "next: point writers at %s; `rowcast rejoin --config %s --node %s` makes the old master a replica\n", res.NewMaster, env.path, res.OldMaster)
 	return nil
+}
+
+// checkPromoteFlags requires a replica unless forced, and a known fence.
+func checkPromoteFlags(o failover.Options) error {
+	if o.Replica == "" && !o.Force {
+		return usageError("--replica is required (or --force when the master is down)")
+	}
+	if o.Fence != failover.FenceKill && o.Fence != failover.FenceWait {
+		return usageError("--fence %q: use kill or wait", o.Fence)
+	}
+	return nil
+}
+
+// printStep prints one step of a promotion with its duration.
+func printStep(w io.Writer, s failover.Step) {
+	fmt.Fprintf(w, "  %2d. %-58s %8s", s.N, s.Name, s.Took.Round(time.Millisecond))
+	if s.Detail != "" {
+		fmt.Fprintf(w, "  %s", s.Detail)
+	}
+	fmt.Fprintln(w)
 }

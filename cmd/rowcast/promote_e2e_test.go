@@ -9,24 +9,26 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/config"
+	"github.com/rowcast/rowcast/internal/mysqlerr"
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/config"
-	"github.com/rowcast/rowcast/pipeline/service"
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/service"
 )
 
 // dumpOnFailure logs the output of processes when the test fails.
@@ -78,29 +80,7 @@ func newFailoverEnv(t *testing.T, extra string) *failoverEnv {
 	for _, n := range []string{"db1", "db2", "db3"} {
 		e.nodeHTTP[n] = freeAddr(t)
 	}
-	text := fmt.Sprintf(`cluster: e2e
-master: db1
-nodes:
-  - {name: db1, dsn: "root@tcp(%s)/", http: %q}
-  - {name: db2, dsn: "root@tcp(%s)/", http: %q}
-  - {name: db3, dsn: "root@tcp(%s)/", http: %q}
-kafka:
-  brokers: [%q]
-  topic: %s
-source:
-  include: ['^%s\.']
-  heartbeat_interval: 1s
-  start: current
-  server_id: %d
-sink:
-  protect_replicas: true
-http: %q
-%s`, testenv.Addr("db1"), e.nodeHTTP["db1"], testenv.Addr("db2"), e.nodeHTTP["db2"], testenv.Addr("db3"), e.nodeHTTP["db3"],
-		testenv.Addr("kafka"), e.topic, e.database, 100000+rand.IntN(1<<30), e.http, extra)
-	e.cfg = filepath.Join(t.TempDir(), "rowcast.yaml")
-	if err := os.WriteFile(e.cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e.cfg = clusterConfig{database: e.database, topic: e.topic, nodeHTTP: e.nodeHTTP, protect: true, http: e.http, extra: extra}.write(t)
 	// Read-only flags as they were, restored at the end (db1 stays the
 	// suite's writable master).
 	for _, n := range []string{"db1", "db2", "db3"} {
@@ -154,8 +134,7 @@ http: %q
 // creates the database once the reader runs (so that replicas get it).
 func (e *failoverEnv) start() (pipe, sink2, sink3 *proc) {
 	t := e.t
-	pipe = startRowcast(t, "pipeline", "--config", e.cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, e.topic)) > 0 })
+	pipe = startPublishing(t, "pipeline", e.cfg, e.topic)
 	sink2 = startRowcast(t, "sink", "--config", e.cfg, "--replica", "db2")
 	sink3 = startRowcast(t, "sink", "--config", e.cfg, "--replica", "db3")
 	dumpOnFailure(t, []string{"pipeline", "sink db2", "sink db3"}, pipe, sink2, sink3)
@@ -190,19 +169,10 @@ func (e *failoverEnv) appDB(node string) *sql.DB {
 // sinkMetric reads one counter of a sink process's metrics.
 func sinkMetric(t testing.TB, addr, replica, counter string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	v, err := scrape(addr, fmt.Sprintf(`rowcast_sink_total{counter=%q,replica=%q}`, counter, replica))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	re := regexp.MustCompile(fmt.Sprintf(`(?m)^rowcast_sink_total\{counter="%s",replica="%s"\} (\S+)$`, counter, replica))
-	m := re.FindSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	var v float64
-	fmt.Sscan(string(m[1]), &v)
 	return v
 }
 
@@ -233,11 +203,17 @@ type commitAt struct {
 	node string
 }
 
+// newTransferLoad creates the bank and ledger tables on db1 for a load on
+// nodes (db1 first) and waits until the other nodes have them.
 func newTransferLoad(e *failoverEnv, accounts int, nodes ...string) *transferLoad {
 	l := &transferLoad{e: e, nodes: nodes, dbs: map[string]*sql.DB{}, accounts: accounts,
 		confirmed: map[int64]int{}, unknown: map[int64]int{}, lastOK: map[string]time.Time{}, firstOK: map[string]time.Time{}}
 	for _, n := range nodes {
 		l.dbs[n] = e.appDB(n)
+	}
+	l.setup(e.t)
+	for _, n := range nodes[1:] {
+		waitEqual(e.t, "db1", n, e.database, time.Minute)
 	}
 	return l
 }
@@ -308,11 +284,10 @@ func (l *transferLoad) run(ctx context.Context, clients int) *sync.WaitGroup {
 // isRefusal: the node does not take this write now (read-only, killed,
 // unreachable), as opposed to a deadlock.
 func isRefusal(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == 1290 || me.Number == 1927 || me.Number == 2013 || me.Number == 1053
+	if mysqlerr.Code(err) == 0 {
+		return true
 	}
-	return true
+	return mysqlerr.Is(err, gomysql.ER_OPTION_PREVENTS_STATEMENT, mysqlerr.ErConnectionKilled, mysqlerr.CrServerLost, gomysql.ER_SERVER_SHUTDOWN)
 }
 
 // transfer runs one transfer; committed says whether COMMIT was sent (its
@@ -414,8 +389,6 @@ func TestDisruptivePromoteUnderLoad(t *testing.T) {
 	e := newFailoverEnv(t, "")
 	pipe, sink2, sink3 := e.start()
 	load := newTransferLoad(e, 50, "db1", "db2")
-	load.setup(t)
-	waitEqual(t, "db1", "db2", e.database, time.Minute)
 
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -444,14 +417,7 @@ func TestDisruptivePromoteUnderLoad(t *testing.T) {
 	}
 
 	// db2's sink stops by itself at the epoch record.
-	select {
-	case err := <-sink2.done:
-		if err != nil {
-			t.Fatalf("db2's sink exited with %v:\n%s", err, sink2.out)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("db2's sink did not stop at its promotion:\n%s", sink2.out)
-	}
+	sink2.waitExit(t, 30*time.Second, "db2's sink (at its promotion)")
 	if !strings.Contains(sink2.out.String(), "names this replica (db2) the new master") {
 		t.Fatalf("db2's sink log lacks the promotion:\n%s", sink2.out)
 	}
@@ -472,17 +438,7 @@ func TestDisruptivePromoteUnderLoad(t *testing.T) {
 	waitEqual(t, "db2", "db1", e.database, 2*time.Minute)
 
 	// The changelog holds each ledger transaction exactly once.
-	txns := dedupe(t, readTopic(t, e.topic))
-	ledgerTxns, epochs := 0, map[uint64]int{}
-	for _, tx := range txns {
-		for _, r := range tx.rows {
-			if r.Table != nil && r.Table.Name == "ledger" {
-				ledgerTxns++
-				epochs[r.Pos.Epoch]++
-				break
-			}
-		}
-	}
+	ledgerTxns, epochs := ledgerTxnsByEpoch(dedupe(t, readTopic(t, e.topic)))
 	if ledgerTxns != n || epochs[1] == 0 || epochs[2] == 0 {
 		t.Fatalf("the topic holds %d ledger transactions (by epoch %v), the new master's ledger %d rows", ledgerTxns, epochs, n)
 	}
@@ -494,6 +450,19 @@ func TestDisruptivePromoteUnderLoad(t *testing.T) {
 	sink1.stop(t)
 	sink3.stop(t)
 	pipe.stop(t)
+}
+
+// ledgerTxnsByEpoch counts the transactions that write the ledger, in all
+// and by epoch.
+func ledgerTxnsByEpoch(txns []txnView) (int, map[uint64]int) {
+	n, epochs := 0, map[uint64]int{}
+	for _, tx := range txns {
+		if i := slices.IndexFunc(tx.rows, func(r *pipeline.Event) bool { return r.Table != nil && r.Table.Name == "ledger" }); i >= 0 {
+			n++
+			epochs[tx.rows[i].Pos.Epoch]++
+		}
+	}
+	return n, epochs
 }
 
 type statusView struct {
@@ -750,9 +719,6 @@ func TestDisruptiveEmergencyFailover(t *testing.T) {
 	})
 	pipe, sink2, sink3 := e.start()
 	load := newTransferLoad(e, 50, "db1", "db2", "db3")
-	load.setup(t)
-	waitEqual(t, "db1", "db2", e.database, time.Minute)
-	waitEqual(t, "db1", "db3", e.database, time.Minute)
 
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -765,21 +731,7 @@ func TestDisruptiveEmergencyFailover(t *testing.T) {
 	killedAt := killMariadb(t, "db1")
 	pipe2 := startRowcast(t, "pipeline", "--config", e.cfg)
 	dumpOnFailure(t, []string{"pipeline (auto)"}, pipe2)
-	var newMaster string
-	waitFor(t, 90*time.Second, "a transfer committed on the new master", func() bool {
-		load.mu.Lock()
-		defer load.mu.Unlock()
-		for _, n := range []string{"db2", "db3"} {
-			if load.firstOK[n].After(killedAt) {
-				newMaster = n
-				return true
-			}
-		}
-		return false
-	})
-	load.mu.Lock()
-	failoverTime := load.firstOK[newMaster].Sub(killedAt)
-	load.mu.Unlock()
+	newMaster, failoverTime := load.firstCommitAfter(t, killedAt, 90*time.Second, "db2", "db3")
 	time.Sleep(2 * time.Second)
 	stopLoad()
 	wg.Wait()
@@ -793,67 +745,14 @@ func TestDisruptiveEmergencyFailover(t *testing.T) {
 	// The old master is back: the loss report, first without reverting.
 	stack(t, "start", "db1")
 	loss := filepath.Join(t.TempDir(), "loss.jsonl")
-	out, err := rowcastOut(t, "rejoin", "--config", e.cfg, "--node", "db1", "--loss-file", loss)
-	t.Logf("rejoin:\n%s", out)
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "never reached the topic") {
-		t.Fatalf("rejoin of a master with a loss: %v\n%s", err, out)
-	}
-	m := publishedRe.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("rejoin does not say what the topic got:\n%s", out)
-	}
+	published := rejoinReportingLoss(t, e.cfg, loss)
 	reported, lostLedger := lossFile(t, loss)
-	var now string
-	if err := testenv.DB(t, "db1").QueryRow("SELECT @@gtid_binlog_pos").Scan(&now); err != nil {
-		t.Fatal(err)
-	}
-	inBinlog := binlogTxns(t, "db1", m[1], now, e.database)
-	if len(inBinlog) == 0 {
-		t.Fatalf("db1's binlog holds no transaction after %s: the test lost nothing to report", m[1])
-	}
-	for g := range inBinlog {
-		if !reported[g] {
-			t.Errorf("%s is in db1's binlog after %s, not in the loss report", g, m[1])
-		}
-	}
-	for g := range reported {
-		if !inBinlog[g] {
-			t.Errorf("%s is in the loss report, not in db1's binlog after %s", g, m[1])
-		}
-	}
-	// The lost transfers are the acknowledged ones the new master lacks.
-	missing := map[int64]bool{}
-	rows, err := testenv.DB(t, newMaster).Query("SELECT id FROM `" + e.database + "`.ledger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[int64]bool{}
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		have[id] = true
-	}
-	rows.Close()
-	for id := range load.confirmed {
-		if !have[id] {
-			missing[id] = true
-		}
-	}
-	for id := range missing {
-		if !lostLedger[id] {
-			t.Errorf("acknowledged transfer %d is not on %s and not in the loss report", id, newMaster)
-		}
-	}
-	for id := range lostLedger {
-		if have[id] {
-			t.Errorf("transfer %d is in the loss report and on %s", id, newMaster)
-		}
-	}
-	t.Logf("loss: %d transactions, exactly those of db1's binlog after %s; %d acknowledged transfers lost", len(reported), m[1], len(missing))
+	checkLossIsBinlog(t, e.database, published, reported)
+	missing := load.checkLostTransfers(t, newMaster, lostLedger)
+	t.Logf("loss: %d transactions, exactly those of db1's binlog after %s; %d acknowledged transfers lost", len(reported), published, len(missing))
 
 	// Reverted, db1 follows the new master.
-	out = mustRowcast(t, "rejoin", "--config", e.cfg, "--node", "db1", "--loss-file", loss, "--undo-loss")
+	out := mustRowcast(t, "rejoin", "--config", e.cfg, "--node", "db1", "--loss-file", loss, "--undo-loss")
 	t.Logf("rejoin --undo-loss:\n%s", out)
 	sink1 := startRowcast(t, "sink", "--config", e.cfg, "--replica", "db1")
 	dumpOnFailure(t, []string{"sink db1"}, sink1)
@@ -869,14 +768,110 @@ func TestDisruptiveEmergencyFailover(t *testing.T) {
 	}
 	sink1.stop(t)
 	sinks := map[string]*proc{"db2": sink2, "db3": sink3}
-	select {
-	case err := <-sinks[newMaster].done:
-		if err != nil {
-			t.Fatalf("the sink of the promoted %s exited with %v", newMaster, err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the sink of the promoted %s did not stop", newMaster)
-	}
+	sinks[newMaster].waitExit(t, 30*time.Second, "the sink of the promoted "+newMaster)
 	sinks[other].stop(t)
 	pipe2.stop(t)
+}
+
+// firstCommitAfter waits for a transfer committed on one of nodes after at,
+// and returns that node and how long after at it committed.
+func (l *transferLoad) firstCommitAfter(t *testing.T, at time.Time, timeout time.Duration, nodes ...string) (string, time.Duration) {
+	t.Helper()
+	var node string
+	var after time.Duration
+	waitFor(t, timeout, "a transfer committed on the new master", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, n := range nodes {
+			if l.firstOK[n].After(at) {
+				node, after = n, l.firstOK[n].Sub(at)
+				return true
+			}
+		}
+		return false
+	})
+	return node, after
+}
+
+// rejoinReportingLoss runs rejoin of db1 without --undo-loss, which must
+// refuse (exit 3) and report a loss, and returns the GTID set the topic got
+// from db1.
+func rejoinReportingLoss(t *testing.T, cfg, loss string) string {
+	t.Helper()
+	out, err := rowcastOut(t, "rejoin", "--config", cfg, "--node", "db1", "--loss-file", loss)
+	t.Logf("rejoin:\n%s", out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "never reached the topic") {
+		t.Fatalf("rejoin of a master with a loss: %v\n%s", err, out)
+	}
+	m := publishedRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rejoin does not say what the topic got:\n%s", out)
+	}
+	return m[1]
+}
+
+// checkLossIsBinlog checks that the reported transactions are exactly those
+// of db1's binlog after published that touch database.
+func checkLossIsBinlog(t *testing.T, database, published string, reported map[string]bool) {
+	t.Helper()
+	var now string
+	if err := testenv.DB(t, "db1").QueryRow("SELECT @@gtid_binlog_pos").Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	inBinlog := binlogTxns(t, "db1", published, now, database)
+	if len(inBinlog) == 0 {
+		t.Fatalf("db1's binlog holds no transaction after %s: the test lost nothing to report", published)
+	}
+	for g := range inBinlog {
+		if !reported[g] {
+			t.Errorf("%s is in db1's binlog after %s, not in the loss report", g, published)
+		}
+	}
+	for g := range reported {
+		if !inBinlog[g] {
+			t.Errorf("%s is in the loss report, not in db1's binlog after %s", g, published)
+		}
+	}
+}
+
+// checkLostTransfers checks that the lost transfers of the loss report are
+// the acknowledged ones the new master lacks, and returns those.
+func (l *transferLoad) checkLostTransfers(t *testing.T, newMaster string, lostLedger map[int64]bool) map[int64]bool {
+	t.Helper()
+	have := ledgerIDs(t, newMaster, l.e.database)
+	missing := map[int64]bool{}
+	for id := range l.confirmed {
+		if !have[id] {
+			missing[id] = true
+		}
+	}
+	for id := range missing {
+		if !lostLedger[id] {
+			t.Errorf("acknowledged transfer %d is not on %s and not in the loss report", id, newMaster)
+		}
+	}
+	for id := range lostLedger {
+		if have[id] {
+			t.Errorf("transfer %d is in the loss report and on %s", id, newMaster)
+		}
+	}
+	return missing
+}
+
+// ledgerIDs reads the ids of the ledger on a node.
+func ledgerIDs(t testing.TB, node, database string) map[int64]bool {
+	t.Helper()
+	rows, err := testenv.DB(t, node).Query("SELECT id FROM `" + database + "`.ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	have := map[int64]bool{}
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		have[id] = true
+	}
+	return have
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline/failover"
+	"github.com/rowcast/rowcast/failover"
 )
 
 func init() {
@@ -33,57 +33,51 @@ checkpoint); the file keeps them, to re-apply by hand on the new master.
 `
 
 func runRejoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("rejoin", rejoinSynopsis, stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	node := fs.String("node", "", "the old master")
-	lossFile := fs.String("loss-file", "", "where to export the lost transactions (default rowcast-loss-<topic>-<node>-epoch<N>.jsonl)")
-	undo := fs.Bool("undo-loss", false, "revert the lost transactions on the node so that it can follow the topic")
-	timeout := fs.Duration("read-timeout", 2*time.Minute, "how long reading the node's binlog may take")
-	var lf logFlags
-	lf.register(fs, "warn")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *node == "" {
-		return &exitError{code: 2, err: fmt.Errorf("--node is required: name the old master")}
-	}
-	cfg, err := loadConfig(*path)
+	env := newCommand("rejoin", rejoinSynopsis, "warn", stderr)
+	node := env.fs.String("node", "", "the old master")
+	lossFile := env.fs.String("loss-file", "", "where to export the lost transactions (default rowcast-loss-<topic>-<node>-epoch<N>.jsonl)")
+	undo := env.fs.Bool("undo-loss", false, "revert the lost transactions on the node so that it can follow the topic")
+	timeout := env.fs.Duration("read-timeout", 2*time.Minute, "how long reading the node's binlog may take")
+	cfg, log, err := env.setup(args, requireFlag(node, "--node is required: name the old master"))
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	r := &failover.Rejoiner{Cfg: cfg, Kafka: kafkaConfig(cfg), Log: log}
+	r := &failover.Rejoiner{Cfg: cfg, Kafka: cfg.ChangelogConfig(), Log: log}
 	res, err := r.Rejoin(ctx, failover.RejoinOptions{Node: *node, LossFile: *lossFile, UndoLoss: *undo, ReadTimeout: *timeout})
 	if res != nil {
-		fmt.Fprintf(stdout, "%s was the master of epoch %d; the epoch %d record at offset %d made %s the master\n",
-			*node, res.Epoch, res.Epoch+1, res.FenceOffset, res.NewMaster)
-		if res.Published != "" {
-			fmt.Fprintf(stdout, "  the topic got %s up to %s; %s is at %s now\n", *node, res.Published, *node, orDash(res.NodeGTIDSet))
-		}
-		if res.LossFile != "" && (res.NodeGTIDSet != "" || len(res.Lost) > 0) {
-			fmt.Fprintf(stdout, "  %d transactions never reached the topic (%d row changes), exported to %s\n", len(res.Lost), res.LostRows, res.LossFile)
-			for i, t := range res.Lost {
-				if i == 50 {
-					fmt.Fprintf(stdout, "    ... and %d more (see the file)\n", len(res.Lost)-i)
-					break
-				}
-				fmt.Fprintf(stdout, "    %s  %s  %d rows  %s\n", t.GTID, t.CommitTime.UTC().Format(time.RFC3339), t.Rows, strings.Join(t.Tables, ","))
-			}
-		}
+		printRejoinReport(stdout, *node, res)
+	}
+	if errors.Is(err, failover.ErrLoss) {
+		return &exitError{code: 3, err: err}
 	}
 	if err != nil {
-		if errors.Is(err, failover.ErrLoss) {
-			return &exitError{code: 3, err: err}
-		}
 		return err
 	}
 	if res.Undone > 0 {
 		fmt.Fprintf(stdout, "  reverted %d row changes on %s\n", res.Undone, *node)
 	}
 	fmt.Fprintf(stdout, "%s is a replica of %s now: checkpoint at offset %d (e%d/t%d). Start its sink worker: rowcast sink --config %s --replica %s\n",
-		*node, res.NewMaster, res.Checkpoint.Offset, res.Checkpoint.Epoch, res.Checkpoint.TxnSeq, *path, *node)
+		*node, res.NewMaster, res.Checkpoint.Offset, res.Checkpoint.Epoch, res.Checkpoint.TxnSeq, env.path, *node)
 	return nil
+}
+
+// printRejoinReport says what the old master holds beyond what the topic got
+// from it.
+func printRejoinReport(w io.Writer, node string, res *failover.RejoinResult) {
+	fmt.Fprintf(w, "%s was the master of epoch %d; the epoch %d record at offset %d made %s the master\n",
+		node, res.Epoch, res.Epoch+1, res.FenceOffset, res.NewMaster)
+	if res.Published != "" {
+		fmt.Fprintf(w, "  the topic got %s up to %s; %s is at %s now\n", node, res.Published, node, orDash(res.NodeGTIDSet))
+	}
+	if res.LossFile == "" || (res.NodeGTIDSet == "" && len(res.Lost) == 0) {
+		return
+	}
+	fmt.Fprintf(w, "  %d transactions never reached the topic (%d row changes), exported to %s\n", len(res.Lost), res.LostRows, res.LossFile)
+	for i, t := range res.Lost {
+		if i == 50 {
+			fmt.Fprintf(w, "    ... and %d more (see the file)\n", len(res.Lost)-i)
+			break
+		}
+		fmt.Fprintf(w, "    %s  %s  %d rows  %s\n", t.GTID, t.CommitTime.UTC().Format(time.RFC3339), t.Rows, strings.Join(t.Tables, ","))
+	}
 }

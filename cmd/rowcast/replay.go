@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline/replay"
+	"github.com/rowcast/rowcast/replay"
 )
 
 func init() {
@@ -35,54 +36,20 @@ starts with the first transaction committed at or after T. T is RFC 3339
 `
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("replay", replaySynopsis, stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	replica := fs.String("replica", "", "the replica to replay into")
-	fromOffset := fs.Int64("from-offset", -1, "replay from this offset (moved back to the start of its transaction)")
-	fromTime := fs.String("from-time", "", "replay from the first transaction committed on the master at or after this time")
-	fromGTID := fs.String("from-gtid", "", "replay the transactions after this GTID set")
-	toOffset := fs.Int64("to-offset", -1, "stop before this offset (moved back to a transaction boundary); default: the end of the topic")
-	dryRun := fs.Bool("dry-run", false, "print what would be replayed and change nothing")
-	var lf logFlags
-	lf.register(fs, "warn")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *replica == "" {
-		return &exitError{code: 2, err: fmt.Errorf("--replica is required")}
-	}
-	set := 0
-	for _, b := range []bool{*fromOffset >= 0, *fromTime != "", *fromGTID != ""} {
-		if b {
-			set++
-		}
-	}
-	if set != 1 {
-		return &exitError{code: 2, err: fmt.Errorf("give exactly one of --from-offset, --from-time and --from-gtid")}
-	}
-	opts := replay.Options{Replica: *replica, FromOffset: *fromOffset, FromGTID: *fromGTID, ToOffset: *toOffset}
-	if *fromTime != "" {
-		t, err := parseTime(*fromTime)
-		if err != nil {
-			return &exitError{code: 2, err: err}
-		}
-		opts.FromTime = t
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	log, err := lf.logger(stderr)
+	env := newCommand("replay", replaySynopsis, "warn", stderr)
+	var f replayFlags
+	f.register(env.fs)
+	cfg, log, err := env.setup(args, f.check)
 	if err != nil {
 		return err
 	}
 	r := &replay.Replayer{Cfg: cfg, Log: log}
-	plan, err := r.Plan(ctx, opts)
+	plan, err := r.Plan(ctx, f.opts)
 	if err != nil {
 		return err
 	}
 	printPlan(stdout, plan)
-	if *dryRun {
+	if f.dryRun {
 		fmt.Fprintf(stdout, "dry run: nothing changed. Without --dry-run the checkpoint of %s moves back to offset %d and the range is applied again (stop its sink worker first).\n",
 			plan.Replica, plan.From.Offset)
 		return nil
@@ -90,7 +57,61 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// An idle sink worker writes its checkpoint only on heartbeats, at most
 	// once a second (sink.WorkerConfig.HeartbeatCommit): watch it for two
 	// heartbeat intervals and that second, so that a running worker shows.
-	settle := max(2*time.Second, 2*time.Duration(cfg.Source.HeartbeatInterval)+time.Second)
+	settle := max(2*time.Second, 2*cfg.Source.HeartbeatInterval.D()+time.Second)
+	return applyPlan(ctx, r, plan, settle, stdout)
+}
+
+// replayFlags are replay's own flags.
+type replayFlags struct {
+	replica, fromTime, fromGTID string
+	fromOffset, toOffset        int64
+	dryRun                      bool
+	// opts is what they ask, once checked.
+	opts replay.Options
+}
+
+func (f *replayFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.replica, "replica", "", "the replica to replay into")
+	fs.Int64Var(&f.fromOffset, "from-offset", -1, "replay from this offset (moved back to the start of its transaction)")
+	fs.StringVar(&f.fromTime, "from-time", "", "replay from the first transaction committed on the master at or after this time")
+	fs.StringVar(&f.fromGTID, "from-gtid", "", "replay the transactions after this GTID set")
+	fs.Int64Var(&f.toOffset, "to-offset", -1, "stop before this offset (moved back to a transaction boundary); default: the end of the topic")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be replayed and change nothing")
+}
+
+// check requires the replica and exactly one start, and sets opts.
+func (f *replayFlags) check() error {
+	if f.replica == "" {
+		return usageError("--replica is required")
+	}
+	if countTrue(f.fromOffset >= 0, f.fromTime != "", f.fromGTID != "") != 1 {
+		return usageError("give exactly one of --from-offset, --from-time and --from-gtid")
+	}
+	f.opts = replay.Options{Replica: f.replica, FromOffset: f.fromOffset, FromGTID: f.fromGTID, ToOffset: f.toOffset}
+	if f.fromTime == "" {
+		return nil
+	}
+	t, err := parseTime(f.fromTime)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	f.opts.FromTime = t
+	return nil
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// applyPlan makes sure no sink worker applies to the replica (watching its
+// checkpoint for settle), rewinds its checkpoint and applies the range.
+func applyPlan(ctx context.Context, r *replay.Replayer, plan *replay.Plan, settle time.Duration, stdout io.Writer) error {
 	if err := r.CheckIdle(ctx, plan, settle); err != nil {
 		return err
 	}

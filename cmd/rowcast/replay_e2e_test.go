@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/internal/workload"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
-	"github.com/rowcast/rowcast/pipeline/workload"
 )
 
 // rowcastOut runs a one-shot rowcast command and returns its output and
@@ -91,19 +91,56 @@ func planFrom(t testing.TB, out string) int64 {
 // transaction committed after a quiet second. Ranges older than the
 // topic's retention, and a replica older than it, are refused.
 func TestReplay(t *testing.T) {
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	cfg := e2eConfig(t, database, topic, "")
-	pipe := startRowcast(t, "pipeline", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-	database = replicatedNamed(t, database)
+	r := startReplication(t, "pipeline")
+	cfg, database := r.cfg, r.database
+	writeAroundMarker(t, database)
+
+	sinkProc := startRowcast(t, "sink", "--config", cfg, "--replica", "db2")
+	waitEqual(t, testenv.Master, testenv.Replica1, database, 2*time.Minute)
+	// Not beside the replica's own worker (its checkpoint moves with every
+	// heartbeat).
+	if out, err := rowcastOut(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", "0"); err == nil || !strings.Contains(out, "sink worker is running") {
+		t.Fatalf("replay beside a running sink worker: %v\n%s", err, out)
+	}
+	sinkProc.stop(t)
+	want := checksumOf(t, testenv.Master, database)
+
+	m := findMarker(t, r.topic)
+	checkReplayStarts(t, cfg, database, m)
+
+	// Replay from the marker, then the same range again, then everything:
+	// the replica equals the master each time.
+	for _, args := range [][]string{
+		{"--from-time", m.time},
+		{"--from-offset", fmt.Sprint(m.offset)},
+		{"--from-offset", "0"},
+	} {
+		out := mustRowcast(t, append([]string{"replay", "--config", cfg, "--replica", "db2"}, args...)...)
+		if !strings.Contains(out, "replayed db2") {
+			t.Fatalf("replay %v:\n%s", args, out)
+		}
+		if diff := workload.Diff(want, checksumOf(t, testenv.Replica1, database)); diff != "" {
+			t.Fatalf("after replay %v db2 differs from the master: %s\n%s", args, diff, out)
+		}
+	}
+
+	// --to-offset stops at a boundary: the checkpoint says where.
+	out := mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", "0", "--to-offset", fmt.Sprint(m.offset+1))
+	if !strings.Contains(out, fmt.Sprintf("checkpoint now offset %d ", m.offset+1)) {
+		t.Fatalf("replay --to-offset %d:\n%s", m.offset+1, out)
+	}
+	checkRetentionRefusals(t, cfg, r.topic, m.offset)
+	r.proc.stop(t)
+}
+
+// writeAroundMarker writes transfers and items, then a marker row alone in
+// its commit second, then more transfers and items of every kind of change.
+func writeAroundMarker(t *testing.T, database string) {
+	t.Helper()
 	master := testenv.DB(t, testenv.Master)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bank := &workload.Bank{DB: master, Database: database, Accounts: 40, Initial: 100}
-	if err := bank.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bank := newBank(ctx, t, database, 40, 100)
 	testenv.Exec(t, master, "CREATE TABLE `"+database+"`.items (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL)")
 	items := func(lo, hi int, stmt string) {
 		for i := lo; i < hi; i++ {
@@ -127,37 +164,41 @@ func TestReplay(t *testing.T) {
 	items(40, 60, "INSERT INTO `%s`.items VALUES (%d, 'b')")
 	items(20, 30, "DELETE FROM `%s`.items WHERE id = %d")
 	items(30, 40, "UPDATE `%s`.items SET v = 'c' WHERE id = %d")
+}
 
-	sinkProc := startRowcast(t, "sink", "--config", cfg, "--replica", "db2")
-	waitEqual(t, testenv.Master, testenv.Replica1, database, 2*time.Minute)
-	// Not beside the replica's own worker (its checkpoint moves with every
-	// heartbeat).
-	if out, err := rowcastOut(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", "0"); err == nil || !strings.Contains(out, "sink worker is running") {
-		t.Fatalf("replay beside a running sink worker: %v\n%s", err, out)
-	}
-	sinkProc.stop(t)
-	want := checksumOf(t, testenv.Master, database)
+// marker is where the marker's transaction starts in the topic.
+type marker struct {
+	offset     int64
+	time       string // its commit time, RFC 3339
+	gtidBefore string // the GTID set before it
+}
 
-	// Where the marker's transaction starts, and the GTID set before it.
+func findMarker(t *testing.T, topic string) marker {
+	t.Helper()
 	evs := readTopic(t, topic)
-	marker, gtidBefore := -1, ""
+	idx, gtidBefore := -1, ""
 	for i, ev := range evs {
 		if ev.Kind == pipeline.KindRow && ev.Table.Name == "items" && ev.After != nil && fmt.Sprint(ev.After[0]) == "1000" {
-			marker = i
+			idx = i
 			break
 		}
 		if ev.InTxn() && ev.Pos.Last {
 			gtidBefore = ev.GTIDSet
 		}
 	}
-	if marker < 0 || evs[marker].Pos.Row != 0 {
-		t.Fatalf("marker not found as a transaction's first message (index %d)", marker)
+	if idx < 0 || evs[idx].Pos.Row != 0 {
+		t.Fatalf("marker not found as a transaction's first message (index %d)", idx)
 	}
-	markerTime := evs[marker].CommitTime.UTC().Format(time.RFC3339)
+	return marker{offset: int64(idx), time: evs[idx].CommitTime.UTC().Format(time.RFC3339), gtidBefore: gtidBefore}
+}
 
-	out := mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-time", markerTime, "--dry-run")
-	if got := planFrom(t, out); got != int64(marker) {
-		t.Fatalf("--from-time %s starts at offset %d, want %d (the marker's transaction):\n%s", markerTime, got, marker, out)
+// checkReplayStarts checks that --from-time and --from-gtid of the marker
+// plan a replay from the marker's transaction.
+func checkReplayStarts(t *testing.T, cfg, database string, m marker) {
+	t.Helper()
+	out := mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-time", m.time, "--dry-run")
+	if got := planFrom(t, out); got != m.offset {
+		t.Fatalf("--from-time %s starts at offset %d, want %d (the marker's transaction):\n%s", m.time, got, m.offset, out)
 	}
 	for _, want := range []string{"dry run: nothing changed", database + ".items", database + ".accounts"} {
 		if !strings.Contains(out, want) {
@@ -165,45 +206,27 @@ func TestReplay(t *testing.T) {
 		}
 	}
 	t.Logf("dry run:\n%s", out)
-	out = mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-gtid", gtidBefore, "--dry-run")
-	if got := planFrom(t, out); got != int64(marker) {
-		t.Fatalf("--from-gtid %s starts at offset %d, want %d:\n%s", gtidBefore, got, marker, out)
+	out = mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-gtid", m.gtidBefore, "--dry-run")
+	if got := planFrom(t, out); got != m.offset {
+		t.Fatalf("--from-gtid %s starts at offset %d, want %d:\n%s", m.gtidBefore, got, m.offset, out)
 	}
+}
 
-	// Replay from the marker, then the same range again, then everything:
-	// the replica equals the master each time.
-	for _, args := range [][]string{
-		{"--from-time", markerTime},
-		{"--from-offset", fmt.Sprint(marker)},
-		{"--from-offset", "0"},
-	} {
-		out := mustRowcast(t, append([]string{"replay", "--config", cfg, "--replica", "db2"}, args...)...)
-		if !strings.Contains(out, "replayed db2") {
-			t.Fatalf("replay %v:\n%s", args, out)
-		}
-		if diff := workload.Diff(want, checksumOf(t, testenv.Replica1, database)); diff != "" {
-			t.Fatalf("after replay %v db2 differs from the master: %s\n%s", args, diff, out)
-		}
-	}
-
-	// --to-offset stops at a boundary: the checkpoint says where.
-	out = mustRowcast(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", "0", "--to-offset", fmt.Sprint(marker+1))
-	if !strings.Contains(out, fmt.Sprintf("checkpoint now offset %d ", marker+1)) {
-		t.Fatalf("replay --to-offset %d:\n%s", marker+1, out)
-	}
-
-	// Retention: delete the records before the marker.
-	deleteRecords(t, topic, int64(marker))
+// checkRetentionRefusals deletes the records before the marker, as
+// retention would: a range before it, and a replica older than it, are
+// refused.
+func checkRetentionRefusals(t *testing.T, cfg, topic string, markerOffset int64) {
+	t.Helper()
+	deleteRecords(t, topic, markerOffset)
 	out, err := rowcastOut(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", "3", "--dry-run")
 	if err == nil || !strings.Contains(out, "older than the earliest offset") {
 		t.Fatalf("a range before retention: %v\n%s", err, out)
 	}
 	testenv.Exec(t, testenv.DB(t, testenv.Replica1), fmt.Sprintf("UPDATE rowcast.checkpoint SET next_offset = 1 WHERE topic = '%s'", topic))
-	out, err = rowcastOut(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", fmt.Sprint(marker), "--dry-run")
+	out, err = rowcastOut(t, "replay", "--config", cfg, "--replica", "db2", "--from-offset", fmt.Sprint(markerOffset), "--dry-run")
 	if err == nil || !strings.Contains(out, "db2 is at offset 1, older than the earliest offset") || !strings.Contains(out, "re-seed") {
 		t.Fatalf("a replica older than retention: %v\n%s", err, out)
 	}
-	pipe.stop(t)
 }
 
 // deleteRecords moves the topic's log start offset to before (DeleteRecords

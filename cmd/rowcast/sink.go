@@ -7,17 +7,14 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/failover"
-	"github.com/rowcast/rowcast/pipeline/obs"
-	"github.com/rowcast/rowcast/pipeline/service"
+	"github.com/rowcast/rowcast/changelog"
+	"github.com/rowcast/rowcast/failover"
+	"github.com/rowcast/rowcast/service"
 )
 
 func init() {
 	commands["sink"] = command{summary: "run one replica's sink worker: apply the changelog to it", run: runSink}
-	commands["run"] = command{summary: "run the pipeline service and every sink worker in one process", run: runAll}
+	commands["run"] = command{summary: "run the pipeline service and every sink worker in one process; a failed sink stops alone", run: runAll}
 }
 
 // offsetList is a repeatable --skip-offset flag.
@@ -41,35 +38,24 @@ func (o *offsetList) Set(v string) error {
 }
 
 func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlags("sink", "--config FILE --replica NAME [--skip-offset N]...", stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	replica := fs.String("replica", "", "the replica node to apply to")
+	env := newCommand("sink", "--config FILE --replica NAME [--skip-offset N]...", "info", stderr)
+	replica := env.fs.String("replica", "", "the replica node to apply to")
 	var skips offsetList
-	fs.Var(&skips, "skip-offset", "skip the message at this offset on purpose (repeatable); recorded in the replica's skipped table")
-	start := fs.Int64("start-offset", 0, "where a replica without a checkpoint starts (a replica seeded as of that offset)")
-	var lf logFlags
-	lf.register(fs, "info")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *replica == "" {
-		return &exitError{code: 2, err: fmt.Errorf("--replica is required: name the replica node, e.g. --replica db2")}
-	}
-	cfg, err := loadConfig(*path)
+	env.fs.Var(&skips, "skip-offset", "skip the message at this offset on purpose (repeatable); recorded in the replica's skipped table")
+	start := env.fs.Int64("start-offset", 0, "where a replica without a checkpoint starts (a replica seeded as of that offset)")
+	cfg, log, err := env.setup(args, requireFlag(replica, "--replica is required: name the replica node, e.g. --replica db2"))
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
+	setMemoryLimit(cfg.MemoryLimitMiB, 1, log)
 	n, _ := cfg.Node(*replica)
-	reg, health := obs.NewRegistry(), obs.NewHealth()
-	if _, err := obs.Serve(ctx, n.HTTP, reg, health, log); err != nil {
+	reg, health, err := serve(ctx, n.HTTP, log)
+	if err != nil {
 		return err
 	}
+	watchReach(ctx, cfg, n.HTTP, health)
 	m := service.NewSinkMetrics(reg, service.NewMetrics(reg))
-	log.Info().Str("replica", *replica).Str("topic", cfg.Kafka.Topic).Str("version", version).Msg("sink worker starting")
+	log.Info().Str("replica", *replica).Str("topic", cfg.ChangelogConfig().Topic).Str("version", version).Msg("sink worker starting")
 	opts, err := service.SinkRoles(ctx, cfg, *replica, service.SinkOptions{SkipOffsets: skips, StartOffset: *start}, log)
 	if err != nil {
 		return err
@@ -84,56 +70,40 @@ func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
 }
 
 func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlags("run", "--config FILE", stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	var lf logFlags
-	lf.register(fs, "info")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	s, err := setupService(ctx, "run", args, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	pc, err := publisherConfig(cfg)
-	if err != nil {
-		return err
-	}
-	withLocator(&pc, cfg, log)
-	reg, health := obs.NewRegistry(), obs.NewHealth()
-	if _, err := obs.Serve(ctx, cfg.HTTP, reg, health, log); err != nil {
-		return err
-	}
-	pm := service.NewMetrics(reg)
-	sm := service.NewSinkMetrics(reg, pm)
-	log.Info().Str("master", cfg.Master).Strs("replicas", cfg.Replicas).Str("topic", cfg.Kafka.Topic).Str("version", version).Msg("rowcast run starting")
+	pm := service.NewMetrics(s.reg)
+	s.log.Info().Str("master", s.cfg.Master).Strs("replicas", s.cfg.Replicas).Str("topic", s.pc.Kafka.Topic).Str("version", version).Msg("rowcast run starting")
 	// Create the topic first, so that the sinks do not start on a missing one.
-	if _, err := pipeline.EnsureTopic(ctx, pc.Kafka); err != nil {
+	if _, err := changelog.EnsureTopic(ctx, s.pc.Kafka); err != nil {
 		return err
 	}
-	cur, err := failover.NewLocator(cfg, pc.Kafka, log).Current(ctx)
+	cur, err := failover.NewLocator(s.cfg, s.pc.Kafka, s.log).Current(ctx)
 	if err != nil {
 		return fmt.Errorf("look up the current master: %w", err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	p := service.NewPublisher(pc, log, pm, health)
-	g.Go(func() error { return p.Run(gctx) })
-	for _, r := range failover.Replicas(cfg, cur.Master) {
-		opts, err := service.SinkRoles(ctx, cfg, r, service.SinkOptions{}, log)
-		if err != nil {
-			log.Warn().Err(err).Str("replica", r).Msg("no sink worker for this node")
-			continue
+	p := service.NewPublisher(s.pc, s.log, pm, s.health)
+	replicas := failover.Replicas(s.cfg, cur.Master)
+	setMemoryLimit(s.cfg.MemoryLimitMiB, 1+len(replicas), s.log)
+	sinks := s.sinks(replicas, service.NewSinkMetrics(s.reg, pm))
+	return stopped(s.log, "rowcast run", service.Supervise(ctx, p.Run, sinks, s.log))
+}
+
+// sinks are the sink workers of the replicas. A replica that may not have
+// one now (service.SinkRoles) is logged when its turn comes, and left out.
+func (s *serviceEnv) sinks(replicas []string, m *service.SinkMetrics) map[string]service.RunFunc {
+	out := make(map[string]service.RunFunc, len(replicas))
+	for _, r := range replicas {
+		out[r] = func(ctx context.Context) error {
+			opts, err := service.SinkRoles(ctx, s.cfg, r, service.SinkOptions{}, s.log)
+			if err != nil {
+				s.log.Warn().Err(err).Str("replica", r).Msg("no sink worker for this node")
+				return nil
+			}
+			return service.RunSink(ctx, s.cfg, r, opts, s.log, s.health, m)
 		}
-		g.Go(func() error { return service.RunSink(gctx, cfg, r, opts, log, health, sm) })
 	}
-	if err := g.Wait(); err != nil {
-		log.Error().Err(err).Msg("rowcast run stopped")
-		return err
-	}
-	log.Info().Msg("rowcast run stopped cleanly")
-	return nil
+	return out
 }

@@ -3,16 +3,14 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
-	"github.com/rowcast/rowcast/pipeline/testenv"
-	"github.com/rowcast/rowcast/pipeline/workload"
+	"github.com/rowcast/rowcast/internal/mysqlerr"
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/internal/workload"
 )
 
 // waitConverged waits until both replicas hold exactly the master's data.
@@ -62,8 +60,7 @@ func watchTotals(ctx context.Context, t *testing.T, database string, accounts in
 				time.Sleep(time.Duration(r.IntN(50)) * time.Millisecond)
 				sum, count, err := snapshotTotal(db, database)
 				if err != nil {
-					var me *mysql.MySQLError
-					if errors.As(err, &me) && (me.Number == 1146 || me.Number == 1049) {
+					if mysqlerr.Missing(err) {
 						continue // not created yet
 					}
 					t.Errorf("%s: %v", node, err)
@@ -100,19 +97,11 @@ func snapshotTotal(db *sql.DB, database string) (int64, int64, error) {
 // money on the master. Read at random moments, each replica's total never
 // changes; at the end both replicas equal the master.
 func TestBankTransfersStayConsistent(t *testing.T) {
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	cfg := e2eConfig(t, database, topic, "")
-	p := startRowcast(t, "run", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-
-	database = replicatedNamed(t, database)
-	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 200, Initial: 1000}
+	r := startReplication(t, "run")
+	database := r.database
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := bank.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bank := newBank(ctx, t, database, 200, 1000)
 	wctx, stopWatch := context.WithCancel(ctx)
 	reads, wg := watchTotals(wctx, t, database, bank.Accounts, int64(bank.Accounts)*bank.Initial)
 	lctx, stopLoad := context.WithTimeout(ctx, 15*time.Second)
@@ -123,7 +112,7 @@ func TestBankTransfersStayConsistent(t *testing.T) {
 	waitConverged(t, database, time.Minute)
 	stopWatch()
 	wg.Wait()
-	p.stop(t)
+	r.proc.stop(t)
 	if *reads < 20 {
 		t.Fatalf("only %d consistent reads of the replicas; the check saw too little", *reads)
 	}
@@ -132,44 +121,35 @@ func TestBankTransfersStayConsistent(t *testing.T) {
 
 // replicatedNamed is replicated with a name chosen beforehand (the config's
 // include filter needs it).
-func replicatedNamed(t *testing.T, database string) string {
+func replicatedNamed(t *testing.T, database string) {
 	t.Helper()
 	testenv.Exec(t, testenv.DB(t, testenv.Master), "CREATE DATABASE `"+database+"`")
 	for _, node := range []string{testenv.Master, testenv.Replica1, testenv.Replica2} {
 		db := testenv.DB(t, node)
 		t.Cleanup(func() { db.Exec("DROP DATABASE IF EXISTS `" + database + "`") })
 	}
-	return database
 }
 
 // TestSinkCrash SIGKILLs the sink worker of db2 at random moments during a
 // transfer load. Afterwards both replicas equal the master: no row lost or
 // doubled, and the total never changed on either.
 func TestSinkCrash(t *testing.T) {
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	cfg := e2eConfig(t, database, topic, "")
-	pipe := startRowcast(t, "pipeline", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
+	r := startReplication(t, "pipeline")
+	cfg, database := r.cfg, r.database
 	db3 := startRowcast(t, "sink", "--config", cfg, "--replica", "db3")
 	db2 := startRowcast(t, "sink", "--config", cfg, "--replica", "db2")
-
-	database = replicatedNamed(t, database)
-	bank := &workload.Bank{DB: testenv.DB(t, testenv.Master), Database: database, Accounts: 100, Initial: 500}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := bank.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	bank := newBank(ctx, t, database, 100, 500)
 	wctx, stopWatch := context.WithCancel(ctx)
 	_, wg := watchTotals(wctx, t, database, bank.Accounts, int64(bank.Accounts)*bank.Initial)
 	lctx, stopLoad := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- bank.Run(lctx, 4, 0) }()
-	r := rand.New(rand.NewPCG(9, uint64(time.Now().UnixNano())))
+	rnd := rand.New(rand.NewPCG(9, uint64(time.Now().UnixNano())))
 	const kills = 6
 	for i := 0; i < kills; i++ {
-		time.Sleep(time.Duration(300+r.IntN(1200)) * time.Millisecond)
+		time.Sleep(time.Duration(300+rnd.IntN(1200)) * time.Millisecond)
 		db2.kill(t)
 		db2 = startRowcast(t, "sink", "--config", cfg, "--replica", "db2")
 	}
@@ -182,6 +162,6 @@ func TestSinkCrash(t *testing.T) {
 	wg.Wait()
 	db2.stop(t)
 	db3.stop(t)
-	pipe.stop(t)
+	r.proc.stop(t)
 	t.Logf("%d transfers across %d kills of the db2 sink", bank.Transfers.Load(), kills)
 }

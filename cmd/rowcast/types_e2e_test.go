@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/internal/testenv"
 )
 
 // TestTypeMatrixReplicates replicates every MariaDB column type with edge
@@ -14,12 +14,8 @@ import (
 // and compares master and replicas by checksum: HEX of every value, NULL
 // distinct from empty.
 func TestTypeMatrixReplicates(t *testing.T) {
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	cfg := e2eConfig(t, database, topic, "")
-	p := startRowcast(t, "run", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-	database = replicatedNamed(t, database)
+	r := startReplication(t, "run")
+	database, p := r.database, r.proc
 
 	db := testenv.DBAt(t, testenv.Master, database)
 	defs := []string{"id INT PRIMARY KEY"}

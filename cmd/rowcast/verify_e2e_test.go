@@ -1,19 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,52 +12,23 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rowcast/rowcast/changelog"
+	"github.com/rowcast/rowcast/failover"
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/internal/workload"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/failover"
-	"github.com/rowcast/rowcast/pipeline/testenv"
-	"github.com/rowcast/rowcast/pipeline/verify"
-	"github.com/rowcast/rowcast/pipeline/workload"
+	"github.com/rowcast/rowcast/verify"
 )
-
-// runVerifyCmd runs `rowcast verify` to the end and returns its exit code,
-// its report (stdout) and its log (stderr).
-func runVerifyCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, rowcastBinary(t), append([]string{"verify"}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(os.Environ(), "CI=")
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("rowcast verify: %v", err)
-	}
-	return code, out.String(), errb.String()
-}
 
 // verifySetup starts `rowcast run` on a database of its own with three
 // tables (the bank's accounts; a three-column key with NULLs and empty
 // strings; a table without a key) and waits until both replicas hold them.
 func verifySetup(t *testing.T) (cfg, database string, run *proc) {
 	t.Helper()
-	topic := testenv.CreateTopic(t, 1)
-	database = testenv.UniqueName(t, "rc")
-	cfg = e2eConfig(t, database, topic, "")
-	run = startRowcast(t, "run", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-	database = replicatedNamed(t, database)
-	master := testenv.DB(t, testenv.Master)
-	bank := &workload.Bank{DB: master, Database: database, Accounts: 300, Initial: 1000}
-	if err := bank.Setup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Exec(t, master,
+	r := startReplication(t, "run")
+	cfg, database, run = r.cfg, r.database, r.proc
+	newBank(context.Background(), t, database, 300, 1000)
+	testenv.Exec(t, testenv.DB(t, testenv.Master),
 		"CREATE TABLE `"+database+"`.lines (region VARCHAR(8) NOT NULL, day DATE NOT NULL, n INT NOT NULL, note VARCHAR(20) NULL, PRIMARY KEY (region, day, n))",
 		"INSERT INTO `"+database+"`.lines SELECT ELT(1 + seq % 2, 'eu', 'us'), '2024-01-01' + INTERVAL (seq % 9) DAY, seq, IF(seq % 3 = 0, NULL, IF(seq % 3 = 1, '', CONCAT('n', seq))) FROM `"+database+"`.seq_1_to_120",
 		"CREATE TABLE `"+database+"`.events (kind VARCHAR(10) NULL, at DATETIME NULL)",
@@ -236,7 +198,7 @@ func topicOf(t *testing.T, cfgPath string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.Kafka.Topic
+	return c.ChangelogConfig().Topic
 }
 
 // TestVerifyUnderLoad verifies db2 and db3 again and again while clients
@@ -300,53 +262,20 @@ func TestVerifyUnderLoad(t *testing.T) {
 // db2 shows in rowcast_verify_differences_total{replica="db2"} and in a warn
 // log line naming the table and the key, with no row values.
 func TestVerifyContinuous(t *testing.T) {
-	topic := testenv.CreateTopic(t, 1)
-	database := testenv.UniqueName(t, "rc")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	text := fmt.Sprintf(`cluster: e2e
-master: db1
-nodes:
-  - {name: db1, dsn: "root@tcp(%s)/"}
-  - {name: db2, dsn: "root@tcp(%s)/"}
-kafka: {brokers: [%q], topic: %s}
-source: {include: ['^%s\.'], heartbeat_interval: 1s, server_id: %d}
-sink: {protect_replicas: false}
-verify: {interval: 200ms, slice_rows: 500, rows_per_second: 100000}
-http: %q
-`, testenv.Addr("db1"), testenv.Addr("db2"), testenv.Addr("kafka"), topic, database, 100000+rand.IntN(1<<30), addr)
-	cfg := filepath.Join(t.TempDir(), "rowcast.yaml")
-	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	run := startRowcast(t, "run", "--config", cfg)
-	waitFor(t, 60*time.Second, "the first heartbeat", func() bool { return len(readTopic(t, topic)) > 0 })
-	database = replicatedNamed(t, database)
-	master := testenv.DB(t, testenv.Master)
-	bank := &workload.Bank{DB: master, Database: database, Accounts: 300, Initial: 1000}
-	if err := bank.Setup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c := clusterConfig{topic: testenv.CreateTopic(t, 1), database: testenv.UniqueName(t, "rc"), nodes: []string{"db1", "db2"},
+		http: freeAddr(t), extra: "verify: {interval: 200ms, slice_rows: 500, rows_per_second: 100000}\n"}
+	run := startPublishing(t, "run", c.write(t), c.topic)
+	database := c.database
+	replicatedNamed(t, database)
+	newBank(context.Background(), t, database, 300, 1000)
 	stop := ticker(t, database)
 	defer stop()
 	metric := func(name string) float64 {
-		resp, err := http.Get("http://" + addr + "/metrics")
+		v, err := scrape(c.http, name+`{replica="db2"}`)
 		if err != nil {
 			return -1
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(body), "\n") {
-			if strings.HasPrefix(line, name+`{replica="db2"} `) {
-				v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
-				return v
-			}
-		}
-		return 0
+		return v
 	}
 	waitFor(t, time.Minute, "rows verified", func() bool { return metric("rowcast_verify_rows_total") >= 600 })
 	if d := metric("rowcast_verify_differences_total"); d != 0 {
@@ -384,14 +313,7 @@ http: %q
 // of falling back to the config's master.
 func TestVerifyFollowsPromotion(t *testing.T) {
 	topic := testenv.CreateTopic(t, 1)
-	database := testenv.CreateDatabase(t, testenv.Master, testenv.Replica1, testenv.Replica2)
-	for _, node := range []string{testenv.Master, testenv.Replica1, testenv.Replica2} {
-		testenv.Exec(t, testenv.DB(t, node),
-			"CREATE TABLE `"+database+"`.accounts (id INT NOT NULL PRIMARY KEY, balance BIGINT NOT NULL)",
-			"INSERT INTO `"+database+"`.accounts SELECT seq, 1000 FROM `"+database+"`.seq_1_to_100")
-	}
-	testenv.Exec(t, testenv.DB(t, testenv.Master), "UPDATE `"+database+"`.accounts SET balance = 1 WHERE id = 42")
-	cfgPath := e2eConfig(t, database, topic, "")
+	cfgPath := e2eConfig(t, accountsApart(t), topic)
 
 	code, out, errs := runVerifyCmd(t, "--config", cfgPath, "--replica", "db3")
 	if code != 1 || !strings.Contains(out, "changed id=42") || !strings.Contains(out, "replica db3 vs master db1") {
@@ -400,8 +322,29 @@ func TestVerifyFollowsPromotion(t *testing.T) {
 	if code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db1"); code != 2 || !strings.Contains(errs, "db1 is the current master (epoch 1") {
 		t.Fatalf("before the promotion, db1 as a replica: exit %d, want 2\n%s\n%s", code, out, errs)
 	}
+	promoteByRecord(t, cfgPath, topic, "db2")
+	checkVerifyAfterPromotion(t, cfgPath)
+	checkVerifyWithoutKafka(t, cfgPath)
+}
 
-	// The promotion of db2: the lease, then the epoch record.
+// accountsApart creates a database with the same accounts on every node but
+// for one row the master alone changed (id 42).
+func accountsApart(t *testing.T) string {
+	t.Helper()
+	database := testenv.CreateDatabase(t, testenv.Master, testenv.Replica1, testenv.Replica2)
+	for _, node := range []string{testenv.Master, testenv.Replica1, testenv.Replica2} {
+		testenv.Exec(t, testenv.DB(t, node),
+			"CREATE TABLE `"+database+"`.accounts (id INT NOT NULL PRIMARY KEY, balance BIGINT NOT NULL)",
+			"INSERT INTO `"+database+"`.accounts SELECT seq, 1000 FROM `"+database+"`.seq_1_to_100")
+	}
+	testenv.Exec(t, testenv.DB(t, testenv.Master), "UPDATE `"+database+"`.accounts SET balance = 1 WHERE id = 42")
+	return database
+}
+
+// promoteByRecord does what a promotion of node to the master of epoch 2
+// leaves behind: the promotion lease, held, and the epoch record.
+func promoteByRecord(t *testing.T, cfgPath, topic, node string) {
+	t.Helper()
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -418,9 +361,14 @@ func TestVerifyFollowsPromotion(t *testing.T) {
 	if _, err := failover.AcquireLease(ctx, cfg, topic, failover.Holder("verify-test"), time.Minute, 0, zerolog.Nop()); err != nil {
 		t.Fatal(err)
 	}
-	writeEpochRecord(t, kafkaConfig(cfg), pipeline.EpochRecord{Epoch: 2, Master: "db2", StartGTIDSet: "0-2-1", Flavor: "mariadb", TxnSeq: 1})
+	writeEpochRecord(t, cfg.ChangelogConfig(), pipeline.EpochRecord{Epoch: 2, Master: node, StartGTIDSet: "0-2-1", Flavor: "mariadb", TxnSeq: 1})
+}
 
-	code, out, errs = runVerifyCmd(t, "--config", cfgPath, "--replica", "db3")
+// checkVerifyAfterPromotion: db3 equals its new master db2, db2 is refused
+// as a replica, and the old master db1 is verified against db2.
+func checkVerifyAfterPromotion(t *testing.T, cfgPath string) {
+	t.Helper()
+	code, out, errs := runVerifyCmd(t, "--config", cfgPath, "--replica", "db3")
 	if code != 0 {
 		t.Fatalf("after the promotion, db3 against db2: exit %d, want 0\n%s\n%s", code, out, errs)
 	}
@@ -434,8 +382,12 @@ func TestVerifyFollowsPromotion(t *testing.T) {
 		len(rep.Tables) != 1 || rep.Tables[0].Differences != 1 {
 		t.Fatalf("after the promotion, the old master db1 against db2: exit %d, %v\n%s\n%s", code, err, out, errs)
 	}
+}
 
-	// No Kafka: the current master is unknown.
+// checkVerifyWithoutKafka: when the current master cannot be determined,
+// verify fails instead of falling back to the config's master.
+func checkVerifyWithoutKafka(t *testing.T, cfgPath string) {
+	t.Helper()
 	text, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +396,7 @@ func TestVerifyFollowsPromotion(t *testing.T) {
 	if err := os.WriteFile(broken, []byte(strings.Replace(string(text), testenv.Addr("kafka"), "127.0.0.1:1", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs = runVerifyCmd(t, "--config", broken, "--replica", "db3")
+	code, out, errs := runVerifyCmd(t, "--config", broken, "--replica", "db3")
 	if code != 2 || !strings.Contains(errs, "the current master cannot be determined") {
 		t.Fatalf("without Kafka: exit %d, want 2 and a clear error\n%s\n%s", code, out, errs)
 	}
@@ -453,11 +405,11 @@ func TestVerifyFollowsPromotion(t *testing.T) {
 
 // writeEpochRecord publishes an epoch record to the topic, as a promotion
 // does.
-func writeEpochRecord(t *testing.T, kc pipeline.KafkaConfig, rec pipeline.EpochRecord) {
+func writeEpochRecord(t *testing.T, kc changelog.Config, rec pipeline.EpochRecord) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := pipeline.NewProducer(kc, zerolog.Nop(), pipeline.ProducerOptions{})
+	p, err := changelog.NewProducer(kc, zerolog.Nop(), changelog.ProducerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,4 +434,36 @@ func writeEpochRecord(t *testing.T, kc pipeline.KafkaConfig, rec pipeline.EpochR
 	}
 	cancel()
 	<-done
+}
+
+// runVerifyCmd runs `rowcast verify` to the end and returns its exit code,
+// its report (stdout) and its log (stderr).
+func runVerifyCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return runCLIProcess(t, append([]string{"verify"}, args...)...)
+}
+
+// TestVerifyContinuousByDefault: a config without a verify section runs
+// continuous verification every minute in each sink worker, so writes made
+// behind rowcast's back are found without anyone turning it on. (Its first
+// attempt on a fresh topic finds no checkpoint yet and waits an interval.)
+func TestVerifyContinuousByDefault(t *testing.T) {
+	topic := testenv.CreateTopic(t, 1)
+	run := startPublishing(t, "run", e2eConfig(t, accountsApart(t), topic), topic)
+	attempts := func() []string {
+		var lines []string
+		for _, line := range strings.Split(run.out.String(), "\n") {
+			if strings.Contains(line, `"component":"verify"`) && strings.Contains(line, "continuous verification") {
+				lines = append(lines, line)
+			}
+		}
+		return lines
+	}
+	waitFor(t, time.Minute, "continuous verification on both replicas", func() bool { return len(attempts()) >= 2 })
+	run.stop(t)
+	for _, line := range attempts() {
+		if !strings.Contains(line, `"interval":60000`) {
+			t.Errorf("continuous verification does not run every minute by default: %s", line)
+		}
+	}
 }

@@ -1,74 +1,30 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"io"
-	"os"
+	"context"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/config"
-	"github.com/rowcast/rowcast/pipeline/failover"
-	"github.com/rowcast/rowcast/pipeline/obs"
-	"github.com/rowcast/rowcast/pipeline/service"
-	"github.com/rowcast/rowcast/source"
+	"github.com/rowcast/rowcast/config"
+	"github.com/rowcast/rowcast/failover"
+	"github.com/rowcast/rowcast/internal/obs"
+	"github.com/rowcast/rowcast/service"
 )
-
-// kafkaConfig maps the config file's kafka section.
-func kafkaConfig(cfg *config.Config) pipeline.KafkaConfig { return service.KafkaConfig(cfg) }
-
-// sourceConfig maps the config's master node and the source section.
-func sourceConfig(cfg *config.Config) (source.Config, error) {
-	return nodeSourceConfig(cfg, cfg.Master)
-}
-
-// nodeSourceConfig maps one node and the source section: how the reader
-// reads that node when it is the master.
-func nodeSourceConfig(cfg *config.Config, node string) (source.Config, error) {
-	n, _ := cfg.Node(node)
-	mc, err := n.MySQLConfig()
-	if err != nil {
-		return source.Config{}, fmt.Errorf("node %s: %w", node, err)
-	}
-	sc := source.Config{
-		Addr:              mc.Addr,
-		User:              mc.User,
-		Password:          mc.Passwd,
-		ServerID:          cfg.Source.ServerID,
-		Include:           cfg.Source.Include,
-		Exclude:           cfg.Source.Exclude,
-		BookkeepingSchema: cfg.Sink.BookkeepingSchema,
-	}
-	if cfg.Source.User != "" {
-		sc.User = cfg.Source.User
-	}
-	if cfg.Source.Password != "" {
-		sc.Password = cfg.Source.Password
-	}
-	return sc, nil
-}
 
 // publisherConfig is the pipeline service's config.
 func publisherConfig(cfg *config.Config) (service.PublisherConfig, error) {
-	sc, err := sourceConfig(cfg)
+	sc, err := cfg.SourceConfig(cfg.Master)
 	if err != nil {
 		return service.PublisherConfig{}, err
 	}
-	nodes := map[string]source.Config{}
-	for _, n := range cfg.Nodes {
-		if n.Kind != config.KindMySQL {
-			continue
-		}
-		if nodes[n.Name], err = nodeSourceConfig(cfg, n.Name); err != nil {
-			return service.PublisherConfig{}, err
-		}
+	nodes, err := cfg.SourceConfigs()
+	if err != nil {
+		return service.PublisherConfig{}, err
 	}
 	return service.PublisherConfig{
 		Cluster:           cfg.Cluster,
-		Kafka:             kafkaConfig(cfg),
+		Kafka:             cfg.ChangelogConfig(),
 		Source:            sc,
 		Start:             cfg.Source.Start,
 		HeartbeatInterval: cfg.Source.HeartbeatInterval.D(),
@@ -77,40 +33,35 @@ func publisherConfig(cfg *config.Config) (service.PublisherConfig, error) {
 	}, nil
 }
 
-// withLocator lets the pipeline service find the current master, and arms
-// the automatic failover when the config asks for it.
-func withLocator(pc *service.PublisherConfig, cfg *config.Config, log zerolog.Logger) {
-	loc := failover.NewLocator(cfg, pc.Kafka, log)
-	pc.Locate = loc.Current
+// servicePublisherConfig is the config of the pipeline service that an
+// operator runs: it finds the current master, and arms the automatic
+// failover when the config asks for it.
+func servicePublisherConfig(cfg *config.Config, log zerolog.Logger) (service.PublisherConfig, error) {
+	pc, err := publisherConfig(cfg)
+	if err != nil {
+		return pc, err
+	}
+	pc.Locate = failover.NewLocator(cfg, pc.Kafka, log).Current
 	if cfg.Failover.Mode == config.FailoverAuto {
 		pc.Watchdog = &failover.Auto{Cfg: cfg, Kafka: pc.Kafka, Log: log}
 	}
+	return pc, nil
 }
 
-// logFlags are the logging flags of every long-running command.
-type logFlags struct{ format, level string }
-
-// register adds --log-format and --log-level (default level given) to fs.
-func (l *logFlags) register(fs *flag.FlagSet, level string) {
-	fs.StringVar(&l.format, "log-format", "", "json or console (default: console on a terminal, else json)")
-	fs.StringVar(&l.level, "log-level", level, "debug, info, warn or error")
+// serve serves a process's metrics and health at addr (none when addr is
+// "", or "off").
+func serve(ctx context.Context, addr string, log zerolog.Logger) (*prometheus.Registry, *obs.Health, error) {
+	reg, health := obs.NewRegistry(), obs.NewHealth()
+	_, err := obs.Serve(ctx, addr, reg, health, log)
+	return reg, health, err
 }
 
-func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
-	if w == nil {
-		w = os.Stderr
+// stopped logs how a long-running command ended and returns its error.
+func stopped(log zerolog.Logger, what string, err error) error {
+	if err != nil {
+		log.Error().Err(err).Msg(what + " stopped")
+		return err
 	}
-	log, err := obs.NewLogger(w, l.format, l.level)
-	if err == nil {
-		// go-sql-driver prints connection trouble ("closing bad idle
-		// connection") on stderr by itself; route it into our log.
-		drv := log.With().Str("component", "mysql-driver").Logger()
-		mysql.SetLogger(mysql.Logger(driverLogger{drv}))
-	}
-	return log, err
+	log.Info().Msg(what + " stopped cleanly")
+	return nil
 }
-
-// driverLogger adapts zerolog to go-sql-driver's Logger.
-type driverLogger struct{ log zerolog.Logger }
-
-func (d driverLogger) Print(v ...any) { d.log.Warn().Msg(fmt.Sprint(v...)) }

@@ -13,11 +13,15 @@ CACHE_DIR=${ROWCAST_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rowcast}
 DB1_PORT=${ROWCAST_DB1_PORT:-3307}
 DB2_PORT=${ROWCAST_DB2_PORT:-3308}
 DB3_PORT=${ROWCAST_DB3_PORT:-3309}
+DB4_PORT=${ROWCAST_DB4_PORT:-3310}
 KAFKA_PORT=${ROWCAST_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${ROWCAST_KAFKA_CONTROLLER_PORT:-9093}
 CLICKHOUSE_HTTP_PORT=${ROWCAST_CLICKHOUSE_HTTP_PORT:-8123}
 CLICKHOUSE_TCP_PORT=${ROWCAST_CLICKHOUSE_TCP_PORT:-9000}
 DB_PASSWORD=${ROWCAST_DB_PASSWORD:-rowcast}
+# The changelog signing key of the local stack (kafka.signing in deployments/local/rowcast.yaml):
+# a fixed one, for local use only.
+SIGNING_KEY=${ROWCAST_SIGNING_KEY:-rowcast-local-signing-key-not-for-production}
 
 # Make relative overrides absolute: the services are started with other working directories.
 [[ $STATE_DIR == /* ]] || STATE_DIR=$PWD/$STATE_DIR
@@ -27,6 +31,8 @@ LIB_DIR=$REPO_ROOT/scripts/lib
 KAFKA_TEMPLATE_DIR=$REPO_ROOT/scripts/kafka
 
 ALL_SERVICES=(db1 db2 db3 kafka clickhouse)
+# Started only by `start NAME`, stopped by `down` too: db4 is a TLS-only MariaDB.
+OPTIONAL_SERVICES=(db4)
 
 # /usr/sbin holds mariadbd and clickhouse-server; not always on a non-login PATH.
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
@@ -175,15 +181,20 @@ ensure_packages() {
 	local svc
 	for svc in "$@"; do
 		case $svc in
-		db1 | db2 | db3)
+		db1 | db2 | db3 | db4)
 			command -v mariadbd >/dev/null || want[mariadb-server]=1
 			command -v mariadb-install-db >/dev/null || want[mariadb-server]=1
 			command -v mariadb >/dev/null || want[mariadb-client]=1
 			command -v mariadb-admin >/dev/null || want[mariadb-client]=1
+			[[ $svc != db4 ]] || command -v openssl >/dev/null || want[openssl]=1
 			;;
 		kafka)
 			java_ok || want[openjdk-17-jre-headless]=1
 			command -v mvn >/dev/null || want[maven]=1
+			command -v openssl >/dev/null || want[openssl]=1
+			;;
+		haproxy)
+			command -v haproxy >/dev/null || want[haproxy]=1
 			;;
 		clickhouse)
 			command -v clickhouse-server >/dev/null || want[clickhouse-server]=1

@@ -1,13 +1,18 @@
 # shellcheck shell=bash
 # MariaDB nodes db1 (master), db2, db3 (replicas): one mariadbd each, all state in
 # $STATE_DIR/<name>/ (my.cnf, data/, tmp/, mariadbd.sock, mariadbd.pid, error.log).
+# db4, optional (`scripts/stack start db4`), is TLS-only (require_secure_transport): its CA and
+# server certificate for 127.0.0.1 are made with openssl in $STATE_DIR/db4/tls/.
 
 MARIADB_START_TIMEOUT=60
 MARIADB_STOP_TIMEOUT=60
 
 mariadb_port() {
-	case $1 in db1) echo "$DB1_PORT" ;; db2) echo "$DB2_PORT" ;; db3) echo "$DB3_PORT" ;; esac
+	case $1 in db1) echo "$DB1_PORT" ;; db2) echo "$DB2_PORT" ;; db3) echo "$DB3_PORT" ;; db4) echo "$DB4_PORT" ;; esac
 }
+mariadb_tls_only() { [[ $1 == db4 ]]; }
+mariadb_tls_dir() { echo "$STATE_DIR/$1/tls"; }
+mariadb_ca() { echo "$(mariadb_tls_dir "$1")/ca.pem"; }
 mariadb_server_id() { echo "${1#db}"; }
 mariadb_dir() { echo "$STATE_DIR/$1"; }
 mariadb_log() { echo "$STATE_DIR/$1/error.log"; }
@@ -18,12 +23,67 @@ mariadb_pid() {
 	read_pid "$dir/mariadbd.pid" "--defaults-file=$dir/my.cnf"
 }
 
+# mariadb_tcp NAME ARGS...: the mariadb client over TCP to NAME; verified TLS on a TLS-only node.
+mariadb_tcp() {
+	local name=$1 tls=()
+	shift
+	! mariadb_tls_only "$name" || tls=(--ssl --ssl-ca="$(mariadb_ca "$name")" --ssl-verify-server-cert)
+	mariadb -h127.0.0.1 -P"$(mariadb_port "$name")" "${tls[@]}" "$@"
+}
+
 # mariadb_answers NAME: root gets an answer over TCP.
 mariadb_answers() {
 	local out
-	out=$(mariadb -h127.0.0.1 -P"$(mariadb_port "$1")" -uroot --connect-timeout=2 -N -B \
-		-e 'SELECT 1' 2>/dev/null) || return 1
+	out=$(mariadb_tcp "$1" -uroot --connect-timeout=2 -N -B -e 'SELECT 1' 2>/dev/null) || return 1
 	[[ $out == 1 ]]
+}
+
+# mariadb_tls_cnf NAME: the TLS-only group appended to a TLS-only node's my.cnf (the template,
+# which clone/clonetest and the benchmarks read too, stays the same for every node).
+mariadb_tls_cnf() {
+	local dir
+	dir=$(mariadb_tls_dir "$1")
+	cat <<-EOF
+
+		[mariadbd]
+		# TLS only: every TCP connection must be encrypted (the unix socket counts as secure).
+		require_secure_transport    = ON
+		ssl_ca                      = $dir/ca.pem
+		ssl_cert                    = $dir/server.pem
+		ssl_key                     = $dir/server-key.pem
+		tls_version                 = TLSv1.2,TLSv1.3
+	EOF
+}
+
+# mariadb_make_certs NAME: a CA, and a server certificate for 127.0.0.1 and localhost signed
+# by it, unless both exist (so tests keep trusting the CA across restarts).
+mariadb_make_certs() {
+	local dir
+	dir=$(mariadb_tls_dir "$1")
+	[[ ! -s $dir/ca.pem || ! -s $dir/server.pem ]] || return 0
+	mkdir -p "$dir" || return 1
+	(
+		set -e
+		cd "$dir"
+		umask 077
+		openssl ecparam -name prime256v1 -genkey -noout -out ca-key.pem
+		openssl req -x509 -new -key ca-key.pem -sha256 -days 3650 -subj "/CN=rowcast local stack CA $1" \
+			-config <(printf '[req]\ndistinguished_name=dn\nx509_extensions=ca\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n') \
+			-out ca.pem
+		openssl ecparam -name prime256v1 -genkey -noout -out server-key.pem
+		openssl req -new -key server-key.pem -subj "/CN=127.0.0.1" -out server.csr \
+			-config <(printf '[req]\ndistinguished_name=dn\n[dn]\n')
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -sha256 -days 825 \
+			-extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n') \
+			-out server.pem
+		rm -f server.csr
+		chmod 644 ca.pem
+	) >"$dir/openssl.log" 2>&1 || {
+		log "error: $1: making the TLS certificates failed, log: $dir/openssl.log"
+		show_log_tail "$dir/openssl.log"
+		rm -f "$dir/ca.pem" "$dir/server.pem"
+		return 1
+	}
 }
 
 # Quote a string for a single-quoted SQL literal.
@@ -73,10 +133,44 @@ mariadb_bootstrap_sql() {
 		ALTER USER 'rowcast'@'127.0.0.1' IDENTIFIED BY $pw;
 		REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'rowcast'@'127.0.0.1';
 		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES,
-		      CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW, TRIGGER,
+		      CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE,
 		      REPLICATION SLAVE, BINLOG MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN,
 		      SLAVE MONITOR, BINLOG REPLAY
 		      ON *.* TO 'rowcast'@'127.0.0.1';
+		$(mariadb_role_accounts_sql "$pw")
+	SQL
+}
+
+# The accounts deployments/local/rowcast.yaml uses, one per job (docs/SECURITY.md,
+# "Accounts"; `rowcast config validate --check-grants` checks them). The local stack
+# replicates whatever databases tests create, so data privileges are ON *.*; in
+# production they are granted on the replicated databases and the bookkeeping schema.
+mariadb_role_accounts_sql() {
+	local pw=$1 user
+	for user in rowcast_reader rowcast_sink rowcast_admin; do
+		cat <<-SQL
+			CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY $pw;
+			ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY $pw;
+			REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$user'@'127.0.0.1';
+		SQL
+	done
+	cat <<-SQL
+		-- The reader: stream the binlog, list binlogs, read the tables (snapshots, types).
+		GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, SHOW VIEW ON *.* TO 'rowcast_reader'@'127.0.0.1';
+		-- ... and keep the snapshot requests in the bookkeeping schema's snapshots table.
+		GRANT SELECT, INSERT, UPDATE, CREATE ON \`rowcast\`.* TO 'rowcast_reader'@'127.0.0.1';
+		-- The sinks: apply rows and DDL, keep checkpoints in the bookkeeping schema, hold
+		-- replicas read-only (READ_ONLY ADMIN), apply rows as row events (BINLOG REPLAY),
+		-- install wait_for (CREATE/ALTER ROUTINE).
+		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES,
+		      CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW, TRIGGER, CREATE ROUTINE, ALTER ROUTINE,
+		      READ_ONLY ADMIN, BINLOG REPLAY, SLAVE MONITOR
+		      ON *.* TO 'rowcast_sink'@'127.0.0.1';
+		-- Promotion, fencing, rejoin: read_only, see and kill the old master's writers,
+		-- the epoch index and the lease in the bookkeeping schema.
+		GRANT READ_ONLY ADMIN, CONNECTION ADMIN, PROCESS, SLAVE MONITOR, BINLOG MONITOR
+		      ON *.* TO 'rowcast_admin'@'127.0.0.1';
+		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX ON \`rowcast\`.* TO 'rowcast_admin'@'127.0.0.1';
 	SQL
 }
 
@@ -92,8 +186,10 @@ mariadb_launch() {
 	require_port_free "$name" "$port" || return 1
 	# (Called in a condition, where set -e does not apply: check each step.)
 	mkdir -p "$dir/tmp" || return 1
+	! mariadb_tls_only "$name" || mariadb_make_certs "$name" || return 1
 	render "$LIB_DIR/mariadb.cnf.in" "$cnf" NAME="$name" DIR="$dir" PORT="$port" \
 		SERVER_ID="$(mariadb_server_id "$name")" USER="$(id -un)" || return 1
+	! mariadb_tls_only "$name" || mariadb_tls_cnf "$name" >>"$cnf" || return 1
 
 	# A datadir counts only once mariadb-install-db finished (marker); a half-made one is redone.
 	if [[ ! -f $dir/data/.rowcast-initialized ]]; then
@@ -134,11 +230,14 @@ mariadb_await() {
 		log "error: $name: creating the accounts failed: $out"
 		return 1
 	fi
-	if ! out=$(mariadb -h127.0.0.1 -P"$port" -urowcast -p"$DB_PASSWORD" -N -B \
-		-e 'SELECT CURRENT_USER()' 2>&1) || [[ $out != rowcast@127.0.0.1 ]]; then
-		log "error: $name: rowcast cannot log in over TCP: $out"
-		return 1
-	fi
+	local user
+	for user in rowcast rowcast_reader rowcast_sink rowcast_admin; do
+		if ! out=$(mariadb_tcp "$name" -u"$user" -p"$DB_PASSWORD" -N -B \
+			-e 'SELECT CURRENT_USER()' 2>&1) || [[ $out != "$user@127.0.0.1" ]]; then
+			log "error: $name: $user cannot log in over TCP: $out"
+			return 1
+		fi
+	done
 	mariadb_answers "$name" || { log "error: $name: root cannot log in over TCP"; return 1; }
 }
 
@@ -163,6 +262,13 @@ mariadb_info() {
 	port=$(mariadb_port "$name")
 	dir=$(mariadb_dir "$name")
 	[[ $name != db1 ]] || role=master
+	if mariadb_tls_only "$name"; then
+		printf '%-10s %s, server_id %s\n' "$name" "MariaDB, TLS only, on 127.0.0.1:$port" "$(mariadb_server_id "$name")"
+		printf '%-10s rowcast DSN: rowcast:%s@tcp(127.0.0.1:%s)/ with tls: {ca_file: %s}\n' '' "$DB_PASSWORD" "$port" "$(mariadb_ca "$name")"
+		printf '%-10s root:        mariadb -h127.0.0.1 -P%s -uroot --ssl-ca=%s --ssl-verify-server-cert\n' '' "$port" "$(mariadb_ca "$name")"
+		printf '%-10s socket %s, log %s\n' '' "$dir/mariadbd.sock" "$(mariadb_log "$name")"
+		return
+	fi
 	printf '%-10s %s, server_id %s\n' "$name" "MariaDB $role on 127.0.0.1:$port" "$(mariadb_server_id "$name")"
 	printf '%-10s rowcast DSN: rowcast:%s@tcp(127.0.0.1:%s)/\n' '' "$DB_PASSWORD" "$port"
 	printf '%-10s root:        mariadb -h127.0.0.1 -P%s -uroot\n' '' "$port"

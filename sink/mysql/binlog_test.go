@@ -13,10 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	gomysql "github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -335,11 +336,21 @@ func runRecorded(t *testing.T, tgt *Target, msgs []sink.Message, cfg sink.Worker
 	if rec == nil {
 		rec = &recorder{}
 	}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	tgt.wrap = rec.wrap
 	in := sinktest.NewInput(msgs)
 	in.Live = true
 	_, err := sinktest.RunWorker(context.Background(), t, tgt, in, cfg, nil)
 	return rec, err
+}
+
+// runOK is runRecorded of a run that must succeed.
+func runOK(t *testing.T, tgt *Target, msgs []sink.Message) *recorder {
+	t.Helper()
+	rec, err := runRecorded(t, tgt, msgs, sink.WorkerConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
 }
 
 // binRowsPrefix starts a BINLOG statement of row events (a TABLE_MAP
@@ -399,14 +410,7 @@ func TestBinaryApplyMatchesSQL(t *testing.T) {
 			if len(want) < 50 {
 				t.Fatalf("only %d rows: the history is too short", len(want))
 			}
-			if !slices.Equal(got, want) {
-				for i := range min(len(got), len(want)) {
-					if got[i] != want[i] {
-						t.Fatalf("row %d differs:\nbinary: %q\nsql:    %q", i, got[i], want[i])
-					}
-				}
-				t.Fatalf("binary apply: %d rows, SQL: %d", len(got), len(want))
-			}
+			sameRows(t, "binary apply", "SQL", got, want)
 		})
 	}
 }
@@ -418,18 +422,7 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	r := newReplica(t, testenv.Replica1)
 	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, `n` INT NOT NULL)",
 		"INSERT INTO `t` VALUES (1, 'stale', 0), (9, 'extra', 0)")
-	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}, {Name: "n", Kind: pipeline.VInt}}
-	s := sinktest.NewScript(r.db)
-	s.Table("t", cols, 0)
-	s.Insert("t", int64(1), "one", int64(1)) // already there: upserted
-	s.Insert("t", int64(2), "two", int64(2))
-	s.Insert("t", int64(3), "three", int64(3))
-	s.Commit()
-	// The replica loses row 3: the update re-creates it, as an upsert does.
-	s.Insert("t", int64(4), "four", int64(4))
-	s.Update("t", []any{int64(3)}, int64(3), "THREE", int64(33))
-	s.Update("t", []any{int64(2)}, int64(20), "twenty", int64(20)) // key change
-	s.Commit()
+	s := conflictScript(r.db)
 
 	// Run the first transaction, drop row 3 behind the sink's back, run the rest.
 	msgs := s.Msgs
@@ -453,18 +446,49 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	if countPrefix(stmts, "INSERT INTO "+q(r.db, "t")) < 2 {
 		t.Fatalf("the duplicate insert and the missing row were not re-sent as upserts: %q", stmts)
 	}
-	// The session after BINLOG statements: still binlogging, strict and
-	// checking unique keys; foreign keys unchecked as the sink always runs.
-	ctx := context.Background()
-	tgt := r.target(t)
-	if _, _, err := tgt.Open(ctx); err != nil {
-		t.Fatal(err)
+	checkSessionAfterBinlog(t, r, s.Msgs[len(s.Msgs)-1].Event.Table, len(want))
+
+	// A delete of a row the replica does not have stops the worker, as the
+	// SQL path does.
+	s.Delete("t", int64(1))
+	s.Commit()
+	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 1")
+	if _, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil); !errors.Is(err, sink.ErrRowMissing) {
+		t.Fatalf("delete of a missing row: %v, want ErrRowMissing", err)
 	}
-	defer tgt.Close()
+}
+
+// conflictScript inserts a row the replica holds already, then updates a
+// row the replica will have lost and moves another to a new key.
+func conflictScript(db string) *sinktest.Script {
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}, {Name: "n", Kind: pipeline.VInt}}
+	s := sinktest.NewScript(db)
+	s.Table("t", cols, 0)
+	s.Insert("t", int64(1), "one", int64(1)) // already there: upserted
+	s.Insert("t", int64(2), "two", int64(2))
+	s.Insert("t", int64(3), "three", int64(3))
+	s.Commit()
+	// The replica loses row 3: the update re-creates it, as an upsert does.
+	s.Insert("t", int64(4), "four", int64(4))
+	s.Update("t", []any{int64(3)}, int64(3), "THREE", int64(33))
+	s.Update("t", []any{int64(2)}, int64(20), "twenty", int64(20)) // key change
+	s.Commit()
+	return s
+}
+
+// checkSessionAfterBinlog checks the session after BINLOG statements: still
+// binlogging, strict and checking unique keys; foreign keys unchecked as the
+// sink always runs. A row written in a transaction then rolled back leaves
+// rows rows in the table.
+func checkSessionAfterBinlog(t *testing.T, r *replica, tbl *pipeline.Table, rows int) {
+	t.Helper()
+	ctx := context.Background()
+	tgt := r.open(t)
+	defer tgt.Close() // the next worker on the replica takes the worker lock
 	if err := tgt.Begin(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ev := &pipeline.Event{Kind: pipeline.KindRow, Table: s.Msgs[len(s.Msgs)-1].Event.Table, Op: pipeline.OpInsert,
+	ev := &pipeline.Event{Kind: pipeline.KindRow, Table: tbl, Op: pipeline.OpInsert,
 		Pos: pipeline.Position{Epoch: 1, TxnSeq: 100}, After: []any{int64(5), "five", int64(5)}}
 	if err := tgt.ApplyRows(ctx, []*pipeline.Event{ev}); err != nil {
 		t.Fatal(err)
@@ -484,17 +508,8 @@ func TestBinaryApplyConflicts(t *testing.T) {
 	if err := tgt.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Count(t, "t"); got != len(want) {
-		t.Errorf("after ROLLBACK: %d rows, want %d", got, len(want))
-	}
-
-	// A delete of a row the replica does not have stops the worker, as the
-	// SQL path does.
-	s.Delete("t", int64(1))
-	s.Commit()
-	testenv.Exec(t, r.root, "DELETE FROM `t` WHERE `id` = 1")
-	if _, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil); !errors.Is(err, sink.ErrRowMissing) {
-		t.Fatalf("delete of a missing row: %v, want ErrRowMissing", err)
+	if got := r.Count(t, "t"); got != rows {
+		t.Errorf("after ROLLBACK: %d rows, want %d", got, rows)
 	}
 }
 
@@ -521,11 +536,7 @@ func TestBinaryApplyTables(t *testing.T) {
 		s.Insert(name, int64(2), "x2")
 	}
 	s.Commit()
-	tgt := r.target(t)
-	rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := runOK(t, r.target(t), s.Msgs)
 	for _, name := range []string{"latin", "trig", "plain"} {
 		if got := r.Rows(t, name); !slices.Equal(got, []string{"1|é1", "2|x2"}) {
 			t.Errorf("%s: %q", name, got)
@@ -552,25 +563,23 @@ func TestBinaryApplyTables(t *testing.T) {
 }
 
 // TestBinaryApplyWithoutPrivilege: a sink user without BINLOG REPLAY
-// applies every row as SQL.
+// applies every row as SQL. It has READ_ONLY ADMIN, as sinks do: another
+// test's bootstrap may hold the shared replica read-only meanwhile.
 func TestBinaryApplyWithoutPrivilege(t *testing.T) {
 	r := newReplica(t, testenv.Replica1)
 	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
 	user := testenv.UniqueName(t, "rcnobin")
 	r.Setup(t, "CREATE USER '"+user+"'@'127.0.0.1' IDENTIFIED BY 'pw'",
 		"GRANT ALL ON "+quoteIdent(r.db)+".* TO '"+user+"'@'127.0.0.1'",
-		"GRANT ALL ON "+quoteIdent(r.schema)+".* TO '"+user+"'@'127.0.0.1'")
+		"GRANT ALL ON "+quoteIdent(r.schema)+".* TO '"+user+"'@'127.0.0.1'",
+		"GRANT READ_ONLY ADMIN ON *.* TO '"+user+"'@'127.0.0.1'")
 	t.Cleanup(func() { r.root.Exec("DROP USER IF EXISTS '" + user + "'@'127.0.0.1'") })
 	s := sinktest.NewScript(r.db)
 	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
 	s.Insert("t", int64(1), "a")
 	s.Insert("t", int64(2), "b")
 	s.Commit()
-	tgt := r.target(t, func(c *Config) { c.DSN = userDSN(r.node, user, "pw") })
-	rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := runOK(t, r.target(t, func(c *Config) { c.DSN = userDSN(r.node, user, "pw") }), s.Msgs)
 	if got := r.Rows(t, "t"); !slices.Equal(got, []string{"1|a", "2|b"}) {
 		t.Fatalf("rows %q", got)
 	}
@@ -604,16 +613,7 @@ func TestBinaryApplyChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []string
-	for i := int64(1); i <= rows; i++ {
-		if i%2 == 1 {
-			want = append(want, fmt.Sprintf("%d|u%d|%d", i, i, -i))
-		} else {
-			want = append(want, fmt.Sprintf("%d|v%d|%d", i, i, i))
-		}
-	}
-	slices.Sort(want)
-	if got := r.Rows(t, "t"); !slices.Equal(got, want) {
+	if got, want := r.Rows(t, "t"), chunksWant(rows); !slices.Equal(got, want) {
 		t.Fatalf("%d rows, want %d; first: %q", len(got), len(want), got[:min(3, len(got))])
 	}
 	stmts := rec.get()
@@ -628,6 +628,21 @@ func TestBinaryApplyChunks(t *testing.T) {
 	}
 }
 
+// chunksWant is the table of TestBinaryApplyChunks after its two
+// transactions: odd rows updated.
+func chunksWant(rows int64) []string {
+	var want []string
+	for i := int64(1); i <= rows; i++ {
+		if i%2 == 1 {
+			want = append(want, fmt.Sprintf("%d|u%d|%d", i, i, -i))
+		} else {
+			want = append(want, fmt.Sprintf("%d|v%d|%d", i, i, i))
+		}
+	}
+	slices.Sort(want)
+	return want
+}
+
 // rowsEventImages decodes the BINLOG statements of row events in stmts and
 // returns, for each rows event of an update or delete, its table and the
 // columns of its before image.
@@ -637,10 +652,7 @@ func rowsEventImages(t testing.TB, stmts []string) (tables []string, before [][]
 		if !strings.HasPrefix(s, binRowsPrefix) {
 			continue
 		}
-		ev, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(strings.TrimPrefix(s, "BINLOG '"), "'"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ev := decodeBinlog(t, s)
 		table := ""
 		for len(ev) >= eventHeaderBytes {
 			typ, size := ev[4], int(binary.LittleEndian.Uint32(ev[9:]))
@@ -654,19 +666,24 @@ func rowsEventImages(t testing.TB, stmts []string) (tables []string, before [][]
 				name := body[8+len(db)+3:]
 				table = string(name[:bytes.IndexByte(name, 0)])
 			case evUpdateRowsV1, evDeleteRowsV1:
-				n := int(body[8]) // the tests' tables have under 251 columns
-				var cols []int
-				for i := range n {
-					if body[9+i/8]&(1<<(i%8)) != 0 {
-						cols = append(cols, i)
-					}
-				}
-				tables, before = append(tables, table), append(before, cols)
+				tables, before = append(tables, table), append(before, beforeColumns(body))
 			}
 			ev = ev[size:]
 		}
 	}
 	return tables, before
+}
+
+// beforeColumns lists the columns of the before image of a rows event's
+// body (the tests' tables have under 251 columns).
+func beforeColumns(body []byte) []int {
+	var cols []int
+	for i := range int(body[8]) {
+		if body[9+i/8]&(1<<(i%8)) != 0 {
+			cols = append(cols, i)
+		}
+	}
+	return cols
 }
 
 // TestBinaryApplyKeyImages: the before images of updates and deletes carry
@@ -677,7 +694,29 @@ func TestBinaryApplyKeyImages(t *testing.T) {
 	r.Setup(t,
 		"CREATE TABLE `ck` (`a` INT NOT NULL, `v` VARCHAR(20) NULL, `b` BIGINT NOT NULL, `w` INT NULL, PRIMARY KEY (`b`, `a`))",
 		"CREATE TABLE `other` (`id` BIGINT NOT NULL, `u` INT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
-	s := sinktest.NewScript(r.db)
+	s := keyImagesScript(r.db)
+	rec := runOK(t, r.target(t), s.Msgs)
+	for _, name := range []string{"ck", "other"} {
+		got := r.Rows(t, name)
+		slices.Sort(got)
+		if want := s.Expected(name); !slices.Equal(got, want) {
+			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
+		}
+	}
+	stmts := rec.get()
+	for _, name := range []string{"ck", "other"} {
+		if n := countPrefix(stmts, "INSERT INTO "+q(r.db, name)) + countPrefix(stmts, "DELETE FROM "+q(r.db, name)); n > 0 {
+			t.Errorf("%d statements of %s went as SQL, want none", n, name)
+		}
+	}
+	checkBeforeImages(t, stmts, map[string][]int{"ck": {0, 2}, "other": {0, 1, 2}})
+}
+
+// keyImagesScript: ck's primary key is (b, a), the events' too; other's is
+// u on the replica, id in the events. Inserts, updates (one moving a key),
+// deletes.
+func keyImagesScript(db string) *sinktest.Script {
+	s := sinktest.NewScript(db)
 	s.Table("ck", []pipeline.Column{{Name: "a", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString},
 		{Name: "b", Kind: pipeline.VInt}, {Name: "w", Kind: pipeline.VInt}}, 2, 0)
 	s.Table("other", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "u", Kind: pipeline.VInt},
@@ -698,25 +737,15 @@ func TestBinaryApplyKeyImages(t *testing.T) {
 		s.Delete("other", 15+i)
 	}
 	s.Commit()
-	rec, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"ck", "other"} {
-		got := r.Rows(t, name)
-		slices.Sort(got)
-		if want := s.Expected(name); !slices.Equal(got, want) {
-			t.Errorf("%s:\n got %q\nwant %q", name, got, want)
-		}
-	}
-	stmts := rec.get()
-	for _, name := range []string{"ck", "other"} {
-		if n := countPrefix(stmts, "INSERT INTO "+q(r.db, name)) + countPrefix(stmts, "DELETE FROM "+q(r.db, name)); n > 0 {
-			t.Errorf("%d statements of %s went as SQL, want none", n, name)
-		}
-	}
+	return s
+}
+
+// checkBeforeImages checks the before-image columns of every update and
+// delete rows event in stmts against want, by table, and that each table
+// had at least two.
+func checkBeforeImages(t *testing.T, stmts []string, want map[string][]int) {
+	t.Helper()
 	tables, before := rowsEventImages(t, stmts)
-	want := map[string][]int{"ck": {0, 2}, "other": {0, 1, 2}}
 	seen := map[string]int{}
 	for i, name := range tables {
 		seen[name]++
@@ -735,68 +764,57 @@ func TestBinaryApplyKeyImages(t *testing.T) {
 // history); a MyISAM table cannot roll back a failed statement alone (the
 // rows before the failing one would be applied twice).
 func TestBinaryApplyEngines(t *testing.T) {
-	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VInt}}
-	history := func(r *replica) []string {
-		rows, err := r.root.Query("SELECT CONCAT_WS('|', id, v, row_start > '1970-01-01 00:00:01', row_end = '2038-01-19 03:14:07.999999') " +
-			"FROM " + q(r.db, "sv") + " FOR SYSTEM_TIME ALL ORDER BY row_end, id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		return out
-	}
-	// run applies a history to sv (system-versioned) and my (MyISAM), with
-	// row 3 of my deleted behind the sink's back before the second
-	// transaction, which moves key 1 to 10 and then updates row 3.
-	run := func(mods ...func(*Config)) (*replica, []string, error) {
-		r := newReplica(t, testenv.Replica1)
-		r.Setup(t, "CREATE TABLE `sv` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) WITH SYSTEM VERSIONING",
-			"CREATE TABLE `my` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) ENGINE=MyISAM")
-		s := sinktest.NewScript(r.db)
-		s.Table("sv", cols, 0)
-		s.Table("my", cols, 0)
-		s.Insert("sv", int64(1), int64(1))
-		s.Insert("my", int64(1), int64(1))
-		s.Insert("my", int64(3), int64(3))
-		s.Commit()
-		cut := len(s.Msgs)
-		s.Update("sv", []any{int64(1)}, int64(1), int64(2))
-		s.Update("my", []any{int64(1)}, int64(10), int64(10))
-		s.Update("my", []any{int64(3)}, int64(3), int64(33))
-		s.Commit()
-		rec, err := runRecorded(t, r.target(t, mods...), s.Msgs[:cut], sink.WorkerConfig{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		testenv.Exec(t, r.root, "DELETE FROM "+q(r.db, "my")+" WHERE `id` = 3")
-		_, err = runRecorded(t, r.target(t, mods...), s.Msgs, sink.WorkerConfig{}, rec)
-		return r, rec.get(), err
-	}
-	rs, _, err := run(sqlOnly)
+	rs, _, err := runEngines(t, sqlOnly)
 	if err != nil {
 		t.Fatalf("SQL path: %v", err)
 	}
-	rb, stmts, err := run()
+	rb, stmts, err := runEngines(t)
 	if err != nil {
 		t.Fatalf("binary apply: %v", err)
 	}
 	if n := countPrefix(stmts, binRowsPrefix); n != 0 {
 		t.Errorf("%d BINLOG statements, want none: %q", n, stmts)
 	}
-	if got, want := history(rb), history(rs); !slices.Equal(got, want) || len(want) != 2 {
+	if got, want := svHistory(t, rb), svHistory(t, rs); !slices.Equal(got, want) || len(want) != 2 {
 		t.Errorf("sv history (id|v|row_start set|current): got %q, want %q (two versions)", got, want)
 	}
 	if got, want := rb.Rows(t, "my"), rs.Rows(t, "my"); !slices.Equal(got, want) || !slices.Equal(want, []string{"10|10", "3|33"}) {
 		t.Errorf("my: got %q, want %q", got, want)
 	}
+}
+
+// runEngines applies a history to sv (system-versioned) and my (MyISAM,
+// allowed), with row 3 of my deleted behind the sink's back before the
+// second transaction, which moves key 1 to 10 and then updates row 3.
+func runEngines(t *testing.T, mods ...func(*Config)) (*replica, []string, error) {
+	mods = append(mods, allowNonTransactional)
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VInt}}
+	r := newReplica(t, testenv.Replica1)
+	r.Setup(t, "CREATE TABLE `sv` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) WITH SYSTEM VERSIONING",
+		"CREATE TABLE `my` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL) ENGINE=MyISAM")
+	s := sinktest.NewScript(r.db)
+	s.Table("sv", cols, 0)
+	s.Table("my", cols, 0)
+	s.Insert("sv", int64(1), int64(1))
+	s.Insert("my", int64(1), int64(1))
+	s.Insert("my", int64(3), int64(3))
+	s.Commit()
+	cut := len(s.Msgs)
+	s.Update("sv", []any{int64(1)}, int64(1), int64(2))
+	s.Update("my", []any{int64(1)}, int64(10), int64(10))
+	s.Update("my", []any{int64(3)}, int64(3), int64(33))
+	s.Commit()
+	rec := runOK(t, r.target(t, mods...), s.Msgs[:cut])
+	testenv.Exec(t, r.root, "DELETE FROM "+q(r.db, "my")+" WHERE `id` = 3")
+	_, err := runRecorded(t, r.target(t, mods...), s.Msgs, sink.WorkerConfig{}, rec)
+	return r, rec.get(), err
+}
+
+// svHistory lists every version of sv's rows.
+func svHistory(t *testing.T, r *replica) []string {
+	t.Helper()
+	return queryStrings(t, r.root, "SELECT CONCAT_WS('|', id, v, row_start > '1970-01-01 00:00:01', row_end = '2038-01-19 03:14:07.999999') "+
+		"FROM "+q(r.db, "sv")+" FOR SYSTEM_TIME ALL ORDER BY row_end, id")
 }
 
 // TestBinaryApplyInvalidDates: a day its month does not have (stored by a
@@ -848,52 +866,56 @@ func TestBinaryApplyInvalidDates(t *testing.T) {
 func TestBinaryApplyTransactionGone(t *testing.T) {
 	r := newReplica(t, testenv.Replica1)
 	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` BIGINT NULL)")
-	tgt := r.target(t)
-	ctx := context.Background()
-	if _, _, err := tgt.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
 	tbl := &pipeline.Table{Database: r.db, Name: "t", PrimaryKey: []int{0},
 		Columns: []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VInt}}}
-	bt, err := tgt.binTableFor(ctx, tbl)
-	if err != nil || bt == nil {
-		t.Fatalf("binTableFor: %v, %v", bt, err)
-	}
-	missing := &gomysql.MySQLError{Number: 1032, Message: "Can't find record"}
+	tgt, bt := r.binTable(t, tbl)
+	ctx := context.Background()
+	missing := &mysql.MySQLError{Number: gomysql.ER_KEY_NOT_FOUND, Message: "Can't find record"}
 	if _, err := tgt.ex.ExecContext(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := tgt.binResult(ctx, bt, missing); ok || err != nil {
 		t.Fatalf("in a transaction: ok %v, err %v; want the SQL path (false, nil)", ok, err)
 	}
-	// These go to the worker as they are, even while the transaction is
-	// open: the worker retries from the checkpoint (a deadlock, a lock wait
-	// timeout) or stops with advice (a full lock table, which rolled all of
-	// it back; a statement over max_allowed_packet, which closed the
-	// connection).
-	for _, code := range []uint16{1213, 1205, 1206, 1153} {
-		in := &gomysql.MySQLError{Number: code}
-		if ok, err := tgt.binResult(ctx, bt, in); ok || err != in {
-			t.Fatalf("error %d in a transaction: ok %v, err %v; want the error itself", code, ok, err)
-		}
-	}
+	checkPassedOn(t, tgt, bt)
 	if _, err := tgt.ex.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
+	checkRolledBack(t, tgt, bt, missing)
+	// A connection lost before the check took the transaction with it: the
+	// worker retries, whatever the refused statement's error was.
+	testenv.Exec(t, r.root, fmt.Sprintf("KILL %d", tgt.connID))
 	ok, err := tgt.binResult(ctx, bt, missing)
-	if ok || !errors.Is(err, sink.ErrTxnRolledBack) || !errors.Is(err, missing) {
+	if ok || err == nil || sink.Classify(err) != sink.Transient {
+		t.Fatalf("connection lost: ok %v, err %v (class %v); want a transient error", ok, err, sink.Classify(err))
+	}
+}
+
+// checkRolledBack: a refused statement after the transaction was rolled
+// back is a human error with its own advice.
+func checkRolledBack(t *testing.T, tgt *Target, bt *binTable, refused error) {
+	t.Helper()
+	ok, err := tgt.binResult(context.Background(), bt, refused)
+	if ok || !errors.Is(err, sink.ErrTxnRolledBack) || !errors.Is(err, refused) {
 		t.Fatalf("after the transaction was rolled back: ok %v, err %v; want the error and ErrTxnRolledBack", ok, err)
 	}
 	if sink.Classify(err) != sink.Human || !strings.Contains(sink.Advice(err), "restart the worker") {
 		t.Fatalf("class %v, advice %q; want a human error with its own advice, not 1032's", sink.Classify(err), sink.Advice(err))
 	}
-	// A connection lost before the check took the transaction with it: the
-	// worker retries, whatever the refused statement's error was.
-	testenv.Exec(t, r.root, fmt.Sprintf("KILL %d", tgt.connID))
-	ok, err = tgt.binResult(ctx, bt, missing)
-	if ok || err == nil || sink.Classify(err) != sink.Transient {
-		t.Fatalf("connection lost: ok %v, err %v (class %v); want a transient error", ok, err, sink.Classify(err))
+}
+
+// checkPassedOn: these go to the worker as they are, even while the
+// transaction is open: the worker retries from the checkpoint (a deadlock,
+// a lock wait timeout) or stops with advice (a full lock table, which rolled
+// all of it back; a statement over max_allowed_packet, which closed the
+// connection).
+func checkPassedOn(t *testing.T, tgt *Target, bt *binTable) {
+	t.Helper()
+	for _, code := range []uint16{gomysql.ER_LOCK_DEADLOCK, gomysql.ER_LOCK_WAIT_TIMEOUT, gomysql.ER_LOCK_TABLE_FULL, gomysql.ER_NET_PACKET_TOO_LARGE} {
+		in := &mysql.MySQLError{Number: code}
+		if ok, err := tgt.binResult(context.Background(), bt, in); ok || err != in {
+			t.Fatalf("error %d in a transaction: ok %v, err %v; want the error itself", code, ok, err)
+		}
 	}
 }
 
@@ -910,10 +932,7 @@ func TestBinaryApplyStatementSize(t *testing.T) {
 		s.Insert("t", i, strings.Repeat("x", 50+int(i)*5))
 	}
 	s.Commit()
-	rec, err := runRecorded(t, r.target(t), s.Msgs, sink.WorkerConfig{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := runOK(t, r.target(t), s.Msgs)
 	if got, want := r.Rows(t, "t"), s.Expected("t"); len(got) != 40 || !slices.Equal(sortedCopy(got), want) {
 		t.Fatalf("rows %q, want %q", got, want)
 	}
@@ -923,10 +942,7 @@ func TestBinaryApplyStatementSize(t *testing.T) {
 			continue
 		}
 		n++
-		ev, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(strings.TrimPrefix(st, "BINLOG '"), "'"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ev := decodeBinlog(t, st)
 		mapSize := int(binary.LittleEndian.Uint32(ev[9:]))
 		if rows := len(ev) - mapSize; int64(rows) > binMaxEvent {
 			t.Errorf("a rows event of %d bytes, over the limit of %d", rows, binMaxEvent)
@@ -935,6 +951,16 @@ func TestBinaryApplyStatementSize(t *testing.T) {
 	if n < 6 { // ~6,400 bytes of rows
 		t.Errorf("%d BINLOG statements, want the rows cut into at least 6", n)
 	}
+}
+
+// decodeBinlog returns the events of a BINLOG statement.
+func decodeBinlog(t testing.TB, stmt string) []byte {
+	t.Helper()
+	ev, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(strings.TrimPrefix(stmt, "BINLOG '"), "'"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
 }
 
 func sortedCopy(s []string) []string {

@@ -7,42 +7,37 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/rowcast/rowcast/checkpoint"
+	"github.com/rowcast/rowcast/internal/mysqlerr"
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink"
 )
 
 // alreadyApplied are the errors a DDL statement gets when its effect is
 // already on the replica: table or database exists or is gone, column or
-// key exists or is gone.
+// key exists or is gone, trigger, routine or event is gone. RENAME and
+// CREATE TRIGGER/PROCEDURE/FUNCTION/EVENT are checked otherwise (rerun.go).
 var alreadyApplied = map[uint16]string{
-	1007: "database exists",
-	1008: "database does not exist",
-	1050: "table exists",
-	1051: "unknown table",
-	1054: "unknown column",
-	1060: "duplicate column",
-	1061: "duplicate key name",
-	1091: "cannot drop: does not exist",
+	gomysql.ER_DB_CREATE_EXISTS:       "database exists",
+	gomysql.ER_DB_DROP_EXISTS:         "database does not exist",
+	gomysql.ER_TABLE_EXISTS_ERROR:     "table exists",
+	gomysql.ER_BAD_TABLE_ERROR:        "unknown table",
+	gomysql.ER_BAD_FIELD_ERROR:        "unknown column",
+	gomysql.ER_DUP_FIELDNAME:          "duplicate column",
+	gomysql.ER_DUP_KEYNAME:            "duplicate key name",
+	gomysql.ER_CANT_DROP_FIELD_OR_KEY: "cannot drop: does not exist",
+	gomysql.ER_TRG_DOES_NOT_EXIST:     "trigger does not exist",
+	gomysql.ER_SP_DOES_NOT_EXIST:      "routine does not exist",
+	gomysql.ER_EVENT_DOES_NOT_EXIST:   "event does not exist",
 }
 
-// ApplyDDL runs a DDL statement. MySQL commits DDL implicitly, so it cannot
-// share a transaction with the checkpoint. Instead:
-//
-//  1. save the current checkpoint with ddl_pending = the DDL's TxnSeq, in a
-//     transaction of its own;
-//  2. USE the event's database, run the statement;
-//  3. save st, the checkpoint after the DDL.
-//
-// A crash between 1 and 3 leaves ddl_pending set: the restarted worker reads
-// the DDL again, and the errors that mean "already applied" (table exists,
-// unknown table, duplicate column...) are then accepted and logged. They
-// are also accepted when the DDL is a replay (TxnSeq <= max_txn_seq). Any
-// other failure stops the worker.
-//
-// DDL on the bookkeeping schema is never applied: it is logged and passed.
+// ApplyDDL runs a DDL statement, which MySQL commits implicitly, between two
+// checkpoint saves: ddl_pending first, then st. After a crash between them,
+// or in a replay, a failure that shows the statement's effect already there
+// is accepted (rerun.go). DDL on the bookkeeping schema is logged and
+// passed. docs/DESIGN.md, "DDL on a MySQL target".
 func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint.State) error {
 	seq := ev.Pos.TxnSeq
 	if t.onBookkeeping(ev) {
@@ -61,9 +56,10 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 	t.forgetTables() // keys, foreign keys or triggers may change
 	if err := t.runDDL(ctx, ev, retry); err != nil {
 		// The statement failed: unless the connection broke (it may then
-		// have run), it did not run, so ddl_pending must not make the next
-		// attempt accept "already exists" as success.
-		if sink.Classify(err) == sink.Human {
+		// have run), or a run before a restart cannot be ruled out, it did
+		// not run, so ddl_pending must not make the next attempt accept
+		// "already exists" as success.
+		if sink.Classify(err) == sink.Human && !errors.Is(err, ErrDDLUndecided) {
 			if rerr := t.saveAlone(ctx, before); rerr != nil {
 				t.log.Warn().Err(rerr).Msg("could not clear ddl_pending after a failed DDL")
 			}
@@ -73,23 +69,59 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 	return t.saveAlone(ctx, st)
 }
 
-// runDDL runs the statement in the event's database.
+// runDDL runs the statement in the event's database, under the master's
+// session (session.go); retry says it may have run before (rerun.go).
 func (t *Target) runDDL(ctx context.Context, ev *pipeline.Event, retry bool) error {
-	if ev.Database != "" {
-		if _, err := t.ex.ExecContext(ctx, "USE "+quoteIdent(ev.Database)); err != nil {
-			if !isDatabaseDDL(ev.Statement) || !isCode(err, 1049) {
-				return fmt.Errorf("USE %s before DDL: %w", ev.Database, err)
-			}
-			// CREATE/DROP DATABASE does not need its session's database.
+	if err := t.useDatabase(ctx, ev); err != nil {
+		return err
+	}
+	shape := parseDDL(ev.Statement, ev.Database)
+	if retry && shape.reusesNames() {
+		return undecidedRename(ev)
+	}
+	err := t.execInSession(ctx, ev)
+	if err == nil {
+		return nil
+	}
+	if retry {
+		meaning, done, cerr := t.alreadyRan(ctx, ev, shape, err)
+		if cerr != nil {
+			return cerr
+		}
+		if done {
+			t.log.Info().Stringer("position", ev.Pos).Uint16("error", mysqlerr.Code(err)).Str("meaning", meaning).
+				Msg("DDL was already applied before a restart or replay; continuing")
+			return nil
 		}
 	}
-	if _, err := t.ex.ExecContext(ctx, ev.Statement); err != nil {
-		var me *mysql.MySQLError
-		if !retry || !errors.As(err, &me) || alreadyApplied[me.Number] == "" {
-			return fmt.Errorf("DDL %q: %w", truncate(ev.Statement, 300), err)
+	return ddlFailed(ev, shape, err, retry)
+}
+
+// execInSession runs the statement between entering the master's session
+// and leaving it; a failure to leave it is the error when the statement
+// succeeded.
+func (t *Target) execInSession(ctx context.Context, ev *pipeline.Event) error {
+	restore, args, err := t.enterSession(ctx, ev)
+	if err != nil {
+		return err
+	}
+	_, err = t.ex.ExecContext(ctx, ev.Statement)
+	if rerr := t.leaveSession(ctx, restore, args); rerr != nil && err == nil {
+		return rerr
+	}
+	return err
+}
+
+// useDatabase makes the event's database the session's.
+func (t *Target) useDatabase(ctx context.Context, ev *pipeline.Event) error {
+	if ev.Database == "" {
+		return nil
+	}
+	if _, err := t.ex.ExecContext(ctx, "USE "+quoteIdent(ev.Database)); err != nil {
+		if !isDatabaseDDL(ev.Statement) || !mysqlerr.Is(err, gomysql.ER_BAD_DB_ERROR) {
+			return fmt.Errorf("USE %s before DDL: %w", ev.Database, err)
 		}
-		t.log.Info().Stringer("position", ev.Pos).Uint16("error", me.Number).Str("meaning", alreadyApplied[me.Number]).
-			Msg("DDL was already applied before a restart or replay; continuing")
+		// CREATE/DROP DATABASE does not need its session's database.
 	}
 	return nil
 }
@@ -111,16 +143,4 @@ func (t *Target) onBookkeeping(ev *pipeline.Event) bool {
 	qualifiedRef := regexp.MustCompile(`(?i)(^|[^A-Za-z0-9_$` + "`" + `])` + name + `\s*\.`)
 	onSchema := regexp.MustCompile(`(?is)^\s*(CREATE|DROP|ALTER)\s+(DATABASE|SCHEMA)\s+(IF\s+(NOT\s+)?EXISTS\s+)?` + name + `(\s|;|$)`)
 	return qualifiedRef.MatchString(ev.Statement) || onSchema.MatchString(ev.Statement)
-}
-
-func isCode(err error, code uint16) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && me.Number == code
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -79,23 +79,30 @@ func TestHumanErrors(t *testing.T) {
 				}
 			}
 			w, err := sinktest.RunWorker(context.Background(), t, r.target(t), in, sink.WorkerConfig{}, nil)
-			if err == nil {
-				t.Fatal("the worker did not stop")
-			}
-			for _, sub := range c.want {
-				if !strings.Contains(err.Error(), sub) {
-					t.Errorf("error %q\ndoes not contain %q", err, sub)
-				}
-			}
-			if c.is != nil && !errors.Is(err, c.is) {
-				t.Errorf("error %v is not %v", err, c.is)
-			}
-			if st := w.Status(); st.State != sink.StateError || st.TxnSeq < 1 {
-				t.Errorf("status %+v", st)
-			}
+			checkStopped(t, w, err, c.want, c.is)
 			if got := r.Rows(t, "t"); len(got) == 0 || got[0] != "100|before" {
 				t.Errorf("committed rows lost: %v", got)
 			}
 		})
+	}
+}
+
+// checkStopped checks that the worker stopped with an error holding every
+// one of want and, if is is not nil, wrapping is.
+func checkStopped(t *testing.T, w *sink.Worker, err error, want []string, is error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("the worker did not stop")
+	}
+	for _, sub := range want {
+		if !strings.Contains(err.Error(), sub) {
+			t.Errorf("error %q\ndoes not contain %q", err, sub)
+		}
+	}
+	if is != nil && !errors.Is(err, is) {
+		t.Errorf("error %v is not %v", err, is)
+	}
+	if st := w.Status(); st.State != sink.StateError || st.TxnSeq < 1 {
+		t.Errorf("status %+v", st)
 	}
 }

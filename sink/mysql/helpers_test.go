@@ -10,16 +10,18 @@ import (
 	"sync"
 	"testing"
 
-	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
-	"github.com/rowcast/rowcast/pipeline/testenv"
+	"github.com/rowcast/rowcast/checkpoint"
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
 
 // userDSN is a DSN for user on a node of the local stack.
 func userDSN(node, user, password string) string {
-	c := gomysql.NewConfig()
+	c := mysql.NewConfig()
 	c.User, c.Passwd, c.Net, c.Addr = user, password, "tcp", testenv.Addr(node)
 	return c.FormatDSN()
 }
@@ -67,6 +69,28 @@ func (r *replica) target(t testing.TB, mod ...func(*Config)) *Target {
 	return tgt
 }
 
+// open returns a Target on the replica, opened, closed when the test ends.
+func (r *replica) open(t testing.TB, mod ...func(*Config)) *Target {
+	t.Helper()
+	tgt := r.target(t, mod...)
+	if _, _, err := tgt.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tgt.Close() })
+	return tgt
+}
+
+// binTable returns an opened Target and its row-event encoding of tbl.
+func (r *replica) binTable(t testing.TB, tbl *pipeline.Table) (*Target, *binTable) {
+	t.Helper()
+	tgt := r.open(t)
+	bt, err := tgt.binTableFor(context.Background(), tbl)
+	if err != nil || bt == nil {
+		t.Fatalf("no row-event encoding of %s: %v, %v", tbl.Name, bt, err)
+	}
+	return tgt, bt
+}
+
 func (r *replica) Database() string { return r.db }
 
 func (r *replica) Setup(t testing.TB, stmts ...string) {
@@ -109,6 +133,28 @@ func (r *replica) Rows(t testing.TB, table string) []string {
 	return out
 }
 
+// queryStrings returns the first column of every row of query.
+func queryStrings(t testing.TB, db *sql.DB, query string) []string {
+	t.Helper()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func (r *replica) Count(t testing.TB, table string) int {
 	t.Helper()
 	var n int
@@ -120,11 +166,54 @@ func (r *replica) Count(t testing.TB, table string) int {
 
 func (r *replica) Reopen(t testing.TB) sink.Target { return r.target(t) }
 
+func (r *replica) Bootstrap(t testing.TB) map[string]checkpoint.Bootstrap {
+	t.Helper()
+	boot, err := checkpoint.NewMySQL(r.schema).LoadBootstrap(context.Background(), r.root, sinktest.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boot
+}
+
+func (r *replica) SaveBootstrap(t testing.TB, b checkpoint.Bootstrap) {
+	t.Helper()
+	if err := checkpoint.NewMySQL(r.schema).SaveBootstrap(context.Background(), r.root, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // recorder records every statement the target sends.
 type recorder struct {
 	execer
 	mu    sync.Mutex
 	stmts []string
+}
+
+// record makes tgt record its statements.
+func record(tgt *Target) *recorder {
+	rec := &recorder{}
+	tgt.wrap = rec.wrap
+	return rec
+}
+
+// wrap records what e runs.
+func (r *recorder) wrap(e execer) execer {
+	r.execer = e
+	return r
+}
+
+// sameRows compares the rows two ways of applying gave, a and b.
+func sameRows(t *testing.T, a, b string, aRows, bRows []string) {
+	t.Helper()
+	if slices.Equal(aRows, bRows) {
+		return
+	}
+	for i := range min(len(aRows), len(bRows)) {
+		if aRows[i] != bRows[i] {
+			t.Fatalf("%s and %s differ, first at row %d:\n%.300s\n%.300s", a, b, i, aRows[i], bRows[i])
+		}
+	}
+	t.Fatalf("%s gave %d rows, %s %d", a, len(aRows), b, len(bRows))
 }
 
 func (r *recorder) add(q string) {
@@ -141,6 +230,11 @@ func (r *recorder) ExecContext(ctx context.Context, q string, args ...any) (sql.
 func (r *recorder) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	r.add(q)
 	return r.execer.QueryRowContext(ctx, q, args...)
+}
+
+func (r *recorder) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	r.add(q)
+	return r.execer.QueryContext(ctx, q, args...)
 }
 
 func (r *recorder) get() []string {

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -79,15 +79,36 @@ func TestValueKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	want := map[int64][]any{1: row1, 2: row2, 3: row3b}
+	for _, got := range kindsRows(t, r, ",ST_AsText(`g`),ST_SRID(`g`)") {
+		id, _ := strconv.ParseInt(string(got[0]), 10, 64)
+		exp := want[id]
+		delete(want, id)
+		compareKinds(t, string(got[0]), exp, got)
+		if id == 1 && (string(got[len(got)-2]) != "POINT(1 2)" || string(got[len(got)-1]) != "4326") {
+			t.Errorf("row 1 geometry: %s SRID %s", got[len(got)-2], got[len(got)-1])
+		}
+	}
+	if len(want) != 0 {
+		t.Fatalf("rows missing: %v", want)
+	}
+}
+
+// kindsRows reads the kinds table in id order: every column of
+// kindsColumns as MariaDB returns it (BIT as a number), then the extra
+// columns.
+func kindsRows(t *testing.T, r *replica, extra string) [][][]byte {
+	t.Helper()
 	rows, err := r.root.Query("SELECT `id`,`i8`,`i64`,`u64`,`f`,`d`,`num`,`s`,`txt`,`bin`,`blb`,`dt`,`dtm`,`ts`,`tm`,`y`," +
-		"`b64`+0,`b5`+0,`e`,`st`,`j`,`g`,`ch`,ST_AsText(`g`),ST_SRID(`g`) FROM `kinds` ORDER BY `id`")
+		"`b64`+0,`b5`+0,`e`,`st`,`j`,`g`,`ch`" + extra + " FROM `kinds` ORDER BY `id`")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	want := map[int64][]any{1: row1, 2: row2, 3: row3b}
+	cols, _ := rows.Columns()
+	var out [][][]byte
 	for rows.Next() {
-		got := make([]sql.RawBytes, len(kindsColumns)+2)
+		got := make([][]byte, len(cols))
 		ptrs := make([]any, len(got))
 		for i := range got {
 			ptrs[i] = &got[i]
@@ -95,20 +116,21 @@ func TestValueKinds(t *testing.T) {
 		if err := rows.Scan(ptrs...); err != nil {
 			t.Fatal(err)
 		}
-		id, _ := strconv.ParseInt(string(got[0]), 10, 64)
-		exp := want[id]
-		delete(want, id)
-		for i, c := range kindsColumns {
-			if msg := compareValue(c, exp[i], got[i]); msg != "" {
-				t.Errorf("row %d column %s (%s): %s", id, c.Name, c.Kind, msg)
-			}
-		}
-		if id == 1 && (string(got[len(got)-2]) != "POINT(1 2)" || string(got[len(got)-1]) != "4326") {
-			t.Errorf("row 1 geometry: %s SRID %s", got[len(got)-2], got[len(got)-1])
-		}
+		out = append(out, got)
 	}
-	if err := rows.Err(); err != nil || len(want) != 0 {
-		t.Fatalf("rows missing: %v %v", want, err)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// compareKinds compares the values sent in row id with those read back.
+func compareKinds(t *testing.T, id string, sent []any, got [][]byte) {
+	t.Helper()
+	for i, c := range kindsColumns {
+		if msg := compareValue(c, sent[i], got[i]); msg != "" {
+			t.Errorf("row %s column %s (%s): %s", id, c.Name, c.Kind, msg)
+		}
 	}
 }
 
@@ -122,19 +144,11 @@ func compareValue(c pipeline.Column, sent any, got sql.RawBytes) string {
 	}
 	switch c.Kind {
 	case pipeline.VFloat, pipeline.VDouble:
-		f, err := strconv.ParseFloat(string(got), 64)
-		if c.Kind == pipeline.VFloat && err == nil && float32(f) == float32(sent.(float64)) ||
-			c.Kind == pipeline.VDouble && err == nil && f == sent.(float64) {
+		if sameFloat(c.Kind, sent.(float64), got) {
 			return ""
 		}
 	case pipeline.VBytes, pipeline.VGeometry:
-		if bytes.Equal(got, sent.([]byte)) {
-			return ""
-		}
-		if len(got) > 64 {
-			got = got[:64]
-		}
-		return "sent " + hex.EncodeToString(sent.([]byte)[:min(64, len(sent.([]byte)))]) + ", got " + hex.EncodeToString(got)
+		return compareBytes(sent.([]byte), got)
 	default:
 		if sinktest.Format(sent) == string(got) {
 			return ""
@@ -145,4 +159,27 @@ func compareValue(c pipeline.Column, sent any, got sql.RawBytes) string {
 		s = s[:80] + "..."
 	}
 	return "sent " + s + ", got " + string(got[:min(len(got), 80)])
+}
+
+// sameFloat reports whether got is the text of sent, a FLOAT or DOUBLE.
+func sameFloat(kind pipeline.ValueKind, sent float64, got sql.RawBytes) bool {
+	f, err := strconv.ParseFloat(string(got), 64)
+	if err != nil {
+		return false
+	}
+	if kind == pipeline.VFloat {
+		return float32(f) == float32(sent)
+	}
+	return f == sent
+}
+
+// compareBytes compares binary values, "" when equal.
+func compareBytes(sent []byte, got sql.RawBytes) string {
+	if bytes.Equal(got, sent) {
+		return ""
+	}
+	if len(got) > 64 {
+		got = got[:64]
+	}
+	return "sent " + hex.EncodeToString(sent[:min(64, len(sent))]) + ", got " + hex.EncodeToString(got)
 }

@@ -10,53 +10,25 @@ import (
 	"strings"
 	"sync/atomic"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/rowcast/rowcast/internal/mysqlerr"
 	"github.com/rowcast/rowcast/pipeline"
 )
 
-// Bulk upserts through LOAD DATA LOCAL INFILE ... REPLACE.
-//
-// A multi-row INSERT costs the server more to parse than to apply: with
-// rows of ~190 bytes, MariaDB 10.11 spends about half of its time in the
-// parser (lexing the literals, and converting every string literal's item
-// name to the system character set), ~12 us of server CPU per row against
-// ~3 us for its own replication applying the same rows. LOAD DATA reads
-// the values without the parser, ~6-7 us per row. So large upsert batches
-// of a table go through
-//
-//	LOAD DATA LOCAL INFILE 'Reader::<name>' REPLACE INTO TABLE t
-//	CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
-//	LINES TERMINATED BY '\n' (c1, c2, @v3) SET c3 = UNHEX(@v3)
-//
-// with the rows as tab-separated text streamed from memory (the driver's
-// Reader:: handler; nothing touches the disk).
-//
-// When is REPLACE the same as INSERT ... ON DUPLICATE KEY UPDATE of every
-// non-key column? When the primary key is the table's only unique key, no
-// foreign key references the table and it has no triggers: the server then
-// applies a REPLACE that meets an existing key as an update of that row in
-// place (sql_insert.cc, write_record: last unique key, no referencing
-// foreign key, no delete trigger), which is exactly what the upsert does.
-// Otherwise REPLACE would delete and re-insert (firing delete triggers, or
-// deleting a row that holds another unique key), so those tables keep the
-// INSERT. The Target checks the replica's table (information_schema) once
-// per table and session, and again after any DDL.
-//
-// Errors stay errors: in strict mode LOAD DATA ... REPLACE stops on the
-// first value the column cannot hold, as the INSERT does (only LOCAL
-// without REPLACE or IGNORE would turn errors into warnings, because the
-// server cannot stop the client's upload). A failed batch is applied again
-// row by row by the worker (sink.Worker narrows), and single rows use the
-// INSERT, so the error names the message.
-//
-// LOAD DATA costs an extra round trip (the server asks for the data), so
-// batches below loadMinRows keep the INSERT. It is used on MariaDB only
-// (local_infile is ON by default there; MySQL 8 turns it off) and only
-// when the server allows it (@@local_infile).
+// Bulk upserts: large upsert batches of a plain table (its primary key the
+// only unique key, no trigger, no foreign key referencing it) go through
+// LOAD DATA LOCAL INFILE ... REPLACE, the rows streamed from memory as
+// tab-separated text, which the server applies for less CPU than an INSERT.
+// docs/DESIGN.md, "Bulk upserts", says why that is the same upsert.
 
 // loadMinRows is the least rows of an upsert sent with LOAD DATA.
 const loadMinRows = 32
+
+// loadRefused are the errors of a LOAD DATA LOCAL that the replica no longer
+// allows (local_infile=OFF since Open): MariaDB's, older servers', MySQL's.
+var loadRefused = []uint16{mysqlerr.ErLoadInfileCapability, gomysql.ER_NOT_ALLOWED_COMMAND, mysqlerr.ErClientLocalFilesDisabled}
 
 // loadSeq names each Target's reader.
 var loadSeq atomic.Int64
@@ -71,6 +43,24 @@ type tableInfo struct {
 	engine, tableType string
 }
 
+// tryLoad upserts rows with LOAD DATA when the table allows it; done is
+// false when they still need the INSERT.
+func (t *Target) tryLoad(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event) (done bool, err error) {
+	load, err := t.loadable(ctx, tbl)
+	if err != nil || !load {
+		return false, err
+	}
+	err = t.loadRows(ctx, tbl, rows)
+	if !mysqlerr.Is(err, loadRefused...) {
+		return true, err
+	}
+	// LOAD DATA LOCAL was turned off on the replica since Open: nothing was
+	// applied; use the INSERT.
+	t.loadOK = false
+	t.log.Warn().Err(err).Msg("LOAD DATA LOCAL is not allowed on the replica (local_infile=OFF): upserts use INSERT from now on")
+	return false, nil
+}
+
 // loadable reports whether upserts into tbl may use LOAD DATA REPLACE.
 func (t *Target) loadable(ctx context.Context, tbl *pipeline.Table) (bool, error) {
 	if !t.loadOK {
@@ -80,6 +70,14 @@ func (t *Target) loadable(ctx context.Context, tbl *pipeline.Table) (bool, error
 	return info.load, err
 }
 
+// tableInfoSQL reads what tableInfo holds of one table (schema and name,
+// four times).
+const tableInfoSQL = "SELECT " +
+	"(SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND NON_UNIQUE=0 AND INDEX_NAME<>'PRIMARY')," +
+	"(SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE UNIQUE_CONSTRAINT_SCHEMA=? AND REFERENCED_TABLE_NAME=?)," +
+	"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?)," +
+	"COALESCE((SELECT CONCAT(COALESCE(ENGINE,''), '/', TABLE_TYPE) FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?),'/')"
+
 // tableInfo asks the replica about tbl once per table and session.
 func (t *Target) tableInfo(ctx context.Context, tbl *pipeline.Table) (tableInfo, error) {
 	key := tbl.Database + "\x00" + tbl.Name
@@ -88,11 +86,7 @@ func (t *Target) tableInfo(ctx context.Context, tbl *pipeline.Table) (tableInfo,
 	}
 	var uniques, referenced, triggers int
 	var engine, tableType string
-	err := t.ex.QueryRowContext(ctx, "SELECT "+
-		"(SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND NON_UNIQUE=0 AND INDEX_NAME<>'PRIMARY'),"+
-		"(SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE UNIQUE_CONSTRAINT_SCHEMA=? AND REFERENCED_TABLE_NAME=?),"+
-		"(SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=?),"+
-		"COALESCE((SELECT CONCAT(COALESCE(ENGINE,''), '/', TABLE_TYPE) FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?),'/')",
+	err := t.ex.QueryRowContext(ctx, tableInfoSQL,
 		tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name, tbl.Database, tbl.Name).Scan(&uniques, &referenced, &triggers, &engine)
 	if err != nil {
 		return tableInfo{}, fmt.Errorf("read the definition of %s on the replica: %w", qualified(tbl), err)
@@ -190,24 +184,32 @@ func appendTSV(b []byte, tbl *pipeline.Table, img []any) ([]byte, error) {
 		if i > 0 {
 			b = append(b, '\t')
 		}
-		switch v := v.(type) {
-		case nil:
-			b = append(b, '\\', 'N')
-		case int64:
-			b = strconv.AppendInt(b, v, 10)
-		case uint64:
-			b = strconv.AppendUint(b, v, 10)
-		case float64:
-			b = strconv.AppendFloat(b, v, 'g', -1, 64)
-		case string:
-			b = appendEscaped(b, v)
-		case []byte:
-			b = appendHex(b, v)
-		default:
+		var ok bool
+		if b, ok = appendTSVValue(b, v); !ok {
 			return b, fmt.Errorf("%w: %s column %s: value of type %T", pipeline.ErrMalformed, qualified(tbl), tbl.Columns[i].Name, v)
 		}
 	}
 	return append(b, '\n'), nil
+}
+
+// appendTSVValue appends one value as LOAD DATA text; ok is false for a Go
+// type no column kind holds.
+func appendTSVValue(b []byte, v any) ([]byte, bool) {
+	switch v := v.(type) {
+	case nil:
+		return append(b, '\\', 'N'), true
+	case int64:
+		return strconv.AppendInt(b, v, 10), true
+	case uint64:
+		return strconv.AppendUint(b, v, 10), true
+	case float64:
+		return strconv.AppendFloat(b, v, 'g', -1, 64), true
+	case string:
+		return appendEscaped(b, v), true
+	case []byte:
+		return appendHex(b, v), true
+	}
+	return b, false
 }
 
 // appendEscaped appends s with backslash, tab, newline, carriage return and
@@ -274,6 +276,25 @@ func appendHex(b, v []byte) []byte {
 		b = append(b, hexDigits[c>>4], hexDigits[c&15])
 	}
 	return b
+}
+
+// loadInit checks whether this session may upsert with LOAD DATA LOCAL:
+// MariaDB only (MySQL 8 turns local_infile off by default), when the server
+// allows it.
+func (t *Target) loadInit(ctx context.Context) error {
+	t.loadOK = false
+	if !t.mariadb || t.cfg.NoLoadData {
+		return nil
+	}
+	var local int
+	if err := t.ex.QueryRowContext(ctx, "SELECT @@local_infile").Scan(&local); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	t.loadOK = local == 1
+	if t.loadOK {
+		t.registerReader()
+	}
+	return nil
 }
 
 // registerReader makes the Target's batches readable by the driver, under

@@ -10,24 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/go-sql-driver/mysql"
 
+	"github.com/rowcast/rowcast/internal/mysqlerr"
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
-
-// loadStatements counts the LOAD DATA statements a recorder saw.
-func loadStatements(stmts []string) int {
-	n := 0
-	for _, s := range stmts {
-		if strings.HasPrefix(s, "LOAD DATA") {
-			n++
-		}
-	}
-	return n
-}
 
 // TestLoadDataKinds applies batches of every value kind, with the bytes that
 // LOAD DATA treats specially, through LOAD DATA ... REPLACE (inserts, then
@@ -37,59 +27,18 @@ func loadStatements(stmts []string) int {
 func TestLoadDataKinds(t *testing.T) {
 	blob := make([]byte, 70000)
 	rand.Read(blob)
-	special := []string{"tab\there", "new\nline", "cr\rlf\r\n", `back\slash`, `\N`, "NULL", `\`, "\x00nul\x00",
-		"end\\", "\\t literal", "héllo 😀 'quoted' \"dq\"", "", " lead and trail "}
-	var s *sinktest.Script
-	build := func(db string) {
-		s = sinktest.NewScript(db)
-		s.Table("kinds", kindsColumns, 0)
-		rows := loadMinRows + 8
-		row := func(id int64, upd bool) []any {
-			str := special[int(id)%len(special)]
-			if upd {
-				str = "u" + str
-			}
-			bin := []byte{0, '\t', '\n', '\\', 'N', 0xff, byte(id)}
-			v := []any{id, int64(id%256 - 128), int64(math.MinInt64 + id), uint64(math.MaxUint64 - uint64(id)),
-				float64(float32(id) * 0.25), math.MaxFloat64 / float64(id), "-12345678901234567890.0123456789",
-				str, strings.Repeat(str, 3), bin, blob[:int(id)*1000], "0000-00-00", "2024-02-29 23:59:59.123456",
-				"2038-01-19 03:14:07.999999", "-838:59:59.000000", int64(1901 + id), uint64(math.MaxUint64) >> (id % 64),
-				uint64(id % 32), "c", "x,z", `{"a": [1, 2.5, "x\ty"], "s": "` + strings.ReplaceAll(str, "\\", "\\\\") + `"}`,
-				point(4326, float64(id), -2), "ab"}
-			if strings.ContainsAny(str, "\x00\t\n\r\"") {
-				v[20] = `{"a": 1}` // JSON text must stay valid JSON
-			}
-			if id%7 == 0 { // NULLs in every column but the key
-				for i := 1; i < len(v); i++ {
-					v[i] = nil
-				}
-			}
-			return v
-		}
-		for id := int64(1); id <= int64(rows); id++ {
-			s.Insert("kinds", row(id, false)...)
-		}
-		s.Commit()
-		for id := int64(1); id <= int64(rows); id++ {
-			s.Update("kinds", []any{id}, row(id, true)...)
-		}
-		s.Commit()
-	}
-
 	var results [][]string
 	for _, noLoad := range []bool{false, true} {
 		r := newReplica(t, testenv.Replica1)
 		r.Setup(t, kindsTable)
-		build(r.db)
+		s := kindsScript(r.db, blob)
 		tgt := r.target(t, func(c *Config) { c.NoLoadData = noLoad })
-		rec := &recorder{}
-		tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
-		in := sinktest.NewInput(s.Msgs)
-		in.Live = true // a commit per transaction: the updates meet committed rows
-		if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
+		// A commit per transaction: the updates meet committed rows.
+		rec, err := runRecorded(t, tgt, s.Msgs, sink.WorkerConfig{}, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		loads := loadStatements(rec.get())
+		loads := countPrefix(rec.get(), "LOAD DATA")
 		if want := map[bool]int{false: 2, true: 0}[noLoad]; loads != want {
 			t.Fatalf("NoLoadData %v: %d LOAD DATA statements, want %d", noLoad, loads, want)
 		}
@@ -99,14 +48,53 @@ func TestLoadDataKinds(t *testing.T) {
 			checkKinds(t, r, s)
 		}
 	}
-	if !slices.Equal(results[0], results[1]) {
-		for i := range min(len(results[0]), len(results[1])) {
-			if results[0][i] != results[1][i] {
-				t.Fatalf("LOAD DATA and INSERT differ, first at row %d:\n%.300s\n%.300s", i, results[0][i], results[1][i])
-			}
-		}
-		t.Fatalf("LOAD DATA gave %d rows, INSERT %d", len(results[0]), len(results[1]))
+	sameRows(t, "LOAD DATA", "INSERT", results[0], results[1])
+}
+
+// kindsSpecial are strings that LOAD DATA's text must escape, or could
+// mistake for something else.
+var kindsSpecial = []string{"tab\there", "new\nline", "cr\rlf\r\n", `back\slash`, `\N`, "NULL", `\`, "\x00nul\x00",
+	"end\\", "\\t literal", "héllo 😀 'quoted' \"dq\"", "", " lead and trail "}
+
+// kindsScript inserts loadMinRows+8 rows of kindsColumns in one
+// transaction and updates them all in a second.
+func kindsScript(db string, blob []byte) *sinktest.Script {
+	s := sinktest.NewScript(db)
+	s.Table("kinds", kindsColumns, 0)
+	rows := int64(loadMinRows + 8)
+	for id := int64(1); id <= rows; id++ {
+		s.Insert("kinds", kindsRow(id, false, blob)...)
 	}
+	s.Commit()
+	for id := int64(1); id <= rows; id++ {
+		s.Update("kinds", []any{id}, kindsRow(id, true, blob)...)
+	}
+	s.Commit()
+	return s
+}
+
+// kindsRow is row id of kindsColumns, its strings changed when upd.
+func kindsRow(id int64, upd bool, blob []byte) []any {
+	str := kindsSpecial[int(id)%len(kindsSpecial)]
+	if upd {
+		str = "u" + str
+	}
+	bin := []byte{0, '\t', '\n', '\\', 'N', 0xff, byte(id)}
+	v := []any{id, int64(id%256 - 128), int64(math.MinInt64 + id), uint64(math.MaxUint64 - uint64(id)),
+		float64(float32(id) * 0.25), math.MaxFloat64 / float64(id), "-12345678901234567890.0123456789",
+		str, strings.Repeat(str, 3), bin, blob[:int(id)*1000], "0000-00-00", "2024-02-29 23:59:59.123456",
+		"2038-01-19 03:14:07.999999", "-838:59:59.000000", int64(1901 + id), uint64(math.MaxUint64) >> (id % 64),
+		uint64(id % 32), "c", "x,z", `{"a": [1, 2.5, "x\ty"], "s": "` + strings.ReplaceAll(str, "\\", "\\\\") + `"}`,
+		point(4326, float64(id), -2), "ab"}
+	if strings.ContainsAny(str, "\x00\t\n\r\"") {
+		v[20] = `{"a": 1}` // JSON text must stay valid JSON
+	}
+	if id%7 == 0 { // NULLs in every column but the key
+		for i := 1; i < len(v); i++ {
+			v[i] = nil
+		}
+	}
+	return v
 }
 
 // checkKinds compares every column of the replica's rows with the script's
@@ -119,32 +107,12 @@ func checkKinds(t *testing.T, r *replica, s *sinktest.Script) {
 			want[ev.After[0].(int64)] = ev.After
 		}
 	}
-	rows, err := r.root.Query("SELECT `id`,`i8`,`i64`,`u64`,`f`,`d`,`num`,`s`,`txt`,`bin`,`blb`,`dt`,`dtm`,`ts`,`tm`,`y`," +
-		"`b64`+0,`b5`+0,`e`,`st`,`j`,`g`,`ch` FROM `kinds` ORDER BY `id`")
-	if err != nil {
-		t.Fatal(err)
+	rows := kindsRows(t, r, "")
+	for _, got := range rows {
+		compareKinds(t, string(got[0]), want[int64(atoiT(t, string(got[0])))], got)
 	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		got := make([][]byte, len(kindsColumns))
-		ptrs := make([]any, len(got))
-		for i := range got {
-			ptrs[i] = &got[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		n++
-		exp := want[int64(atoiT(t, string(got[0])))]
-		for i, c := range kindsColumns {
-			if msg := compareValue(c, exp[i], got[i]); msg != "" {
-				t.Errorf("row %s column %s (%s): %s", got[0], c.Name, c.Kind, msg)
-			}
-		}
-	}
-	if err := rows.Err(); err != nil || n != len(want) {
-		t.Fatalf("%d rows, want %d (%v)", n, len(want), err)
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d", len(rows), len(want))
 	}
 }
 
@@ -167,34 +135,16 @@ func atoiT(t *testing.T, s string) int {
 func TestLoadDataStrict(t *testing.T) {
 	r := newReplica(t, testenv.Replica1)
 	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL, `n` TINYINT NULL)")
-	s := sinktest.NewScript(r.db)
-	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString},
-		{Name: "n", Kind: pipeline.VInt}}, 0)
-	for _, bad := range []string{"long", "range"} {
-		base := map[string]int64{"long": 0, "range": 1000}[bad]
-		for i := int64(1); i <= 2*loadMinRows; i++ {
-			v, n := "ok", int64(1)
-			if i == loadMinRows+3 {
-				if bad == "long" {
-					v = strings.Repeat("x", 11)
-				} else {
-					n = 1000
-				}
-			}
-			s.Insert("t", base+i, v, n)
-		}
-		s.Commit()
-	}
+	s := strictScript(r.db)
 	// First transaction: offsets 1.. (0 is the epoch record).
 	tgt := r.target(t)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	rec := record(tgt)
 	_, err := sinktest.RunWorker(context.Background(), t, tgt, sinktest.NewInput(s.Msgs), sink.WorkerConfig{}, nil)
 	var ae *sink.ApplyError
 	if !errors.As(err, &ae) || ae.Offset != int64(loadMinRows+3) || !strings.Contains(err.Error(), "1406") {
 		t.Fatalf("error %v, want data too long at offset %d", err, loadMinRows+3)
 	}
-	if loadStatements(rec.get()) == 0 {
+	if countPrefix(rec.get(), "LOAD DATA") == 0 {
 		t.Fatal("the batch did not go through LOAD DATA")
 	}
 	if n := r.Count(t, "t"); n != 0 {
@@ -216,6 +166,30 @@ func TestLoadDataStrict(t *testing.T) {
 	}
 }
 
+// strictScript: two transactions of 2*loadMinRows rows, the first with a
+// string too long for its column, the second with a number out of range.
+func strictScript(db string) *sinktest.Script {
+	s := sinktest.NewScript(db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString},
+		{Name: "n", Kind: pipeline.VInt}}, 0)
+	for _, bad := range []string{"long", "range"} {
+		base := map[string]int64{"long": 0, "range": 1000}[bad]
+		for i := int64(1); i <= 2*loadMinRows; i++ {
+			v, n := "ok", int64(1)
+			switch {
+			case i != loadMinRows+3:
+			case bad == "long":
+				v = strings.Repeat("x", 11)
+			default:
+				n = 1000
+			}
+			s.Insert("t", base+i, v, n)
+		}
+		s.Commit()
+	}
+	return s
+}
+
 // TestLoadDataOnlyPlainTables: a table with another unique key, a trigger,
 // or a foreign key pointing at it keeps INSERT ... ON DUPLICATE KEY UPDATE
 // (REPLACE would delete and re-insert there); a DDL that adds a unique key
@@ -231,37 +205,14 @@ func TestLoadDataOnlyPlainTables(t *testing.T) {
 		"CREATE TABLE `parent` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)",
 		"CREATE TABLE `child` (`id` BIGINT NOT NULL PRIMARY KEY, `p` BIGINT NULL, FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE)",
 		"INSERT INTO `parent` VALUES (1, 'p')", "INSERT INTO `child` VALUES (1, 1)")
-	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}
-	s := sinktest.NewScript(r.db)
 	tables := []string{"plain", "uniq", "trig", "parent"}
-	for _, name := range tables {
-		s.Table(name, cols, 0)
-		for i := int64(1); i <= loadMinRows; i++ {
-			s.Insert(name, i, name+string(rune('a'+i%26))+string(rune('a'+i/26)))
-		}
-		s.Commit()
-	}
-	s.DDL("ALTER TABLE `plain` ADD UNIQUE KEY (`v`)")
-	for i := int64(1); i <= loadMinRows; i++ {
-		s.Update("plain", []any{i}, i, "x"+string(rune('a'+i%26))+string(rune('a'+i/26)))
-	}
-	s.Commit()
-
+	s := plainTablesScript(r.db, tables)
 	tgt := r.target(t, sqlOnly)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	rec := record(tgt)
 	if _, err := sinktest.RunWorker(context.Background(), t, tgt, sinktest.NewInput(s.Msgs), sink.WorkerConfig{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, st := range rec.get() {
-		for _, name := range tables {
-			if strings.HasPrefix(st, "LOAD DATA") && strings.Contains(st, "`.`"+name+"` ") ||
-				strings.HasPrefix(st, "INSERT INTO `"+r.db+"`.`"+name+"` ") {
-				got = append(got, name+" "+strings.Fields(st)[0])
-			}
-		}
-	}
+	got := upsertStatements(rec.get(), r.db, tables)
 	want := []string{"plain LOAD", "uniq INSERT", "trig INSERT", "parent INSERT", "plain INSERT"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("statements %v, want %v", got, want)
@@ -279,6 +230,41 @@ func TestLoadDataOnlyPlainTables(t *testing.T) {
 	}
 }
 
+// plainTablesScript upserts loadMinRows rows into each of tables, then adds
+// a unique key to plain and updates its rows.
+func plainTablesScript(db string, tables []string) *sinktest.Script {
+	cols := []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}
+	s := sinktest.NewScript(db)
+	for _, name := range tables {
+		s.Table(name, cols, 0)
+		for i := int64(1); i <= loadMinRows; i++ {
+			s.Insert(name, i, name+string(rune('a'+i%26))+string(rune('a'+i/26)))
+		}
+		s.Commit()
+	}
+	s.DDL("ALTER TABLE `plain` ADD UNIQUE KEY (`v`)")
+	for i := int64(1); i <= loadMinRows; i++ {
+		s.Update("plain", []any{i}, i, "x"+string(rune('a'+i%26))+string(rune('a'+i/26)))
+	}
+	s.Commit()
+	return s
+}
+
+// upsertStatements lists the upserts of stmts into tables as "table LOAD"
+// or "table INSERT", in order.
+func upsertStatements(stmts []string, db string, tables []string) []string {
+	var got []string
+	for _, st := range stmts {
+		for _, name := range tables {
+			if strings.HasPrefix(st, "LOAD DATA") && strings.Contains(st, "`.`"+name+"` ") ||
+				strings.HasPrefix(st, "INSERT INTO `"+db+"`.`"+name+"` ") {
+				got = append(got, name+" "+strings.Fields(st)[0])
+			}
+		}
+	}
+	return got
+}
+
 // noLocalInfile answers every LOAD DATA as a replica whose local_infile was
 // turned off after Open.
 type noLocalInfile struct{ recorder }
@@ -286,7 +272,7 @@ type noLocalInfile struct{ recorder }
 func (n *noLocalInfile) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if strings.HasPrefix(q, "LOAD DATA") {
 		n.add(q)
-		return nil, &gomysql.MySQLError{Number: 4166, Message: "The used command is not allowed because the MariaDB server or client has disabled the local infile capability"}
+		return nil, &mysql.MySQLError{Number: mysqlerr.ErLoadInfileCapability, Message: "The used command is not allowed because the MariaDB server or client has disabled the local infile capability"}
 	}
 	return n.recorder.ExecContext(ctx, q, args...)
 }
@@ -312,13 +298,8 @@ func TestLoadDataRefused(t *testing.T) {
 	if _, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	inserts := 0
-	for _, st := range rec.get() {
-		if strings.HasPrefix(st, "INSERT INTO "+q(r.db, "t")) {
-			inserts++
-		}
-	}
-	if loads := loadStatements(rec.get()); loads != 1 || inserts != 2 {
+	inserts := countPrefix(rec.get(), "INSERT INTO "+q(r.db, "t"))
+	if loads := countPrefix(rec.get(), "LOAD DATA"); loads != 1 || inserts != 2 {
 		t.Fatalf("%d LOAD DATA and %d INSERT statements, want 1 refused LOAD DATA, then INSERTs only", loads, inserts)
 	}
 	if n := r.Count(t, "t"); n != 2*loadMinRows {

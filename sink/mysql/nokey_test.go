@@ -3,11 +3,12 @@ package mysql
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -78,4 +79,61 @@ func TestNoPrimaryKey(t *testing.T) {
 	if !errors.Is(err, sink.ErrRowMissing) || !strings.Contains(err.Error(), "offset 11 (e1/t3/r0/last)") {
 		t.Fatalf("delete of a missing row: %v", err)
 	}
+}
+
+// TestNoPrimaryKeyExactMatch: rows of a keyless table that the column's
+// collation calls equal ('a', 'A' and 'a ' under a case-insensitive
+// collation; 'a' and 'a ' under a PAD SPACE _bin one) are told apart byte
+// for byte, so each update and delete changes the row the master changed.
+// Keyless rows never go as row events.
+func TestNoPrimaryKeyExactMatch(t *testing.T) {
+	for _, coll := range []string{"utf8mb4_general_ci", "utf8mb4_bin", "latin1_swedish_ci"} {
+		t.Run(coll, func(t *testing.T) {
+			r := newReplica(t, testenv.Replica1)
+			charset, _, _ := strings.Cut(coll, "_")
+			r.Setup(t, "CREATE TABLE `nk` (`s` VARCHAR(10) CHARACTER SET "+charset+" COLLATE "+coll+" NULL, `n` INT NULL) ENGINE=InnoDB")
+			tbl := &pipeline.Table{Database: r.db, Name: "nk", Columns: []pipeline.Column{
+				{Name: "s", Kind: pipeline.VString}, {Name: "n", Kind: pipeline.VInt}}}
+			ins, upd, del := exactMatchOps(tbl)
+			msgs := txns(
+				[]*pipeline.Event{ins("a"), ins("A"), ins("a "), ins("é")},
+				[]*pipeline.Event{upd("A", "B"), del("a ")},
+				[]*pipeline.Event{ins("A"), ins("a "), upd("a ", "C"), del("A"), upd("é", "E")},
+			)
+			cut := len(msgs) - 5
+			rec := &recorder{}
+			for _, c := range []struct {
+				msgs []sink.Message
+				want []string // hex|n
+			}{
+				{msgs[:cut], []string{"42|1", "61|1", "E9|1"}},   // B, a, é
+				{msgs, []string{"42|1", "43|1", "45|1", "61|1"}}, // B, C, E, a
+			} {
+				if _, err := runRecorded(t, r.target(t), c.msgs, sink.WorkerConfig{}, rec); err != nil {
+					t.Fatal(err)
+				}
+				got := queryStrings(t, r.root, "SELECT CONCAT(HEX(CONVERT(`s` USING latin1)), '|', `n`) FROM "+q(r.db, "nk")+" ORDER BY 1")
+				if !slices.Equal(got, c.want) {
+					t.Fatalf("rows (latin1 hex) %q, want %q", got, c.want)
+				}
+			}
+			if n := countPrefix(rec.get(), binRowsPrefix); n != 0 {
+				t.Fatalf("%d BINLOG statements for a keyless table, want none", n)
+			}
+		})
+	}
+}
+
+// exactMatchOps build the row events of TestNoPrimaryKeyExactMatch: rows
+// (s, 1) of tbl.
+func exactMatchOps(tbl *pipeline.Table) (ins func(string) *pipeline.Event, upd func(string, string) *pipeline.Event, del func(string) *pipeline.Event) {
+	row := func(op pipeline.Op, before, after []any) *pipeline.Event {
+		return &pipeline.Event{Kind: pipeline.KindRow, Table: tbl, Op: op, Before: before, After: after}
+	}
+	ins = func(s string) *pipeline.Event { return row(pipeline.OpInsert, nil, []any{s, int64(1)}) }
+	upd = func(b, a string) *pipeline.Event {
+		return row(pipeline.OpUpdate, []any{b, int64(1)}, []any{a, int64(1)})
+	}
+	del = func(s string) *pipeline.Event { return row(pipeline.OpDelete, []any{s, int64(1)}, nil) }
+	return ins, upd, del
 }

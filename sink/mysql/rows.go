@@ -11,68 +11,113 @@ import (
 	"github.com/rowcast/rowcast/sink"
 )
 
-// ApplyRows applies consecutive row events of one table and one op class.
-//
-// Tables with a primary key:
-//   - inserts, updates and snapshot reads are one multi-row
-//     INSERT ... ON DUPLICATE KEY UPDATE of the full after images: rows of
-//     one statement are applied in order, and a replayed range converges;
-//   - an update that changes the primary key is split: the run of upserts
-//     before it, a DELETE of the old key, then its new image joins the next
-//     run, so the order of the source transaction is kept;
-//   - deletes are one DELETE ... WHERE pk IN (...).
-//
-// A delete (or the delete half of a key change) that finds fewer rows than
-// it should stops the worker (sink.ErrRowMissing), as native replication
-// stops on "Can't find record", unless the transaction is a replay of a
-// range this replica already applied (TxnSeq <= the checkpoint's MaxTxnSeq),
-// where missing rows are expected. An update applied as an upsert cannot
-// tell a missing row from a present one: it re-creates the row.
-//
-// Tables without a primary key are matched on the whole before image, as
-// native row-based replication does: UPDATE ... SET <every column> WHERE
-// c1 <=> ? AND ... LIMIT 1 and DELETE ... WHERE ... LIMIT 1, one row per
-// statement, each required to match one row; inserts are plain multi-row
-// INSERTs. Replaying a range over such a table inserts its rows again, as
-// native replication would: only tables with a primary key converge.
+// ApplyRows applies consecutive row events of one table and one op class:
+// as row events or multi-row upserts and deletes by primary key, or row by
+// row on the whole before image for a table without one. docs/DESIGN.md,
+// "Applying rows", has the semantics and how they compare with native
+// replication.
 func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
+	return t.applyRows(ctx, rows, false)
+}
+
+// ApplyRowsLenient applies rows of a table a snapshot is loading: as
+// ApplyRows, but a delete that finds no row does nothing and an update that
+// finds none inserts its after image. Row events that meet a missing or
+// existing row fall back to SQL, as they always do.
+func (t *Target) ApplyRowsLenient(ctx context.Context, rows []*pipeline.Event) error {
+	return t.applyRows(ctx, rows, true)
+}
+
+// missing says what a delete or an update does when it finds no row.
+type missing uint8
+
+const (
+	missingFails   missing = iota // sink.ErrRowMissing: the replica diverged
+	missingSkips                  // a replay: a later change removed the row
+	missingInserts                // a snapshot loads the table: an update inserts its after image
+)
+
+// applyRun applies rows without large upserts (bigrow.go).
+func (t *Target) applyRun(ctx context.Context, rows []*pipeline.Event, lenient bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	tbl := rows[0].Table
+	replay := rows[0].Pos.TxnSeq <= t.maxSeq
+	miss := missingMode(replay, lenient)
+	if len(tbl.PrimaryKey) == 0 {
+		return t.applyNoKey(ctx, tbl, rows, miss)
+	}
+	rows, err := t.binaryFirst(ctx, tbl, rows, replay)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	if rows[0].Op == pipeline.OpDelete {
+		return t.deleteKeys(ctx, tbl, rows, miss != missingFails)
+	}
+	return t.upsertRuns(ctx, tbl, rows, miss != missingFails)
+}
+
+func missingMode(replay, lenient bool) missing {
+	switch {
+	case lenient:
+		return missingInserts
+	case replay:
+		return missingSkips
+	}
+	return missingFails
+}
+
+// checkRows refuses rows of a table without columns, of the bookkeeping
+// schema or on an engine that cannot roll back (engine.go).
+func (t *Target) checkRows(ctx context.Context, rows []*pipeline.Event) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := t.checkTable(rows[0].Table); err != nil {
+		return err
+	}
+	return t.checkEngine(ctx, rows[0].Table)
+}
+
+// checkTable refuses rows of a table without columns or of the bookkeeping
+// schema.
+func (t *Target) checkTable(tbl *pipeline.Table) error {
 	if len(tbl.Columns) == 0 {
 		return fmt.Errorf("%w: table %s has no columns", pipeline.ErrMalformed, qualified(tbl))
 	}
 	if strings.EqualFold(tbl.Database, t.cfg.Schema) {
 		return fmt.Errorf("%w: row events of the bookkeeping schema %s", pipeline.ErrUnsupported, t.cfg.Schema)
 	}
-	replay := rows[0].Pos.TxnSeq <= t.maxSeq
-	if len(tbl.PrimaryKey) == 0 {
-		return t.applyNoKey(ctx, tbl, rows, replay)
+	return nil
+}
+
+// binaryFirst applies the leading rows it can as row events (binlog.go) and
+// returns the rest, for SQL. A replay goes as SQL.
+func (t *Target) binaryFirst(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, replay bool) ([]*pipeline.Event, error) {
+	if !t.binOK || replay {
+		return rows, nil
 	}
-	if t.binOK && !replay {
-		bt, err := t.binTableFor(ctx, tbl)
-		if err != nil {
-			return err
-		}
-		if bt != nil {
-			n, err := t.applyBinary(ctx, bt, rows)
-			if err != nil || n == len(rows) {
-				return err
-			}
-			rows = rows[n:]
-		}
+	bt, err := t.binTableFor(ctx, tbl)
+	if err != nil || bt == nil {
+		return rows, err
 	}
-	if rows[0].Op == pipeline.OpDelete {
-		return t.deleteKeys(ctx, tbl, rows, replay)
-	}
+	n, err := t.applyBinary(ctx, bt, rows)
+	return rows[n:], err
+}
+
+// upsertRuns applies inserts, updates and snapshot reads as upserts of the
+// full after images. An update that moves its row to another primary key
+// ends the run of upserts before it and deletes its old key; its new image
+// starts the next run, so the source transaction's order is kept.
+func (t *Target) upsertRuns(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, missingOK bool) error {
 	start := 0
 	for i, ev := range rows {
 		if ev.Op == pipeline.OpUpdate && keyChanged(tbl, ev) {
 			if err := t.upsert(ctx, tbl, rows[start:i]); err != nil {
 				return err
 			}
-			if err := t.deleteKeys(ctx, tbl, rows[i:i+1], replay); err != nil {
+			if err := t.deleteKeys(ctx, tbl, rows[i:i+1], missingOK); err != nil {
 				return err
 			}
 			start = i
@@ -81,44 +126,36 @@ func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
 	return t.upsert(ctx, tbl, rows[start:])
 }
 
+// upsert writes rows with one INSERT ... ON DUPLICATE KEY UPDATE, or with
+// LOAD DATA (load.go). An upsert cannot tell a missing row from a present
+// one: it re-creates the row.
 func (t *Target) upsert(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	enumErr := holdsEnumErrorValue(tbl, rows)
 	if len(rows) >= loadMinRows && !enumErr {
-		load, err := t.loadable(ctx, tbl)
-		if err != nil {
+		if done, err := t.tryLoad(ctx, tbl, rows); done || err != nil {
 			return err
-		}
-		if load {
-			err := t.loadRows(ctx, tbl, rows)
-			if !isCode(err, 4166) && !isCode(err, 1148) && !isCode(err, 3948) {
-				return err
-			}
-			// LOAD DATA LOCAL was turned off on the replica since Open
-			// (local_infile=OFF; error 4166, 1148 on older servers, 3948 on
-			// MySQL): nothing was applied; use the INSERT.
-			t.loadOK = false
-			t.log.Warn().Err(err).Msg("LOAD DATA LOCAL is not allowed on the replica (local_infile=OFF): upserts use INSERT from now on")
 		}
 	}
-	args := t.args[:0]
-	for _, ev := range rows {
-		var err error
-		if args, err = appendImage(args, tbl, ev.After); err != nil {
-			return err
-		}
+	args, err := t.afterArgs(tbl, rows)
+	if err != nil {
+		return err
 	}
 	k := sqlKey{t: tbl, kind: stmtUpsert, n: len(rows)}
 	if enumErr {
 		return t.leniently(ctx, func() error { _, err := t.exec(ctx, k, args); return err })
 	}
-	_, err := t.exec(ctx, k, args)
+	_, err = t.exec(ctx, k, args)
 	return err
 }
 
-func (t *Target) deleteKeys(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, replay bool) error {
+// deleteKeys deletes rows by primary key. Finding fewer rows than it should
+// is sink.ErrRowMissing (native replication stops on "Can't find record"),
+// unless missingOK: in a replay or while a snapshot loads the table, missing
+// rows are expected.
+func (t *Target) deleteKeys(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, missingOK bool) error {
 	args := t.args[:0]
 	for _, ev := range rows {
 		for _, c := range tbl.PrimaryKey {
@@ -130,7 +167,7 @@ func (t *Target) deleteKeys(ctx context.Context, tbl *pipeline.Table, rows []*pi
 		}
 	}
 	n, err := t.exec(ctx, sqlKey{t: tbl, kind: stmtDeletePK, n: len(rows), json: !t.mariadb}, args)
-	if err != nil || replay || n == int64(len(rows)) {
+	if err != nil || missingOK || n == int64(len(rows)) {
 		return err
 	}
 	if len(rows) == 1 {
@@ -140,47 +177,84 @@ func (t *Target) deleteKeys(ctx context.Context, tbl *pipeline.Table, rows []*pi
 		describeKey(tbl, rows[0].Before), describeKey(tbl, rows[len(rows)-1].Before))
 }
 
-func (t *Target) applyNoKey(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, replay bool) error {
-	for i := 0; i < len(rows); {
-		ev := rows[i]
-		if ev.Op == pipeline.OpInsert || ev.Op == pipeline.OpRead {
-			j := i
-			args := t.args[:0]
-			for ; j < len(rows) && (rows[j].Op == pipeline.OpInsert || rows[j].Op == pipeline.OpRead); j++ {
-				var err error
-				if args, err = appendImage(args, tbl, rows[j].After); err != nil {
-					return err
-				}
-			}
-			if _, err := t.exec(ctx, sqlKey{t: tbl, kind: stmtInsert, n: j - i}, args); err != nil {
-				return err
-			}
-			i = j
-			continue
-		}
-		kind := stmtDeleteRow
-		args := t.args[:0]
+// applyNoKey applies the rows of a table without a primary key: runs of
+// inserts as multi-row INSERTs, updates and deletes one row at a time,
+// matched on the whole before image as native row-based replication does.
+// Replaying a range inserts its rows again, as native replication would.
+func (t *Target) applyNoKey(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event, miss missing) error {
+	for len(rows) > 0 {
+		n := insertRun(rows)
 		var err error
-		if ev.Op == pipeline.OpUpdate {
-			kind = stmtUpdateRow
-			if args, err = appendImage(args, tbl, ev.After); err != nil {
-				return err
-			}
+		if n > 0 {
+			err = t.insertRows(ctx, tbl, rows[:n])
+		} else {
+			n, err = 1, t.matchRow(ctx, tbl, rows[0], miss)
 		}
-		if args, err = appendImage(args, tbl, ev.Before); err != nil {
-			return err
-		}
-		n, err := t.exec(ctx, sqlKey{t: tbl, kind: uint8(kind), n: 1, json: !t.mariadb}, args)
 		if err != nil {
 			return err
 		}
-		if n != 1 && !replay {
-			return fmt.Errorf("%w: %s (no primary key) has no row equal to the before image of the %s at %s",
-				sink.ErrRowMissing, qualified(tbl), map[pipeline.Op]string{pipeline.OpUpdate: "update", pipeline.OpDelete: "delete"}[ev.Op], ev.Pos)
-		}
-		i++
+		rows = rows[n:]
 	}
 	return nil
+}
+
+// insertRun is the number of leading inserts and snapshot reads of rows.
+func insertRun(rows []*pipeline.Event) int {
+	n := 0
+	for n < len(rows) && (rows[n].Op == pipeline.OpInsert || rows[n].Op == pipeline.OpRead) {
+		n++
+	}
+	return n
+}
+
+// insertRows writes rows with one plain INSERT.
+func (t *Target) insertRows(ctx context.Context, tbl *pipeline.Table, rows []*pipeline.Event) error {
+	args, err := t.afterArgs(tbl, rows)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, sqlKey{t: tbl, kind: stmtInsert, n: len(rows)}, args)
+	return err
+}
+
+// afterArgs are the after images of rows as statement arguments, in t.args.
+func (t *Target) afterArgs(tbl *pipeline.Table, rows []*pipeline.Event) ([]any, error) {
+	args := t.args[:0]
+	for _, ev := range rows {
+		var err error
+		if args, err = appendImage(args, tbl, ev.After); err != nil {
+			return args, err
+		}
+	}
+	return args, nil
+}
+
+// matchRow applies an update or a delete to one row equal to its before
+// image; finding none is what miss says.
+func (t *Target) matchRow(ctx context.Context, tbl *pipeline.Table, ev *pipeline.Event, miss missing) error {
+	kind := stmtDeleteRow
+	args := t.args[:0]
+	var err error
+	if ev.Op == pipeline.OpUpdate {
+		kind = stmtUpdateRow
+		if args, err = appendImage(args, tbl, ev.After); err != nil {
+			return err
+		}
+	}
+	if args, err = appendMatch(args, tbl, ev.Before, !t.mariadb); err != nil {
+		return err
+	}
+	n, err := t.exec(ctx, sqlKey{t: tbl, kind: uint8(kind), n: 1, json: !t.mariadb}, args)
+	switch {
+	case err != nil || n == 1 || miss == missingSkips:
+		return err
+	case miss == missingInserts && ev.Op == pipeline.OpUpdate:
+		return t.insertRows(ctx, tbl, []*pipeline.Event{ev})
+	case miss == missingInserts:
+		return nil
+	}
+	return fmt.Errorf("%w: %s (no primary key) has no row equal to the before image of the %s at %s",
+		sink.ErrRowMissing, qualified(tbl), map[pipeline.Op]string{pipeline.OpUpdate: "update", pipeline.OpDelete: "delete"}[ev.Op], ev.Pos)
 }
 
 // exec runs a cached statement and returns the rows it affected.
@@ -194,16 +268,31 @@ func (t *Target) exec(ctx context.Context, k sqlKey, args []any) (int64, error) 
 	return res.RowsAffected()
 }
 
+// appendMatch appends the arguments of writeRowMatch: every value of img,
+// twice for the columns it compares twice.
+func appendMatch(args []any, tbl *pipeline.Table, img []any, json bool) ([]any, error) {
+	return appendValues(args, tbl, img, func(c pipeline.Column) bool { return exactMatch(c, json) })
+}
+
 func appendImage(args []any, tbl *pipeline.Table, img []any) ([]any, error) {
+	return appendValues(args, tbl, img, nil)
+}
+
+// appendValues appends the values of img, and again those of the columns
+// twice says.
+func appendValues(args []any, tbl *pipeline.Table, img []any, twice func(pipeline.Column) bool) ([]any, error) {
 	if len(img) != len(tbl.Columns) {
 		return args, fmt.Errorf("%w: %s: row image of %d values for %d columns", pipeline.ErrMalformed, qualified(tbl), len(img), len(tbl.Columns))
 	}
-	for i := range tbl.Columns {
+	for i, c := range tbl.Columns {
 		v, err := value(tbl, i, img)
 		if err != nil {
 			return args, err
 		}
 		args = append(args, v)
+		if twice != nil && twice(c) {
+			args = append(args, v)
+		}
 	}
 	return args, nil
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
-	"github.com/rowcast/rowcast/pipeline/testenv"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -19,20 +19,10 @@ import (
 func TestSQLSequence(t *testing.T) {
 	r := newReplica(t, testenv.Replica1)
 	r.Setup(t, "CREATE TABLE `t` (`id` BIGINT NOT NULL PRIMARY KEY, `v` VARCHAR(10) NULL)")
-	s := sinktest.NewScript(r.db)
-	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
-	s.Insert("t", int64(1), "a")
-	s.Insert("t", int64(2), "b")
-	s.Update("t", []any{int64(1)}, int64(1), "c")
-	s.Delete("t", int64(2))
-	s.Commit()
-	s.Update("t", []any{int64(1)}, int64(5), "c") // key change
-	s.Commit()
-	s.DDL("ALTER TABLE `t` ADD COLUMN `w` INT NULL")
+	s := sequenceScript(r.db)
 
 	tgt := r.target(t, sqlOnly)
-	rec := &recorder{}
-	tgt.wrap = func(e execer) execer { rec.execer = e; return rec }
+	rec := record(tgt)
 	in := sinktest.NewInput(s.Msgs)
 	in.Live = true
 	st, err := sinktest.RunWorker(context.Background(), t, tgt, in, sink.WorkerConfig{}, nil)
@@ -49,6 +39,7 @@ func TestSQLSequence(t *testing.T) {
 	want := []string{
 		"BEGIN", save, "COMMIT", // the epoch record
 		"BEGIN",
+		tableInfoSQL, // the table's engine, when rows first go to it
 		"INSERT INTO " + tbl + " (`id`,`v`) VALUES (?,?),(?,?),(?,?) ON DUPLICATE KEY UPDATE `v`=VALUES(`v`)",
 		"DELETE FROM " + tbl + " WHERE `id` IN (?)",
 		save,
@@ -70,8 +61,29 @@ func TestSQLSequence(t *testing.T) {
 	if got := st.Status(); got.Offset != int64(len(s.Msgs)) || got.TxnSeq != 3 {
 		t.Fatalf("status %+v", got)
 	}
+	checkSequenceCheckpoint(t, tgt, r, int64(len(s.Msgs)))
+}
+
+// sequenceScript: a transaction of every op, a key change, a DDL.
+func sequenceScript(db string) *sinktest.Script {
+	s := sinktest.NewScript(db)
+	s.Table("t", []pipeline.Column{{Name: "id", Kind: pipeline.VInt}, {Name: "v", Kind: pipeline.VString}}, 0)
+	s.Insert("t", int64(1), "a")
+	s.Insert("t", int64(2), "b")
+	s.Update("t", []any{int64(1)}, int64(1), "c")
+	s.Delete("t", int64(2))
+	s.Commit()
+	s.Update("t", []any{int64(1)}, int64(5), "c") // key change
+	s.Commit()
+	s.DDL("ALTER TABLE `t` ADD COLUMN `w` INT NULL")
+	return s
+}
+
+// checkSequenceCheckpoint checks the checkpoint stored after sequenceScript.
+func checkSequenceCheckpoint(t *testing.T, tgt *Target, r *replica, offset int64) {
+	t.Helper()
 	ck, found, err := tgt.store.Load(context.Background(), r.root, sinktest.Topic, 0)
-	if err != nil || !found || ck.Offset != int64(len(s.Msgs)) || ck.TxnSeq != 3 || ck.MaxTxnSeq != 3 ||
+	if err != nil || !found || ck.Offset != offset || ck.TxnSeq != 3 || ck.MaxTxnSeq != 3 ||
 		ck.DDLPending != 0 || ck.Epoch != 1 || ck.GTIDSet != "0-1-3" || ck.CommitTime.IsZero() {
 		t.Fatalf("stored checkpoint %+v, %v, %v", ck, found, err)
 	}

@@ -48,113 +48,140 @@ func (c *sqlCache) get(k sqlKey) string {
 
 func build(k sqlKey) string {
 	var b strings.Builder
-	t := k.t
 	switch k.kind {
 	case stmtUpsert, stmtInsert:
-		b.WriteString("INSERT INTO ")
-		b.WriteString(qualified(t))
-		b.WriteString(" (")
-		for i, c := range t.Columns {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(quoteIdent(c.Name))
-		}
-		b.WriteString(") VALUES ")
-		row := "(" + strings.TrimSuffix(strings.Repeat("?,", len(t.Columns)), ",") + ")"
-		for i := 0; i < k.n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(row)
-		}
-		if k.kind == stmtUpsert {
-			// Assign every non-key column; a table of key columns only needs
-			// a no-op assignment.
-			var set []string
-			for i, c := range t.Columns {
-				if !isKey(t, i) {
-					set = append(set, quoteIdent(c.Name))
-				}
-			}
-			if len(set) == 0 {
-				set = append(set, quoteIdent(t.Columns[t.PrimaryKey[0]].Name))
-			}
-			b.WriteString(" ON DUPLICATE KEY UPDATE ")
-			for i, q := range set {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(q + "=VALUES(" + q + ")")
-			}
-		}
+		writeInsert(&b, k)
 	case stmtDeletePK:
-		b.WriteString("DELETE FROM ")
-		b.WriteString(qualified(t))
-		b.WriteString(" WHERE ")
-		if len(t.PrimaryKey) == 1 {
-			c := t.Columns[t.PrimaryKey[0]]
-			b.WriteString(quoteIdent(c.Name) + " IN (")
-			for i := 0; i < k.n; i++ {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(placeholder(c, k.json))
-			}
-			b.WriteString(")")
-			break
-		}
-		b.WriteByte('(')
-		var row strings.Builder
-		row.WriteByte('(')
-		for i, ci := range t.PrimaryKey {
-			if i > 0 {
-				b.WriteByte(',')
-				row.WriteByte(',')
-			}
-			b.WriteString(quoteIdent(t.Columns[ci].Name))
-			row.WriteString(placeholder(t.Columns[ci], k.json))
-		}
-		row.WriteByte(')')
-		b.WriteString(") IN (")
-		for i := 0; i < k.n; i++ {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(row.String())
-		}
-		b.WriteString(")")
+		writeDeleteKeys(&b, k)
 	case stmtUpdateRow:
-		b.WriteString("UPDATE ")
-		b.WriteString(qualified(t))
-		b.WriteString(" SET ")
-		for i, c := range t.Columns {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(quoteIdent(c.Name) + "=?")
-		}
-		writeRowMatch(&b, t, k.json)
+		writeUpdateRow(&b, k)
 	case stmtDeleteRow:
 		b.WriteString("DELETE FROM ")
-		b.WriteString(qualified(t))
-		writeRowMatch(&b, t, k.json)
+		b.WriteString(qualified(k.t))
+		writeRowMatch(&b, k.t, k.json)
 	}
 	return b.String()
 }
 
+// writeInsert writes an INSERT of k.n rows, an upsert for stmtUpsert.
+func writeInsert(b *strings.Builder, k sqlKey) {
+	t := k.t
+	b.WriteString("INSERT INTO ")
+	b.WriteString(qualified(t))
+	b.WriteString(" (")
+	for i, c := range t.Columns {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(quoteIdent(c.Name))
+	}
+	b.WriteString(") VALUES ")
+	writeRepeated(b, "("+strings.TrimSuffix(strings.Repeat("?,", len(t.Columns)), ",")+")", k.n)
+	if k.kind == stmtUpsert {
+		writeOnDuplicate(b, t)
+	}
+}
+
+// writeOnDuplicate assigns every non-key column; a table of key columns only
+// needs a no-op assignment.
+func writeOnDuplicate(b *strings.Builder, t *pipeline.Table) {
+	var set []string
+	for i, c := range t.Columns {
+		if !isKey(t, i) {
+			set = append(set, quoteIdent(c.Name))
+		}
+	}
+	if len(set) == 0 {
+		set = append(set, quoteIdent(t.Columns[t.PrimaryKey[0]].Name))
+	}
+	b.WriteString(" ON DUPLICATE KEY UPDATE ")
+	for i, q := range set {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(q + "=VALUES(" + q + ")")
+	}
+}
+
+// writeDeleteKeys writes a DELETE of k.n primary keys.
+func writeDeleteKeys(b *strings.Builder, k sqlKey) {
+	t := k.t
+	b.WriteString("DELETE FROM ")
+	b.WriteString(qualified(t))
+	b.WriteString(" WHERE ")
+	if len(t.PrimaryKey) == 1 {
+		c := t.Columns[t.PrimaryKey[0]]
+		b.WriteString(quoteIdent(c.Name) + " IN (")
+		writeRepeated(b, placeholder(c, k.json), k.n)
+		b.WriteString(")")
+		return
+	}
+	var names, row strings.Builder
+	for i, ci := range t.PrimaryKey {
+		if i > 0 {
+			names.WriteByte(',')
+			row.WriteByte(',')
+		}
+		names.WriteString(quoteIdent(t.Columns[ci].Name))
+		row.WriteString(placeholder(t.Columns[ci], k.json))
+	}
+	b.WriteString("(" + names.String() + ") IN (")
+	writeRepeated(b, "("+row.String()+")", k.n)
+	b.WriteString(")")
+}
+
+// writeUpdateRow writes an UPDATE of every column of the one row equal to
+// the before image.
+func writeUpdateRow(b *strings.Builder, k sqlKey) {
+	b.WriteString("UPDATE ")
+	b.WriteString(qualified(k.t))
+	b.WriteString(" SET ")
+	for i, c := range k.t.Columns {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(quoteIdent(c.Name) + "=?")
+	}
+	writeRowMatch(b, k.t, k.json)
+}
+
+// writeRepeated writes s n times, separated by commas.
+func writeRepeated(b *strings.Builder, s string, n int) {
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s)
+	}
+}
+
 // writeRowMatch matches a row of a table without a primary key on its whole
 // before image, as native row-based replication does: NULL-safe equality on
-// every column, one row (LIMIT 1: identical rows are interchangeable).
+// every column, one row (LIMIT 1: identical rows are interchangeable). Text
+// is matched byte for byte (exactMatch).
 func writeRowMatch(b *strings.Builder, t *pipeline.Table, json bool) {
 	b.WriteString(" WHERE ")
 	for i, c := range t.Columns {
 		if i > 0 {
 			b.WriteString(" AND ")
 		}
-		b.WriteString(quoteIdent(c.Name) + "<=>" + placeholder(c, json))
+		q := quoteIdent(c.Name)
+		b.WriteString(q + "<=>" + placeholder(c, json))
+		if exactMatch(c, json) {
+			b.WriteString(" AND CAST(CONVERT(" + q + " USING utf8mb4) AS BINARY)<=>CAST(? AS BINARY)")
+		}
 	}
 	b.WriteString(" LIMIT 1")
+}
+
+// exactMatch reports a column whose values writeRowMatch compares twice:
+// by the column's collation, which an index can serve, then as bytes, which
+// decides. A collation calls 'a' and 'A' equal (_ci), or 'a' and 'a '
+// (PAD SPACE, _bin included); the before image names one row exactly.
+// Text converted to utf8mb4 is the changelog's UTF-8. MySQL's binary JSON
+// is compared as JSON, not as text.
+func exactMatch(c pipeline.Column, json bool) bool {
+	return c.Kind == pipeline.VString || c.Kind == pipeline.VJSON && !json
 }
 
 var decimalType = regexp.MustCompile(`^(?i)decimal\((\d+),(\d+)\)`)

@@ -1,34 +1,18 @@
-// Package mysql is the sink.Target of MySQL and MariaDB replicas.
-//
-// It applies row events as multi-row statements on one dedicated connection,
-// inside transactions that end with the checkpoint row (checkpoint.MySQL), so
-// a replica's data and its position commit together. The session is pinned
-// to what faithful replay needs: time_zone '+00:00' (TIMESTAMP values travel
-// in UTC), sql_mode STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION
-// (strict, so a value the replica cannot hold stops the worker instead of
-// being truncated; zero dates accepted because the master accepted them; an
-// explicit 0 in an AUTO_INCREMENT column stays 0), foreign_key_checks=0 (the
-// master checked them when it ran the transaction; the replica applies the
-// result, possibly without tables excluded from replication, and a check
-// here could only refuse a change the master made) and utf8mb4.
-//
-// Statements are sent with client-side interpolation (interpolateParams):
-// one round trip per statement and no prepared-statement cache to manage on
-// a connection that may be killed; values are always placeholders. Large
-// upsert batches of plain tables (no other unique key, no trigger, not
-// referenced by a foreign key) go through LOAD DATA LOCAL INFILE ... REPLACE
-// instead, which costs the server about half as much per row: see load.go.
-// On MariaDB, when the sink's user may run BINLOG statements, rows of tables
-// with a primary key go as binary row events instead: see binlog.go.
-//
-// The SQL is MariaDB 10.11's. MySQL 8.0.20+ deprecates VALUES() in
-// ON DUPLICATE KEY UPDATE in favour of a row alias, but still accepts it.
+// Package mysql is the sink.Target of MySQL and MariaDB replicas: row events
+// applied on one dedicated connection, in transactions that end with the
+// checkpoint row (checkpoint.MySQL), so that a replica's data and its
+// position commit together. The session is pinned to what faithful replay
+// needs (UTC, strict sql_mode, no foreign key checks, utf8mb4); rows go as
+// SQL (sqlgen.go, rows.go), LOAD DATA (load.go) or row events (binlog.go).
+// docs/DESIGN.md, "MySQL target session", says why each setting.
 package mysql
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -49,6 +33,9 @@ type Config struct {
 	// Topic and Partition key the checkpoint row.
 	Topic     string
 	Partition int32
+	// Node is the replica's name in the cluster's config: protection leaves
+	// a node the epoch index names as the master alone (protect.go).
+	Node string
 	// Protect makes the replica read-only (SET GLOBAL read_only=ON) at Open,
 	// for everyone but users that may write through it, like rowcast's.
 	Protect bool
@@ -61,6 +48,14 @@ type Config struct {
 	// primary key go as row events in BINLOG statements on MariaDB replicas
 	// where the sink's user may run them (see binlog.go).
 	NoBinlog bool
+	// KeepDigests keeps a digest of each applied transaction with the
+	// checkpoint (checkpoint.AppliedTable), so that the worker can tell a
+	// duplicate that differs from what was applied (sink.DigestStore).
+	KeepDigests bool
+	// AllowNonTransactional applies rows to replica tables whose engine
+	// cannot roll back (MyISAM, Aria, MEMORY, ...), with a warning, instead
+	// of stopping: their rows are not exactly-once (engine.go).
+	AllowNonTransactional bool
 }
 
 // execer is the one path every statement of the Target takes, so that tests
@@ -68,6 +63,7 @@ type Config struct {
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // Target applies the changelog to one MySQL or MariaDB replica. It is driven
@@ -77,18 +73,32 @@ type Target struct {
 	log   zerolog.Logger
 	store *checkpoint.MySQL
 
-	db      *sql.DB
-	conn    *sql.Conn
-	ex      execer
-	connID  int64
-	inited  bool
-	mariadb bool
-	inTx    bool
+	db     *sql.DB
+	conn   *sql.Conn
+	ex     execer
+	connID int64
+	inited bool
+	// protectChecked is when read_only was last read (protect.go);
+	// readOnly is what it was, for ReadOnlyState from any goroutine.
+	protectChecked time.Time
+	readOnly       atomic.Int32
+	mariadb        bool
+	inTx           bool
 
 	// saved is the checkpoint as last loaded or written; maxSeq the highest
 	// TxnSeq ever applied. Transactions at or below maxSeq are replays.
 	saved  checkpoint.State
 	maxSeq uint64
+	// boot are the bootstrap entries Open read; fresh until the next
+	// transaction, Bootstrap hands them out without reading them again.
+	boot      map[string]checkpoint.Bootstrap
+	bootFresh bool
+	// ro holds the replica read-only while tables are bootstrapping:
+	// booting are their "db.table" names as committed, ending those the
+	// open transaction deletes.
+	ro      *ReadOnly
+	booting map[string]bool
+	ending  []string
 
 	sql  sqlCache
 	args []any
@@ -101,12 +111,18 @@ type Target struct {
 	loadStmts map[*pipeline.Table]string
 	tables    map[string]tableInfo
 
+	// Table engines (engine.go): which commit with InnoDB, by name; the
+	// tables warned about.
+	engines      map[string]bool
+	engineWarned map[string]bool
+
 	// Binary apply (binlog.go): this session ran the format description;
 	// the tables' row-event encodings (nil: as SQL); the replica's
 	// server_id, the size where a row event is cut, the last table id, the
 	// event buffer.
 	binOK      bool
 	binWarned  bool
+	binWhy     string // why the replica's error settings keep rows as SQL (execmode.go)
 	binTables  map[*pipeline.Table]*binTable
 	serverID   uint32
 	binLimit   int
@@ -129,7 +145,7 @@ func New(cfg Config, log zerolog.Logger) (*Target, error) {
 	if _, err := mysql.ParseDSN(cfg.DSN); err != nil {
 		return nil, fmt.Errorf("mysql sink: DSN: %w", err)
 	}
-	return &Target{cfg: cfg, log: log, store: checkpoint.NewMySQL(cfg.Schema)}, nil
+	return &Target{cfg: cfg, log: log, store: checkpoint.NewMySQL(cfg.Schema), ro: NewReadOnly(cfg.Schema, log)}, nil
 }
 
 // sessionDSN is the configured DSN with the session the sink needs.
@@ -156,63 +172,37 @@ func sessionDSN(dsn string) (string, error) {
 	return c.FormatDSN(), nil
 }
 
-// Open connects (again, after a failure), creates the bookkeeping schema,
-// protects the replica if configured, and loads the checkpoint.
+// Open connects (again, after a failure), takes the worker lock (lock.go),
+// creates the bookkeeping schema, protects the replica if configured, and
+// loads the bootstrap entries and the checkpoint.
 func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
-	if t.db == nil {
-		dsn, err := sessionDSN(t.cfg.DSN)
-		if err != nil {
-			return checkpoint.State{}, false, fmt.Errorf("DSN: %w", err)
-		}
-		if t.db, err = sql.Open("mysql", dsn); err != nil {
-			return checkpoint.State{}, false, err
-		}
-		t.db.SetMaxOpenConns(2)
-		t.db.SetConnMaxIdleTime(time.Minute)
-	}
-	if t.conn != nil {
-		t.conn.Close() // a broken connection is discarded by the pool
-		t.conn = nil
-	}
-	t.inTx = false
-	conn, err := t.db.Conn(ctx)
+	version, err := t.connect(ctx)
 	if err != nil {
-		return checkpoint.State{}, false, fmt.Errorf("connect: %w", err)
+		return checkpoint.State{}, false, err
 	}
-	t.conn, t.ex = conn, conn
-	if t.wrap != nil {
-		t.ex = t.wrap(conn)
+	if err := Lock(ctx, t.ex, t.cfg.Schema, t.cfg.Topic, t.cfg.Partition); err != nil {
+		return checkpoint.State{}, false, err
 	}
-	var version string
-	if err := t.ex.QueryRowContext(ctx, "SELECT CONNECTION_ID(), VERSION()").Scan(&t.connID, &version); err != nil {
-		return checkpoint.State{}, false, fmt.Errorf("connect: %w", err)
-	}
-	t.mariadb = isMariaDB(version)
 	t.forgetTables()
-	t.loadOK = false
-	if t.mariadb && !t.cfg.NoLoadData {
-		var local int
-		if err := t.ex.QueryRowContext(ctx, "SELECT @@local_infile").Scan(&local); err != nil {
-			return checkpoint.State{}, false, fmt.Errorf("connect: %w", err)
-		}
-		t.loadOK = local == 1
-		if t.loadOK {
-			t.registerReader()
-		}
+	if err := t.loadInit(ctx); err != nil {
+		return checkpoint.State{}, false, err
 	}
 	if err := t.binInit(ctx, version); err != nil {
 		return checkpoint.State{}, false, err
 	}
-	if !t.inited {
-		if err := t.store.Init(ctx, t.ex); err != nil {
-			return checkpoint.State{}, false, err
-		}
-		if t.cfg.Protect {
-			if err := t.protect(ctx); err != nil {
-				return checkpoint.State{}, false, err
-			}
-		}
-		t.inited = true
+	if err := t.prepare(ctx); err != nil {
+		return checkpoint.State{}, false, err
+	}
+	if err := t.protect(ctx); err != nil {
+		return checkpoint.State{}, false, err
+	}
+	if t.boot, err = t.store.LoadBootstrap(ctx, t.ex, t.cfg.Topic); err != nil {
+		return checkpoint.State{}, false, err
+	}
+	t.bootFresh = true
+	t.trackBoot(t.boot)
+	if err := t.holdWhileBooting(ctx, len(t.booting) > 0, false); err != nil {
+		return checkpoint.State{}, false, err
 	}
 	st, found, err := t.store.Load(ctx, t.ex, t.cfg.Topic, t.cfg.Partition)
 	if err != nil {
@@ -222,8 +212,83 @@ func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
 	return st, found, nil
 }
 
+// connect takes a new connection from the pool (opened on first use; a
+// broken connection is discarded by it) and returns the server's version.
+func (t *Target) connect(ctx context.Context) (string, error) {
+	if err := t.openPool(); err != nil {
+		return "", err
+	}
+	t.dropConn()
+	t.inTx = false
+	conn, err := t.db.Conn(ctx)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	t.conn, t.ex = conn, conn
+	if t.wrap != nil {
+		t.ex = t.wrap(conn)
+	}
+	var version string
+	if err := t.ex.QueryRowContext(ctx, "SELECT CONNECTION_ID(), VERSION()").Scan(&t.connID, &version); err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	t.mariadb = isMariaDB(version)
+	return version, nil
+}
+
+// dropConn closes the apply connection for good: back in the pool, its
+// session would keep the worker lock (lock.go) and whatever else it set.
+func (t *Target) dropConn() {
+	if t.conn == nil {
+		return
+	}
+	t.conn.Raw(func(any) error { return driver.ErrBadConn }) // makes database/sql close it
+	t.conn.Close()
+	t.conn = nil
+}
+
+func (t *Target) openPool() error {
+	if t.db != nil {
+		return nil
+	}
+	dsn, err := sessionDSN(t.cfg.DSN)
+	if err != nil {
+		return fmt.Errorf("DSN: %w", err)
+	}
+	if t.db, err = sql.Open("mysql", dsn); err != nil {
+		return err
+	}
+	t.db.SetMaxOpenConns(2)
+	t.db.SetConnMaxIdleTime(time.Minute)
+	return nil
+}
+
+// prepare creates the bookkeeping schema, once.
+func (t *Target) prepare(ctx context.Context) error {
+	if t.inited {
+		return nil
+	}
+	err := t.store.Init(ctx, t.ex)
+	if err == nil && t.cfg.KeepDigests {
+		err = t.store.InitDigests(ctx, t.ex)
+	}
+	if err == nil {
+		err = t.installWaitFor(ctx)
+	}
+	if err != nil {
+		if refusedByReadOnly(err) {
+			return fmt.Errorf("the replica is read-only and the sink's user cannot write through read_only: GRANT %s ON *.* to it: %w",
+				writePrivilege(t.mariadb), err)
+		}
+		return err
+	}
+	t.inited = true
+	return nil
+}
+
 // Begin starts a transaction on the apply connection.
 func (t *Target) Begin(ctx context.Context) error {
+	t.bootFresh = false
 	if _, err := t.ex.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
 	}
@@ -243,17 +308,36 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 	}
 	t.saved = st
 	t.maxSeq = max(t.maxSeq, st.TxnSeq, st.MaxTxnSeq)
+	t.afterCommit(ctx)
 	return nil
 }
 
 // Rollback abandons the open transaction.
 func (t *Target) Rollback(ctx context.Context) error {
+	t.ending = t.ending[:0]
 	if !t.inTx || t.ex == nil {
 		return nil
 	}
 	t.inTx = false
 	_, err := t.ex.ExecContext(ctx, "ROLLBACK")
 	return err
+}
+
+// RecordDigests records the digests of applied transactions in the open
+// transaction (sink.DigestStore).
+func (t *Target) RecordDigests(ctx context.Context, ds []checkpoint.TxnDigest, pruneBelow uint64) error {
+	if !t.cfg.KeepDigests {
+		return nil
+	}
+	return t.store.SaveDigests(ctx, t.ex, t.cfg.Topic, t.cfg.Partition, ds, pruneBelow)
+}
+
+// Digest reads the digest recorded for transaction seq (sink.DigestStore).
+func (t *Target) Digest(ctx context.Context, seq uint64) (uint64, bool, error) {
+	if !t.cfg.KeepDigests {
+		return 0, false, nil
+	}
+	return t.store.LoadDigest(ctx, t.ex, t.cfg.Topic, t.cfg.Partition, seq)
 }
 
 // RecordSkip records an operator skip in the open transaction.
@@ -285,38 +369,5 @@ func (t *Target) saveAlone(ctx context.Context, st checkpoint.State) error {
 		t.Rollback(ctx)
 		return err
 	}
-	return nil
-}
-
-// protect makes the replica read-only for everyone but the sink, so that
-// nothing but rowcast writes to it (a write elsewhere would make it diverge
-// from the master, silently until a key collides).
-//
-// read_only=ON blocks every user without the privilege to write through it:
-// READ_ONLY ADMIN on MariaDB 10.5.2 and later (SUPER no longer implies it
-// from 10.11), CONNECTION_ADMIN or SUPER on MySQL 8 (which also has
-// super_read_only, blocking even those; rowcast does not set it). Setting
-// read_only needs the same privilege on MariaDB, SYSTEM_VARIABLES_ADMIN on
-// MySQL 8. After setting it, Open checks with a write that cannot change
-// anything that the sink's user can still write, and otherwise says exactly
-// which privilege to grant.
-func (t *Target) protect(ctx context.Context) error {
-	adminPriv, setPriv := "READ_ONLY ADMIN", "READ_ONLY ADMIN"
-	if !t.mariadb {
-		adminPriv, setPriv = "CONNECTION_ADMIN", "SYSTEM_VARIABLES_ADMIN"
-	}
-	if _, err := t.ex.ExecContext(ctx, "SET GLOBAL read_only=ON"); err != nil {
-		return fmt.Errorf("protect replica: SET GLOBAL read_only=ON: %w; GRANT %s ON *.* to the sink's user, or set sink.protect_replicas: false", err, setPriv)
-	}
-	probe := "UPDATE " + quoteIdent(t.cfg.Schema) + ".`checkpoint` SET `next_offset`=`next_offset` WHERE 1=0"
-	if _, err := t.ex.ExecContext(ctx, probe); err != nil {
-		if isCode(err, 1290) || isCode(err, 1836) {
-			return fmt.Errorf("protect replica: the replica is now read-only, but the sink's user cannot write through read_only: "+
-				"GRANT %s ON *.* to it (and keep super_read_only off): %w", adminPriv, err)
-		}
-		return fmt.Errorf("protect replica: write check: %w", err)
-	}
-	t.log.Info().Str("schema", t.cfg.Schema).
-		Msgf("replica protected: read_only=ON; only users with %s (the rowcast sink) can write to it", adminPriv)
 	return nil
 }

@@ -7,10 +7,10 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink"
 )
@@ -21,34 +21,7 @@ import (
 func testIdempotence(t *testing.T, setup func(*testing.T) (sink.Target, Inspect)) {
 	tgt, insp := setup(t)
 	w := NewWorkload(insp.Database(), 4, 80, false)
-	orig := w.Msgs
-	var msgs []sink.Message
-	dups, partial := 0, false
-	for i, m := range orig {
-		ev := m.Event
-		if !partial && i > len(orig)/4 && ev.Kind == pipeline.KindRow && ev.Pos.Row == 0 &&
-			i+2 < len(orig) && !orig[i+1].Event.Pos.Last && orig[i+1].Event.Pos.TxnSeq == ev.Pos.TxnSeq {
-			msgs = append(msgs, orig[i], orig[i+1]) // published, then the reader crashed
-			dups += 2
-			partial = true
-		}
-		msgs = append(msgs, m)
-		if ev.InTxn() && i%5 == 0 { // a retried produce
-			msgs = append(msgs, m)
-			dups++
-		}
-		if ev.InTxn() && ev.Pos.Last && ev.Pos.TxnSeq == 30 { // transaction 10 again
-			for _, o := range orig {
-				if o.Event.InTxn() && o.Event.Pos.TxnSeq == 10 {
-					msgs = append(msgs, o)
-					dups++
-				}
-			}
-		}
-	}
-	if !partial {
-		t.Fatal("no multi-row transaction to republish")
-	}
+	msgs, dups := withDuplicates(t, w.Msgs)
 	var c Counters
 	st := mustRun(t, tgt, NewInput(msgs), sink.WorkerConfig{}, &c)
 	Compare(t, insp, w.Script)
@@ -64,6 +37,56 @@ func testIdempotence(t *testing.T, setup func(*testing.T) (sink.Target, Inspect)
 	if st.Offset != int64(len(msgs)) || st.TxnSeq != w.Seq() {
 		t.Errorf("status %+v, want offset %d txn %d", st, len(msgs), w.Seq())
 	}
+}
+
+// withDuplicates copies a history with duplicates in it: the first two
+// messages of a transaction past its first quarter published before a
+// reader crash (then the whole transaction again), every fifth message
+// produced twice, and transaction 10 again after transaction 30. dups counts
+// the copies.
+func withDuplicates(t *testing.T, orig []sink.Message) (msgs []sink.Message, dups int) {
+	partial := false
+	for i, m := range orig {
+		ev := m.Event
+		if !partial && i > len(orig)/4 && startsLongTxn(orig, i) {
+			msgs = append(msgs, orig[i], orig[i+1]) // published, then the reader crashed
+			dups += 2
+			partial = true
+		}
+		msgs = append(msgs, m)
+		if ev.InTxn() && i%5 == 0 { // a retried produce
+			msgs = append(msgs, m)
+			dups++
+		}
+		if ev.InTxn() && ev.Pos.Last && ev.Pos.TxnSeq == 30 {
+			again := txnMessages(orig, 10)
+			msgs = append(msgs, again...)
+			dups += len(again)
+		}
+	}
+	if !partial {
+		t.Fatal("no multi-row transaction to republish")
+	}
+	return msgs, dups
+}
+
+// startsLongTxn reports the first row of a transaction of more than two
+// messages.
+func startsLongTxn(msgs []sink.Message, i int) bool {
+	ev := msgs[i].Event
+	return ev.Kind == pipeline.KindRow && ev.Pos.Row == 0 && i+2 < len(msgs) &&
+		!msgs[i+1].Event.Pos.Last && msgs[i+1].Event.Pos.TxnSeq == ev.Pos.TxnSeq
+}
+
+// txnMessages are the messages of source transaction seq.
+func txnMessages(msgs []sink.Message, seq uint64) []sink.Message {
+	var out []sink.Message
+	for _, m := range msgs {
+		if m.Event.InTxn() && m.Event.Pos.TxnSeq == seq {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // testOldEpoch: after the epoch 2 record, a message of epoch 1 (a stray
@@ -211,31 +234,12 @@ func testBigTxn(t *testing.T, setup func(*testing.T) (sink.Target, Inspect)) {
 			After: []any{o, payload}}}
 	}}
 
-	runtime.GC()
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapAlloc > peak.Load() {
-				peak.Store(ms.HeapAlloc)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	heapPeak := testenv.HeapPeak(50*time.Millisecond, func(ms *runtime.MemStats) uint64 { return ms.HeapAlloc })
 	start := time.Now()
 	var c Counters
 	st := mustRun(t, tgt, in, sink.WorkerConfig{}, &c)
-	close(done)
-	<-sampled
-	t.Logf("%d rows in one transaction: %v, peak heap %d MiB", n, time.Since(start).Round(time.Millisecond), peak.Load()>>20)
+	peak := heapPeak()
+	t.Logf("%d rows in one transaction: %v, peak heap %d MiB", n, time.Since(start).Round(time.Millisecond), peak>>20)
 	if got := insp.Count(t, "big"); int64(got) != n {
 		t.Fatalf("big has %d rows, want %d", got, n)
 	}
@@ -245,7 +249,7 @@ func testBigTxn(t *testing.T, setup func(*testing.T) (sink.Target, Inspect)) {
 	if _, inMemory := insp.(*Memory); inMemory && n > 200000 {
 		return // the in-memory replica holds the rows itself
 	}
-	if peak.Load() > 200<<20 {
-		t.Fatalf("peak heap %d MiB while applying one transaction of %d rows; want < 200 MiB", peak.Load()>>20, n)
+	if peak > 200<<20 {
+		t.Fatalf("peak heap %d MiB while applying one transaction of %d rows; want < 200 MiB", peak>>20, n)
 	}
 }

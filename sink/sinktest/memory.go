@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,12 +19,16 @@ import (
 // Memory is an in-memory replica with transactions: the reference Target
 // the worker's own tests run the suite against. It applies rows like the
 // MySQL target (upsert of the after image, delete by key, a missing row is
-// sink.ErrRowMissing unless the transaction is a replay) and understands one
-// kind of DDL, ALTER TABLE ... ADD COLUMN.
+// sink.ErrRowMissing unless the transaction is a replay or the rows are
+// applied leniently), understands one kind of DDL, ALTER TABLE ... ADD
+// COLUMN, and replaces a table at a snapshot start marker with an empty one
+// of the marker's columns.
 type Memory struct {
-	// Fail, when set, is called before every Begin, ApplyRows and Commit
-	// with the operation's name; an error it returns is returned by the
-	// Target (inject transient faults).
+	// Fail, when set, is called with the operation's name before every
+	// Open ("open"), Begin ("begin"), ApplyRows ("rows"), ApplyDDL ("ddl")
+	// and Commit ("commit"), and in StartSnapshot between replacing the
+	// table and recording its bootstrap ("snapshot"); an error it returns is
+	// returned by the Target (inject faults).
 	Fail func(op string) error
 
 	db     string
@@ -32,6 +37,9 @@ type Memory struct {
 	ckpt   checkpoint.State
 	found  bool
 	skips  []checkpoint.Skip
+	boot   map[string]checkpoint.Bootstrap
+	// digests are the applied transactions' digests (sink.DigestStore).
+	digests map[uint64]uint64
 }
 
 type memTable struct {
@@ -40,7 +48,9 @@ type memTable struct {
 }
 
 // NewMemory returns an empty replica whose suite tables live in db.
-func NewMemory(db string) *Memory { return &Memory{db: db, tables: map[string]*memTable{}} }
+func NewMemory(db string) *Memory {
+	return &Memory{db: db, tables: map[string]*memTable{}, boot: map[string]checkpoint.Bootstrap{}}
+}
 
 // Target returns a new Target on the replica.
 func (m *Memory) Target() sink.Target { return &memTarget{r: m} }
@@ -89,6 +99,20 @@ func (m *Memory) Checkpoint() (checkpoint.State, bool) {
 	return m.ckpt, m.found
 }
 
+// Bootstrap implements Inspect.
+func (m *Memory) Bootstrap(testing.TB) map[string]checkpoint.Bootstrap {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.boot)
+}
+
+// SaveBootstrap implements Inspect.
+func (m *Memory) SaveBootstrap(_ testing.TB, b checkpoint.Bootstrap) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.boot[b.Key()] = b
+}
+
 // Skips returns the recorded operator skips.
 func (m *Memory) Skips() []checkpoint.Skip {
 	m.mu.Lock()
@@ -97,11 +121,13 @@ func (m *Memory) Skips() []checkpoint.Skip {
 }
 
 type memTarget struct {
-	r      *Memory
-	inTx   bool
-	undo   []memUndo
-	skips  []checkpoint.Skip
-	maxSeq uint64
+	r       *Memory
+	inTx    bool
+	undo    []memUndo
+	skips   []checkpoint.Skip
+	bootEnd []string // bootstrap entries the open transaction deletes
+	maxSeq  uint64
+	digests []checkpoint.TxnDigest // recorded by the open transaction
 }
 
 type memUndo struct {
@@ -110,7 +136,25 @@ type memUndo struct {
 	old []string // nil: the key did not exist
 }
 
-var _ sink.Target = (*memTarget)(nil)
+var (
+	_ sink.Target      = (*memTarget)(nil)
+	_ sink.DigestStore = (*memTarget)(nil)
+)
+
+// RecordDigests keeps ds until the open transaction commits (pruning is
+// not needed in memory).
+func (t *memTarget) RecordDigests(_ context.Context, ds []checkpoint.TxnDigest, _ uint64) error {
+	t.digests = append(t.digests, ds...)
+	return nil
+}
+
+// Digest reads a committed digest.
+func (t *memTarget) Digest(_ context.Context, seq uint64) (uint64, bool, error) {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	d, ok := t.r.digests[seq]
+	return d, ok, nil
+}
 
 func (t *memTarget) fail(op string) error {
 	if t.r.Fail != nil {
@@ -133,11 +177,21 @@ func (t *memTarget) Begin(context.Context) error {
 	if err := t.fail("begin"); err != nil {
 		return err
 	}
-	t.inTx, t.undo, t.skips = true, t.undo[:0], nil
+	t.inTx, t.undo, t.skips, t.bootEnd = true, t.undo[:0], nil, nil
 	return nil
 }
 
 func (t *memTarget) ApplyRows(_ context.Context, rows []*pipeline.Event) error {
+	return t.applyRows(rows, false)
+}
+
+func (t *memTarget) ApplyRowsLenient(_ context.Context, rows []*pipeline.Event) error {
+	return t.applyRows(rows, true)
+}
+
+// applyRows upserts after images and deletes before images by key; a
+// missing row is an error unless the transaction is a replay or lenient.
+func (t *memTarget) applyRows(rows []*pipeline.Event, lenient bool) error {
 	if err := t.fail("rows"); err != nil {
 		return err
 	}
@@ -148,28 +202,32 @@ func (t *memTarget) ApplyRows(_ context.Context, rows []*pipeline.Event) error {
 	defer t.r.mu.Unlock()
 	for _, ev := range rows {
 		tb := t.r.table(ev.Table)
-		replay := ev.Pos.TxnSeq <= t.maxSeq
 		if ev.Before != nil && (ev.Op == pipeline.OpDelete || keyChanged(ev)) {
 			k := rowKey(ev.Table, ev.Before)
-			if _, ok := tb.rows[k]; !ok && !replay {
+			if _, ok := tb.rows[k]; !ok && !lenient && ev.Pos.TxnSeq > t.maxSeq {
 				return fmt.Errorf("%w: %s.%s key %s", sink.ErrRowMissing, ev.Table.Database, ev.Table.Name, k)
 			}
 			t.set(tb, k, nil)
 		}
 		if ev.After != nil {
-			k := rowKey(ev.Table, ev.After)
-			row := slices.Clone(tb.rows[k])
-			for i, c := range ev.Table.Columns {
-				j := slices.Index(tb.cols, c.Name)
-				for len(row) <= j {
-					row = append(row, "NULL")
-				}
-				row[j] = Format(ev.After[i])
-			}
-			t.set(tb, k, row)
+			t.upsert(tb, ev)
 		}
 	}
 	return nil
+}
+
+// upsert writes ev's after image over the row of its key, if any.
+func (t *memTarget) upsert(tb *memTable, ev *pipeline.Event) {
+	k := rowKey(ev.Table, ev.After)
+	row := slices.Clone(tb.rows[k])
+	for i, c := range ev.Table.Columns {
+		j := slices.Index(tb.cols, c.Name)
+		for len(row) <= j {
+			row = append(row, "NULL")
+		}
+		row[j] = Format(ev.After[i])
+	}
+	t.set(tb, k, row)
 }
 
 func (t *memTarget) set(tb *memTable, k string, row []string) {
@@ -201,6 +259,44 @@ func (t *memTarget) ApplyDDL(_ context.Context, ev *pipeline.Event, st checkpoin
 	return nil
 }
 
+// StartSnapshot replaces the table with an empty one of the marker's
+// columns (outside any transaction, like DDL), then records the bootstrap
+// and the checkpoint together.
+func (t *memTarget) StartSnapshot(_ context.Context, ev *pipeline.Event, st checkpoint.State) error {
+	if ev.Table == nil || ev.Statement == "" {
+		return fmt.Errorf("%w: snapshot start marker without a table or a definition", pipeline.ErrMalformed)
+	}
+	name := ev.Table.Database + "." + ev.Table.Name
+	t.r.mu.Lock()
+	delete(t.r.tables, name)
+	t.r.table(ev.Table)
+	t.r.mu.Unlock()
+	if err := t.fail("snapshot"); err != nil {
+		return err
+	}
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	t.r.boot[name] = checkpoint.Bootstrap{Topic: st.Topic, DB: ev.Table.Database, Table: ev.Table.Name,
+		Mode: checkpoint.ModeSnapshot, FloorOffset: -1, Since: st.UpdatedAt}
+	t.r.save(st)
+	t.maxSeq = max(t.maxSeq, st.TxnSeq)
+	return nil
+}
+
+func (t *memTarget) EndBootstrap(_ context.Context, db, table string) error {
+	if !t.inTx {
+		return fmt.Errorf("sinktest: EndBootstrap outside a transaction")
+	}
+	t.bootEnd = append(t.bootEnd, db+"."+table)
+	return nil
+}
+
+func (t *memTarget) Bootstrap(context.Context) (map[string]checkpoint.Bootstrap, error) {
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	return maps.Clone(t.r.boot), nil
+}
+
 func (t *memTarget) RecordSkip(_ context.Context, s checkpoint.Skip) error {
 	t.skips = append(t.skips, s)
 	return nil
@@ -215,8 +311,18 @@ func (t *memTarget) Commit(_ context.Context, st checkpoint.State) error {
 	defer t.r.mu.Unlock()
 	t.r.save(st)
 	t.r.skips = append(t.r.skips, t.skips...)
+	if t.r.digests == nil {
+		t.r.digests = map[uint64]uint64{}
+	}
+	for _, d := range t.digests {
+		t.r.digests[d.TxnSeq] = d.Digest
+	}
+	t.digests = t.digests[:0]
+	for _, k := range t.bootEnd {
+		delete(t.r.boot, k)
+	}
 	t.maxSeq = max(t.maxSeq, st.TxnSeq)
-	t.inTx, t.undo, t.skips = false, t.undo[:0], nil
+	t.inTx, t.undo, t.skips, t.bootEnd = false, t.undo[:0], nil, nil
 	return nil
 }
 
@@ -236,7 +342,7 @@ func (t *memTarget) rollback() {
 			u.t.rows[u.key] = u.old
 		}
 	}
-	t.inTx, t.undo, t.skips = false, t.undo[:0], nil
+	t.inTx, t.undo, t.skips, t.bootEnd, t.digests = false, t.undo[:0], nil, nil, t.digests[:0]
 }
 
 func (t *memTarget) Close() error { return nil }

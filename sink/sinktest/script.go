@@ -22,7 +22,10 @@ type Script struct {
 
 	epoch  uint64
 	seq    uint64
+	gtids  uint64            // source transactions (a snapshot's take a TxnSeq, not a GTID)
 	open   []*pipeline.Event // events of the transaction being built
+	hidden bool              // changes go to the model only (Hidden)
+	cursor map[string]string // the key after which each table's next snapshot chunk starts
 	tables map[string]*model
 	bounds map[uint64]checkpoint.State
 	snaps  map[uint64]map[string][]string
@@ -79,7 +82,7 @@ func (s *Script) Epoch(e uint64) {
 // Heartbeat appends a heartbeat carrying the master's clock.
 func (s *Script) Heartbeat() {
 	s.add(&pipeline.Event{Kind: pipeline.KindHeartbeat, Pos: pipeline.Position{Epoch: s.epoch},
-		CommitTime: s.clock(), GTIDSet: s.gtidSet(s.seq)})
+		CommitTime: s.clock(), GTIDSet: s.gtidSet(s.gtids)})
 }
 
 func (s *Script) clock() time.Time { return s.base.Add(time.Duration(s.seq) * time.Second) }
@@ -103,6 +106,9 @@ func (s *Script) add(ev *pipeline.Event) {
 }
 
 func (s *Script) row(t *pipeline.Table, op pipeline.Op, before, after []any) {
+	if s.hidden {
+		return
+	}
 	ev := &pipeline.Event{Kind: pipeline.KindRow, Table: t, Op: op, Before: before, After: after}
 	s.open = append(s.open, ev)
 }
@@ -152,23 +158,32 @@ func (s *Script) DDL(stmt string) {
 
 // Commit ends the open transaction: positions are assigned, the last message
 // is marked, and the expected state is recorded.
-func (s *Script) Commit() {
+func (s *Script) Commit() { s.commit(true) }
+
+// commit ends the open transaction; gtid is false for the transactions of a
+// snapshot (markers, chunks), which the master did not run.
+func (s *Script) commit(gtid bool) {
 	if len(s.open) == 0 {
 		return
 	}
 	s.seq++
+	if gtid {
+		s.gtids++
+	}
 	for i, ev := range s.open {
 		ev.Pos = pipeline.Position{Epoch: s.epoch, TxnSeq: s.seq, Row: uint64(i), Last: i == len(s.open)-1}
-		ev.GTID = fmt.Sprintf("0-1-%d", s.seq)
+		if gtid {
+			ev.GTID = fmt.Sprintf("0-1-%d", s.gtids)
+		}
 		ev.Flavor, ev.ServerID, ev.CommitTime = "mariadb", 1, s.clock()
 		if ev.Pos.Last {
-			ev.GTIDSet = s.gtidSet(s.seq)
+			ev.GTIDSet = s.gtidSet(s.gtids)
 		}
 		s.add(ev)
 	}
 	s.open = nil
 	s.bounds[s.seq] = checkpoint.State{Offset: int64(len(s.Msgs)), Epoch: s.epoch, TxnSeq: s.seq,
-		GTIDSet: s.gtidSet(s.seq), CommitTime: s.clock()}
+		GTIDSet: s.gtidSet(s.gtids), CommitTime: s.clock()}
 	if s.Snapshots {
 		snap := map[string][]string{}
 		for name := range s.tables {

@@ -31,6 +31,12 @@ type Inspect interface {
 	Count(t testing.TB, table string) int
 	// Reopen returns another Target on the same replica, for a restart.
 	Reopen(t testing.TB) sink.Target
+	// Bootstrap returns the replica's bootstrap entries of Topic (tables a
+	// snapshot or a clone is loading), by "db.table".
+	Bootstrap(t testing.TB) map[string]checkpoint.Bootstrap
+	// SaveBootstrap records a bootstrap entry, as rowcast clone does. A
+	// Target has been opened on the replica before.
+	SaveBootstrap(t testing.TB, b checkpoint.Bootstrap)
 }
 
 // Run is the conformance suite. newTarget is called once per subtest and
@@ -62,6 +68,7 @@ func Run(t *testing.T, newTarget func(t *testing.T) (sink.Target, Inspect)) {
 	t.Run("Malformed", func(t *testing.T) { testMalformed(t, setup) })
 	t.Run("Gap", func(t *testing.T) { testGap(t, setup) })
 	t.Run("BigTransaction", func(t *testing.T) { testBigTxn(t, setup) })
+	runBootstrap(t, setup)
 }
 
 // RunWorker runs a Worker over in until it stops and returns it with Run's

@@ -1,4 +1,4 @@
-# Creates rowcast's MySQL account. Mounted into /docker-entrypoint-initdb.d of
+# Creates rowcast's MySQL accounts. Mounted into /docker-entrypoint-initdb.d of
 # every MySQL container (master and replicas alike: any node can be promoted),
 # so the image's entrypoint runs it once, when the data directory is created.
 #
@@ -45,6 +45,23 @@ rowcast_init_user() {
 		--   SYSTEM_VARIABLES_ADMIN   SET GLOBAL read_only when protecting replicas,
 		--                            fencing and promoting
 		GRANT CONNECTION_ADMIN, SYSTEM_VARIABLES_ADMIN ON *.* TO 'rowcast'@'%';
+		-- One account per job, which rowcast.yaml uses (docs/SECURITY.md, "Accounts"),
+		-- the same password here. This stack replicates every database, so the
+		-- sinks' data privileges are ON *.*; in production grant them on the
+		-- replicated databases and the bookkeeping schema only.
+		CREATE USER 'rowcast_reader'@'%' IDENTIFIED BY '${pw}';
+		GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT, RELOAD ON *.* TO 'rowcast_reader'@'%';
+		GRANT SELECT, INSERT, UPDATE, CREATE ON \`rowcast\`.* TO 'rowcast_reader'@'%';
+		CREATE USER 'rowcast_sink'@'%' IDENTIFIED BY '${pw}';
+		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES,
+		      CREATE TEMPORARY TABLES, LOCK TABLES, SHOW VIEW, TRIGGER
+		      ON *.* TO 'rowcast_sink'@'%';
+		GRANT CONNECTION_ADMIN, SYSTEM_VARIABLES_ADMIN ON *.* TO 'rowcast_sink'@'%';
+		GRANT CREATE ROUTINE, ALTER ROUTINE ON \`rowcast\`.* TO 'rowcast_sink'@'%';
+		CREATE USER 'rowcast_admin'@'%' IDENTIFIED BY '${pw}';
+		GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'rowcast_admin'@'%';
+		GRANT CONNECTION_ADMIN, SYSTEM_VARIABLES_ADMIN ON *.* TO 'rowcast_admin'@'%';
+		GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX ON \`rowcast\`.* TO 'rowcast_admin'@'%';
 	EOSQL
 }
 

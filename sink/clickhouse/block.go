@@ -1,0 +1,191 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/rowcast/rowcast/pipeline"
+)
+
+// Version bits: a row's _version is its transaction's TxnSeq shifted left
+// by rowBits, plus its Row. A replayed or duplicated row gets the same
+// version, a later change a higher one (docs/CLICKHOUSE.md, "Versions").
+const (
+	rowBits = 24
+	seqBits = 64 - rowBits
+)
+
+// version is the _version of the row event at pos.
+func version(pos pipeline.Position) (uint64, error) {
+	if pos.Row >= 1<<rowBits || pos.TxnSeq >= 1<<seqBits {
+		return 0, fmt.Errorf("%w: %s (at most %d rows per transaction and %d transactions)", ErrVersionRange, pos,
+			uint64(1)<<rowBits, uint64(1)<<seqBits)
+	}
+	return pos.TxnSeq<<rowBits | pos.Row, nil
+}
+
+// nativeRevision is the protocol revision the Native blocks are encoded
+// for; 18.16 reads it (no custom serialization flags before 54454).
+const nativeRevision = 54451
+
+// block is the pending rows of one source table shape, as Native columns:
+// the table's columns, then _version and _deleted.
+type block struct {
+	tbl     *pipeline.Table
+	name    string   // `db`.`table`
+	names   []string // quoted column names, in block order
+	cols    []column
+	version proto.ColUInt64
+	deleted proto.ColUInt8
+	// history mode: each row's operation and source commit time.
+	history bool
+	op      proto.ColStr
+	commit  proto.ColUInt32
+	rows    int
+	mark    int // rows committed; those after it belong to the open transaction
+	bytes   int
+	buf     proto.Buffer
+}
+
+func newBlock(tbl *pipeline.Table, types []colType, history bool) *block {
+	b := &block{tbl: tbl, name: qualified(tbl.Database, tbl.Name), history: history}
+	for i, c := range tbl.Columns {
+		b.names = append(b.names, quoteIdent(c.Name))
+		b.cols = append(b.cols, newColumn(types[i]))
+	}
+	b.names = append(b.names, "`_version`", "`_deleted`")
+	if history {
+		b.names = append(b.names, "`_op`", "`_commit_time`")
+	}
+	return b
+}
+
+// rowMeta is what a row carries besides its image.
+type rowMeta struct {
+	version uint64
+	deleted bool
+	op      pipeline.Op
+	commit  uint32 // seconds since the epoch
+}
+
+// add appends one image as a row. On error the block is as before.
+func (b *block) add(img []any, m rowMeta) error {
+	if len(img) != len(b.cols) {
+		return fmt.Errorf("%w: a row image of %d values for %d columns", pipeline.ErrMalformed, len(img), len(b.cols))
+	}
+	for i, c := range b.cols {
+		if err := c.add(img[i]); err != nil {
+			b.truncate(b.rows)
+			return fmt.Errorf("column %s: %w", b.tbl.Columns[i].Name, err)
+		}
+		b.bytes += valueSize(img[i])
+	}
+	b.version.Append(m.version)
+	var d uint8
+	if m.deleted {
+		d = 1
+	}
+	b.deleted.Append(d)
+	if b.history {
+		b.op.Append(m.op.String())
+		b.commit.Append(m.commit)
+	}
+	b.rows++
+	return nil
+}
+
+// truncate drops the rows from n on; a column may hold one row more than
+// rows when add failed half-way.
+func (b *block) truncate(n int) {
+	for _, c := range b.cols {
+		c.truncate(n)
+	}
+	b.version = b.version[:min(n, len(b.version))]
+	b.deleted = b.deleted[:min(n, len(b.deleted))]
+	if b.history {
+		truncateCol[string](&b.op, n)
+		b.commit = b.commit[:min(n, len(b.commit))]
+	}
+	b.rows = n
+	b.mark = min(b.mark, n)
+}
+
+// encode returns the block's rows in the Native format.
+func (b *block) encode() ([]byte, error) {
+	input := make(proto.Input, 0, len(b.cols)+2)
+	for i, c := range b.cols {
+		input = append(input, proto.InputColumn{Name: b.tbl.Columns[i].Name, Data: c.input()})
+	}
+	input = append(input, proto.InputColumn{Name: "_version", Data: &b.version},
+		proto.InputColumn{Name: "_deleted", Data: &b.deleted})
+	if b.history {
+		input = append(input, proto.InputColumn{Name: "_op", Data: &b.op},
+			proto.InputColumn{Name: "_commit_time", Data: proto.Alias(&b.commit, "DateTime('UTC')")})
+	}
+	b.buf.Reset()
+	blk := proto.Block{Columns: len(input), Rows: b.rows}
+	if err := blk.EncodeRawBlock(&b.buf, nativeRevision, input); err != nil {
+		return nil, fmt.Errorf("encode a block of %s: %w", b.name, err)
+	}
+	return b.buf.Buf, nil
+}
+
+// send inserts the block's rows and empties it.
+func (b *block) send(ctx context.Context, cl *client) error {
+	if b.rows == 0 {
+		return nil
+	}
+	body, err := b.encode()
+	if err != nil {
+		return err
+	}
+	if err := cl.insert(ctx, b.name, b.names, body); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", b.rows, b.name, classify(err))
+	}
+	b.reset()
+	return nil
+}
+
+func (b *block) reset() {
+	for _, c := range b.cols {
+		c.reset()
+	}
+	b.version.Reset()
+	b.deleted.Reset()
+	b.op.Reset()
+	b.commit.Reset()
+	b.rows, b.mark, b.bytes = 0, 0, 0
+}
+
+// valueSize approximates a value's share of a block, for the flush limits.
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x) + 2
+	case []byte:
+		return len(x) + 2
+	}
+	return 8
+}
+
+// keyChanged reports an update that moves the row to another primary key.
+func keyChanged(ev *pipeline.Event) bool {
+	for _, i := range ev.Table.PrimaryKey {
+		if !valueEqual(ev.Before[i], ev.After[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+func valueEqual(a, b any) bool {
+	ab, aok := a.([]byte)
+	bb, bok := b.([]byte)
+	if aok || bok {
+		return aok && bok && slices.Equal(ab, bb)
+	}
+	return a == b
+}
