@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func (s *server) setReadOnlyWithin(ctx context.Context, timeout time.Duration) e
 		}
 		_, err := ex.ExecContext(ctx, q)
 		if mysqlerr.Is(err, gomysql.ER_LOCK_WAIT_TIMEOUT) {
-			return fmt.Errorf("%s on %s waited more than %ds for running statements (on MariaDB it waits like FLUSH TABLES, a long query blocks it): %w", q, s.name, secs, err)
+			return fmt.Errorf("%s on %s waited more than %ds for running statements (it waits like FLUSH TABLES WITH READ LOCK: a long query blocks it, and so does a write waiting for a row lock that an open transaction holds; --fence kill breaks the latter): %w", q, s.name, secs, err)
 		}
 		if err != nil {
 			return fmt.Errorf("%s on %s: %w", q, s.name, err)
@@ -193,22 +194,64 @@ func (s *server) fence(ctx context.Context, mode string, timeout time.Duration) 
 	if fr.before, err = s.readOnly(ctx); err != nil {
 		return fr, fmt.Errorf("read read_only on %s: %w", s.name, err)
 	}
-	// SET GLOBAL read_only takes the global read lock and, on MariaDB,
-	// flushes the table cache like FLUSH TABLES WITH READ LOCK: it waits
-	// for running statements (a long SELECT too), and writes queue behind
-	// it meanwhile. lock_wait_timeout bounds that wait.
-	if err := s.setReadOnlyWithin(ctx, timeout); err != nil {
+	killed := map[int64]bool{}
+	if err := s.raiseReadOnly(ctx, mode, timeout, killed, &fr); err != nil {
 		return fr, err
 	}
-	err = s.endWriters(ctx, mode, timeout, &fr)
+	err = s.endWriters(ctx, mode, timeout, killed, &fr)
 	return fr, err
 }
 
+// killAfter is how long, in kill mode, the fence lets SET GLOBAL read_only
+// wait before it kills the open write transactions it may be waiting for.
+const killAfter = 200 * time.Millisecond
+
+// raiseReadOnly sets read_only. SET GLOBAL read_only takes the global read
+// lock like FLUSH TABLES WITH READ LOCK: it waits for running statements,
+// and writes queue behind it meanwhile. A statement waiting for a row lock
+// held by an idle transaction never ends on its own, and the lock's owner
+// cannot release it while its next statement queues behind the SET: a
+// deadlock between the server's metadata locks and InnoDB's row locks that
+// neither detects. In kill mode the open write transactions are killed
+// while the SET waits (they would be killed right after it anyway), which
+// breaks it; in wait mode lock_wait_timeout ends the wait with advice.
+func (s *server) raiseReadOnly(ctx context.Context, mode string, timeout time.Duration, killed map[int64]bool, fr *fenceResult) error {
+	if mode != FenceKill {
+		return s.setReadOnlyWithin(ctx, timeout)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.setReadOnlyWithin(ctx, timeout) }()
+	var killErr error
+	listed := false
+	for {
+		select {
+		case err := <-done:
+			if listed { // INNODB_TRX is refreshed only once unread for 100ms: endWriters must see it fresh
+				err = errors.Join(err, sleep(ctx, pollEvery(FenceWait)))
+			}
+			return errors.Join(err, killErr)
+		case <-time.After(killAfter):
+		}
+		if killErr == nil {
+			listed, killErr = true, s.killWriters(ctx, killed, fr)
+		}
+	}
+}
+
+// killWriters kills the open write transactions not killed yet.
+func (s *server) killWriters(ctx context.Context, killed map[int64]bool, fr *fenceResult) error {
+	ws, _, err := s.openWriters(ctx)
+	if err != nil {
+		return err
+	}
+	return s.kill(ctx, alive(ws, killed), killed, fr)
+}
+
 // endWriters kills (FenceKill) or waits for the open write transactions
-// until none is left, or fails after timeout.
-func (s *server) endWriters(ctx context.Context, mode string, timeout time.Duration, fr *fenceResult) error {
+// until none is left, or fails after timeout. killed holds the connections
+// killed already.
+func (s *server) endWriters(ctx context.Context, mode string, timeout time.Duration, killed map[int64]bool, fr *fenceResult) error {
 	start := time.Now()
-	killed := map[int64]bool{}
 	for {
 		ws, known, err := s.openWriters(ctx)
 		if err != nil {
