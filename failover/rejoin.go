@@ -336,7 +336,7 @@ func (rj *rejoin) readLoss(ctx context.Context, lw *lossWriter) error {
 	rctx, cancel := context.WithTimeout(ctx, rj.o.ReadTimeout)
 	defer cancel()
 	lw.until, lw.stop = res.NodeGTIDSet, cancel
-	sc.OnHeartbeat = func(_ time.Time, set string) { lw.check(set) }
+	sc.OnHeartbeat = func(_ time.Time, set, _ string) { lw.check(set) }
 	err = source.NewReader(sc, r.Log).Run(rctx, source.Start{GTIDSet: res.Published, NextTxnSeq: 1, Epoch: res.Epoch}, lw.emit)
 	if lw.reached {
 		return nil

@@ -678,13 +678,18 @@ func (p *Publisher) flush(ctx context.Context) error {
 	return err
 }
 
-// onHeartbeat runs on the reader's goroutine between transactions: when
+// onHeartbeat runs on the reader's goroutine between transactions (file is
+// that of a filtered-out transaction, "" at the end of the binlog): when
 // nothing was published for HeartbeatInterval, it publishes a heartbeat
 // carrying the master's clock and GTID set, so sinks can tell lag from an
 // idle master.
-func (p *Publisher) onHeartbeat(serverTime time.Time, gtidSet string) {
+func (p *Publisher) onHeartbeat(serverTime time.Time, gtidSet, file string) {
 	p.health.Set("pipeline", nil)
-	p.binlog.idle()
+	if file == "" {
+		p.binlog.idle()
+	} else {
+		p.binlog.event(file)
+	}
 	if time.Since(p.lastSent) < p.cfg.HeartbeatInterval || p.producer == nil {
 		return
 	}

@@ -106,8 +106,10 @@ type Config struct {
 	// heartbeat's header timestamp, or the local receive time when the master
 	// leaves it zero; the commit time of a filtered transaction) and the
 	// master's executed GTID set after the last transaction read (published
-	// or filtered out). It runs on the reader's goroutine.
-	OnHeartbeat func(serverTime time.Time, gtidSet string)
+	// or filtered out). file is the binlog file of the filtered transaction,
+	// "" for a heartbeat: the reader waits at the end of the binlog. It runs
+	// on the reader's goroutine.
+	OnHeartbeat func(serverTime time.Time, gtidSet, file string)
 	// OnWithheld, when set, is called for every account statement that is
 	// not published (see ReplicateAccounts), on the reader's goroutine.
 	OnWithheld func()

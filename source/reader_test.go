@@ -19,7 +19,7 @@ func TestHeartbeat(t *testing.T) {
 	cfg := testConfig(t, dbName)
 	var mu sync.Mutex
 	var beats []string
-	cfg.OnHeartbeat = func(serverTime time.Time, set string) {
+	cfg.OnHeartbeat = func(serverTime time.Time, set, _ string) {
 		if time.Since(serverTime).Abs() > time.Minute {
 			t.Errorf("heartbeat time %v", serverTime)
 		}
@@ -54,6 +54,40 @@ func TestHeartbeat(t *testing.T) {
 	// set; none after the transaction may be behind it.
 	if last := beats[len(beats)-1]; domainSeq(t, last) < domainSeq(t, ev.GTIDSet) {
 		t.Errorf("heartbeat set %q behind emitted %q", last, ev.GTIDSet)
+	}
+}
+
+// TestFilteredTransactionNamesItsFile: a transaction whose rows are all
+// filtered out reaches OnHeartbeat with the binlog file it is in, so that
+// the purge margin counts the reader there, not at the end of the binlog.
+func TestFilteredTransactionNamesItsFile(t *testing.T) {
+	mine := testenv.CreateDatabase(t, testenv.Master)
+	other := testenv.CreateDatabase(t, testenv.Master)
+	db := testenv.DBAt(t, testenv.Master, other)
+	testenv.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY)")
+	files := make(chan string, 1024)
+	cfg := testConfig(t, mine)
+	cfg.OnHeartbeat = func(_ time.Time, _, file string) {
+		select {
+		case files <- file:
+		default:
+		}
+	}
+	startReader(t, cfg, Start{GTIDSet: binlogPos(t, db)})
+	testenv.Exec(t, db, "INSERT INTO t VALUES (1)")
+	var want, ignored string
+	if err := db.QueryRow("SHOW MASTER STATUS").Scan(&want, new(int64), &ignored, &ignored); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.After(10 * time.Second); ; {
+		select {
+		case f := <-files:
+			if f == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no filtered transaction reported in binlog file %s within 10s", want)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ type stream struct {
 	epoch       uint64
 	emit        func(ctx context.Context, ev *pipeline.Event) error
 	onPosition  func(set string, nextSeq uint64) // after every complete transaction
-	onHeartbeat func(serverTime time.Time, gtidSet string)
+	onHeartbeat func(serverTime time.Time, gtidSet, file string)
 	tables      *tableCache
 	filter      *filter
 	snaps       *snapQueue // snapshot jobs, emitted between transactions
@@ -181,7 +181,7 @@ func (s *stream) heartbeat(h *replication.EventHeader) {
 	if h.Timestamp != 0 {
 		t = time.Unix(int64(h.Timestamp), 0).UTC()
 	}
-	s.onHeartbeat(t, s.set.String())
+	s.onHeartbeat(t, s.set.String(), "")
 }
 
 // generic refuses the events go-mysql does not decode that mean rowcast
@@ -414,7 +414,7 @@ func (s *stream) nothingPublished(ctx context.Context, set string) error {
 	case s.skipping:
 		return s.recordSkip(ctx, set)
 	case s.onHeartbeat != nil:
-		s.onHeartbeat(s.commitTime, set)
+		s.onHeartbeat(s.commitTime, set, s.file)
 	}
 	return nil
 }

@@ -54,7 +54,11 @@ func TestBenchFailover(t *testing.T) {
 	})
 	pipe, sink2, sink3 := e.start()
 	b := &failoverBench{t: t, e: e, sinks: map[string]*proc{"db2": sink2, "db3": sink3}, master: "db1"}
-	b.load = newTransferLoad(e, 100, "db1", "db2", "db3")
+	if os.Getenv("ROWCAST_BENCH_HAPROXY") == "1" {
+		b.throughHAProxy()
+	} else {
+		b.load = newTransferLoad(e, 100, "db1", "db2", "db3")
+	}
 	b.load.log = &b.commits
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -70,9 +74,9 @@ func TestBenchFailover(t *testing.T) {
 	waitEqual(t, b.master, nextNode(b.master), e.database, 2*time.Minute)
 	b.load.checkLedgerAllowingLoss(t, b.master)
 
-	report := benchReport(b.results, rounds, unreachable, b.load.commits)
+	report := benchReport(b.results, rounds, unreachable, b.load.commits, b.haproxy)
 	t.Log("\n" + report)
-	writeBenchReport(t, report)
+	writeBenchReport(t, report, b.haproxy)
 	for _, s := range b.sinks {
 		s.cmd.Process.Signal(os.Interrupt)
 	}
@@ -88,6 +92,21 @@ type failoverBench struct {
 	sinks   map[string]*proc // by node
 	master  string
 	results []benchRound
+	haproxy bool // the clients write through HAProxy's write port
+}
+
+// throughHAProxy starts the shipped HAProxy config, checking against the
+// pipeline service, and sends the clients to its write port only: the
+// downtime is what an application behind it sees.
+func (b *failoverBench) throughHAProxy() {
+	t, e := b.t, b.e
+	waitCheckpoints(t, e.topic, "db2", "db3")
+	h := startHAProxy(t, e.http)
+	waitFor(t, 10*time.Second, "the write port on db1", func() bool { return nodeBehind(h.write) == "db1" })
+	b.load = newTransferLoad(e, 100, "db1")
+	b.load.nodes = []string{"haproxy"}
+	b.load.dbs["haproxy"] = e.appDBAt(h.write)
+	b.haproxy = true
 }
 
 // nextNode is the node promoted after n.
@@ -107,15 +126,46 @@ func (b *failoverBench) planned() {
 	if m := totalRe.FindStringSubmatch(out); m != nil {
 		r.total = m[1]
 	}
-	r.clients = -1
-	for deadline := time.Now().Add(30 * time.Second); r.clients < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		r.clients = clientGap(b.load, &b.commits, start, from, to)
-	}
+	r.clients = b.plannedGap(start, from, to)
 	t.Logf("planned %s -> %s: writes refused %s (promote), %v (clients)\n%s", from, to, r.refused, r.clients, out)
 	b.results = append(b.results, r)
 	b.stopped(to)
 	b.rejoin(from, false)
 	b.master = to
+}
+
+// plannedGap is the clients' time without a commit at a switchover that
+// started at start: from the last commit on from to the first on to, or
+// through HAProxy, where commits do not say their node, the longest gap in
+// the 10 s after start. -1 if none came within 30 s.
+func (b *failoverBench) plannedGap(start time.Time, from, to string) time.Duration {
+	if b.haproxy {
+		time.Sleep(time.Until(start.Add(10 * time.Second)))
+		b.load.mu.Lock()
+		defer b.load.mu.Unlock()
+		gap, _ := longestGapWithin(b.commits, start, start.Add(10*time.Second))
+		return gap
+	}
+	gap := time.Duration(-1)
+	for deadline := time.Now().Add(30 * time.Second); gap < 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		gap = clientGap(b.load, &b.commits, start, from, to)
+	}
+	return gap
+}
+
+// longestGapWithin is the longest time without a commit of log between
+// from and to, counting from the last commit before from.
+func longestGapWithin(log []commitAt, from, to time.Time) (time.Duration, time.Time) {
+	var in []commitAt
+	for _, c := range log {
+		switch {
+		case c.at.Before(from):
+			in = []commitAt{c}
+		case c.at.Before(to):
+			in = append(in, c)
+		}
+	}
+	return longestGap(in)
 }
 
 // automatic SIGKILLs the master's mariadbd, waits for the automatic
@@ -135,8 +185,13 @@ func (b *failoverBench) automatic() {
 }
 
 // firstCommitAway waits for the first commit after killed on a node other
-// than the master.
+// than the master. Through HAProxy, a commit acknowledged 500 ms after the
+// kill is the new master's, which the nodes' epoch index names.
 func (b *failoverBench) firstCommitAway(killed time.Time) (node string, at time.Time) {
+	if b.haproxy {
+		at = b.load.firstLoggedAfter(b.t, killed.Add(500*time.Millisecond), 2*time.Minute)
+		return statusJSON(b.t, b.e.cfg).Master.Node, at
+	}
 	waitFor(b.t, 2*time.Minute, "a commit on a new master", func() bool {
 		b.load.mu.Lock()
 		defer b.load.mu.Unlock()
@@ -182,14 +237,14 @@ func (b *failoverBench) stopped(node string) {
 
 // writeBenchReport writes the report to ROWCAST_BENCH_OUT and adds it to
 // ROWCAST_BENCH_DOC, when they are set.
-func writeBenchReport(t *testing.T, report string) {
+func writeBenchReport(t *testing.T, report string, haproxy bool) {
 	if p := os.Getenv("ROWCAST_BENCH_OUT"); p != "" {
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if p := os.Getenv("ROWCAST_BENCH_DOC"); p != "" {
-		if err := addBenchSection(p, report); err != nil {
+		if err := addBenchSection(p, report, haproxy); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -252,15 +307,19 @@ func (l *transferLoad) checkLedgerAllowingLoss(t *testing.T, node string) {
 	l.checkLedger(t, node)
 }
 
-func benchReport(rs []benchRound, rounds int, unreachable string, commits int) string {
+func benchReport(rs []benchRound, rounds int, unreachable string, commits int, haproxy bool) string {
 	var b strings.Builder
 	commit := os.Getenv("ROWCAST_BENCH_COMMIT")
 	if commit == "" {
 		commit = "unknown"
 	}
-	fmt.Fprintf(&b, "### `scripts/bench failover`, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Commit %s; load average before: %s; %d planned switchovers and %d automatic failovers (failover.unreachable_after %s, check_interval 500ms) under 4 clients transferring money as an application user (%d commits in all).\n\n",
-		commit, orDash(os.Getenv("ROWCAST_BENCH_LOAD")), rounds, rounds, unreachable, commits)
+	clients := "4 clients transferring money as an application user, each trying the nodes in turn"
+	if haproxy {
+		clients = "4 clients transferring money as an application user through HAProxy's write port (deployments/haproxy, checks against the pipeline service's /node/NAME/master)"
+	}
+	fmt.Fprintf(&b, "%s, %s\n\n", benchTitle(haproxy), time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Commit %s; load average before: %s; %d planned switchovers and %d automatic failovers (failover.unreachable_after %s, check_interval 500ms) under %s (%d commits in all).\n\n",
+		commit, orDash(os.Getenv("ROWCAST_BENCH_LOAD")), rounds, rounds, unreachable, clients, commits)
 	b.WriteString("| # | kind | from → to | writes refused (rowcast promote) | clients: no commit for | promote total | lost transactions |\n|---|---|---|---|---|---|---|\n")
 	var planned, auto []time.Duration
 	for i, r := range rs {
@@ -300,15 +359,23 @@ func maxDur(ds []time.Duration) time.Duration {
 	return m.Round(time.Millisecond)
 }
 
+// benchTitle is the heading of a run's section.
+func benchTitle(haproxy bool) string {
+	if haproxy {
+		return "### `scripts/bench failover --haproxy`"
+	}
+	return "### `scripts/bench failover`"
+}
+
 // addBenchSection appends section to the doc, replacing a section of the
 // same benchmark and day.
-func addBenchSection(path, section string) error {
+func addBenchSection(path, section string, haproxy bool) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	doc := string(b)
-	day := "### `scripts/bench failover`, " + time.Now().UTC().Format("2006-01-02")
+	day := benchTitle(haproxy) + ", " + time.Now().UTC().Format("2006-01-02")
 	if i := strings.Index(doc, day); i >= 0 {
 		rest := doc[i+len(day):]
 		end := len(doc)
