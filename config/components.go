@@ -126,9 +126,16 @@ func (c *Config) TargetConfig(node string) (mysql.Config, error) {
 	if err != nil {
 		return mysql.Config{}, err
 	}
-	protect := c.Sink.ProtectReplicas == nil || *c.Sink.ProtectReplicas
-	return mysql.Config{DSN: dsn, Node: node, Schema: c.Sink.BookkeepingSchema, Topic: c.Kafka.Topic, Protect: protect,
-		AllowNonTransactional: c.Sink.AllowNonTransactional}, nil
+	// Another master of a master-master topology takes writes: never
+	// read-only.
+	origin, peer := c.OriginDomain(node)
+	protect := (c.Sink.ProtectReplicas == nil || *c.Sink.ProtectReplicas) && !peer
+	mc := mysql.Config{DSN: dsn, Node: node, Schema: c.Sink.BookkeepingSchema, Topic: c.Kafka.Topic, Protect: protect,
+		AllowNonTransactional: c.Sink.AllowNonTransactional}
+	if peer {
+		mc.OriginDomain = &origin
+	}
+	return mc, nil
 }
 
 // ClickHouseTargetConfig is the ClickHouse sink's config for node: its HTTP

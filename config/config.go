@@ -34,8 +34,19 @@ type Config struct {
 	// Cluster is the logical name of the replicated cluster, carried in every
 	// message as Debezium's source.name. Required.
 	Cluster string `yaml:"cluster"`
-	// Master names the node that currently takes writes. Required.
+	// Topology is master-replica (the default: one master, replicas follow
+	// it, a replica can be promoted) or master-master (every node of
+	// Masters takes writes; see topology.go).
+	Topology string `yaml:"topology"`
+	// Master names the node that currently takes writes. Required in a
+	// master-replica topology; in master-master, the first of Masters.
 	Master string `yaml:"master"`
+	// Masters are the writable nodes of a master-master topology, each
+	// with its own gtid_domain_id.
+	Masters []string `yaml:"masters"`
+	// ReadReplicas, in a master-master topology, names each master's read
+	// replicas: they follow that master's topic.
+	ReadReplicas map[string][]string `yaml:"read_replicas"`
 	// Nodes are every server of the cluster, the master included.
 	Nodes []Node `yaml:"nodes"`
 	// Replicas names the nodes that sink workers replicate into. Default: every
@@ -76,6 +87,9 @@ type Node struct {
 	// History, on a clickhouse node, keeps every change as its own row with
 	// its operation and commit time (docs/CLICKHOUSE.md). Default false.
 	History bool `yaml:"history"`
+	// GTIDDomainID is the node's @@gtid_domain_id: required of every
+	// master of a master-master topology, distinct among them.
+	GTIDDomainID *uint32 `yaml:"gtid_domain_id"`
 }
 
 // Kafka describes the changelog topic.
@@ -327,7 +341,8 @@ func (c *Config) setDefaults() {
 	for i := range c.Nodes {
 		setDefault(&c.Nodes[i].Kind, KindMySQL)
 	}
-	if len(c.Replicas) == 0 {
+	c.setTopologyDefaults()
+	if len(c.Replicas) == 0 && !c.MasterMaster() {
 		c.Replicas = c.allBut(c.Master)
 	}
 	setDefault(&c.HTTP, "127.0.0.1:9464")

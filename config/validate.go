@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	c.validateNodes(add)
 	c.validateMaster(add)
 	c.validateReplicas(add)
+	c.validateTopology(add)
 	if c.HTTP != "off" {
 		checkAddr(add, "http", c.HTTP)
 	}

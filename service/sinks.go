@@ -242,6 +242,9 @@ func (o SinkOptions) workerConfig(cfg *config.Config, replica string) sink.Worke
 	if o.StopWhenPromoted {
 		wc.Node = replica
 	}
+	if d, ok := cfg.OriginDomain(replica); ok {
+		wc.OriginDomain = &d
+	}
 	return wc
 }
 

@@ -64,6 +64,12 @@ type WorkerConfig struct {
 	// statements of replicated objects ("CREATE DATABASE", "GRANT", ...;
 	// "*" for every statement). Default none: such a DDL stops the worker.
 	AllowDDL []string
+	// OriginDomain, set when the target is a master of a master-master
+	// topology, is the GTID domain of the master whose topic the worker
+	// applies: only transactions of that domain are applied (the others
+	// reached the target from their own master's topic), each once, under
+	// its origin GTID (the Target must be an OriginApplier). Default nil.
+	OriginDomain *uint32
 	// Epochs, when set, confirms every epoch record of a newer epoch before
 	// the worker takes it, and makes a message of a newer epoch without a
 	// record stop the worker. Default nil: records are taken as they come.

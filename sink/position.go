@@ -97,6 +97,12 @@ func (w *Worker) inTxn(ctx context.Context, msg Message, apply bool) error {
 			return err
 		}
 	}
+	if p.Row == 0 && w.cfg.OriginDomain != nil {
+		if err := w.admit(ctx, msg); err != nil {
+			return err
+		}
+	}
+	apply = apply && !w.cur.leftOut
 	w.done.st.Epoch = max(w.done.st.Epoch, p.Epoch)
 	w.cur.next = p.Row + 1
 	w.cur.d.add(msg.Sum, lenient)

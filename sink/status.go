@@ -20,10 +20,11 @@ const (
 	OffsetsSkipped                       // operator skips
 	TxnsAbandoned                        // partial transactions of an old master dropped
 	MessagesRefused                      // messages that failed the signature or trust checks
+	OtherOriginSkipped                   // master-master: transactions another master wrote, applied from its own topic
 )
 
 var counterNames = [...]string{"", "rows_applied", "txns_applied", "commits", "retries",
-	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned", "messages_refused"}
+	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned", "messages_refused", "other_origin_skipped"}
 
 func (c Counter) String() string {
 	if int(c) < len(counterNames) {

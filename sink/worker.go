@@ -85,6 +85,7 @@ type srcTxn struct {
 	epoch, seq uint64
 	next       uint64    // the next expected Row
 	d          txnDigest // of its messages so far
+	leftOut    bool      // master-master: not applied here (origin.go)
 }
 
 type txnKey struct{ epoch, seq uint64 }

@@ -21,6 +21,7 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	env := newCommand("config validate", "--config FILE [--check-grants]", "", stderr)
 	checkGrants := env.fs.Bool("check-grants", false, "connect to every mysql node as each account of the config and list what it lacks and has too much of")
+	env.wholeSet = true
 	cfg, _, err := env.setup(args[1:], nil)
 	if err != nil {
 		return err
@@ -30,7 +31,11 @@ func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// Every command that touches the topic would refuse to start.
 		return fmt.Errorf("config %s: %w", env.path, kc.SigningErr)
 	}
-	fmt.Fprintf(stdout, "%s: ok (cluster %s, master %s, replicas %v, topic %s)\n", env.path, cfg.Cluster, cfg.Master, cfg.Replicas, kc.Topic)
+	if cfg.MasterMaster() && env.master == "" {
+		fmt.Fprintf(stdout, "%s: ok (cluster %s, master-master: masters %v, each with a topic %s.<master>)\n", env.path, cfg.Cluster, cfg.Masters, kc.Topic)
+	} else {
+		fmt.Fprintf(stdout, "%s: ok (cluster %s, master %s, replicas %v, topic %s)\n", env.path, cfg.Cluster, cfg.Master, cfg.Replicas, kc.Topic)
+	}
 	if !*checkGrants {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/rs/zerolog"
@@ -20,8 +21,12 @@ import (
 type commandEnv struct {
 	fs     *flag.FlagSet
 	path   string    // --config
+	master string    // --master: one master's unit of a master-master topology
 	logs   *logFlags // nil: the command does not log
 	stderr io.Writer
+	// wholeSet lets the command run on a master-master config without
+	// --master (it looks at every master: status, config validate).
+	wholeSet bool
 }
 
 // newCommand makes a subcommand's flag set with --config; logLevel, when not
@@ -30,6 +35,7 @@ type commandEnv struct {
 func newCommand(name, synopsis, logLevel string, stderr io.Writer) *commandEnv {
 	env := &commandEnv{fs: newFlags(name, synopsis, stderr), stderr: stderr}
 	env.fs.StringVar(&env.path, "config", "", "configuration file (YAML)")
+	env.fs.StringVar(&env.master, "master", "", "master-master topology: the master whose unit (its reader, its topic and the sinks that apply it) to act on")
 	if logLevel != "" {
 		env.logs = &logFlags{}
 		env.logs.register(env.fs, logLevel)
@@ -51,11 +57,31 @@ func (e *commandEnv) setup(args []string, check func() error) (*config.Config, z
 		}
 	}
 	cfg, err := loadConfig(e.path)
+	if err == nil {
+		cfg, err = e.unit(cfg)
+	}
 	if err != nil || e.logs == nil {
 		return cfg, nop, err
 	}
 	log, err := e.logs.logger(e.stderr)
 	return cfg, log, err
+}
+
+// unit is the config the command acts on: in a master-master topology, the
+// unit of the master --master names.
+func (e *commandEnv) unit(cfg *config.Config) (*config.Config, error) {
+	switch {
+	case e.master != "":
+		c, err := cfg.ForMaster(e.master)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		return c, nil
+	case cfg.MasterMaster() && !e.wholeSet:
+		return nil, usageError("the config's topology is master-master: name the master whose unit to act on, --master %s (one of %s)",
+			cfg.Masters[0], strings.Join(cfg.Masters, ", "))
+	}
+	return cfg, nil
 }
 
 // requireFlag is a check that refuses an empty flag value with msg.

@@ -46,6 +46,11 @@ func setupService(ctx context.Context, name string, args []string, stderr io.Wri
 	if s.cfg, s.log, err = env.setup(args, nil); err != nil {
 		return nil, err
 	}
+	if s.cfg.MasterMaster() {
+		if err := service.CheckMasters(ctx, s.cfg, s.log); err != nil {
+			return nil, err
+		}
+	}
 	if s.pc, err = servicePublisherConfig(s.cfg, s.log); err != nil {
 		return nil, err
 	}

@@ -48,6 +48,9 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if cfg.MasterMaster() {
+		return usageError("promote: in a master-master topology every master takes writes already; there is no replica to promote (a read replica follows its master's topic)")
+	}
 	p := &failover.Promoter{Cfg: cfg, Kafka: cfg.ChangelogConfig(), Log: log, OnStep: func(s failover.Step) { printStep(stdout, s) }}
 	kind := "planned promotion"
 	if o.Force {

@@ -42,6 +42,9 @@ func runRejoin(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if cfg.MasterMaster() {
+		return usageError("rejoin: in a master-master topology a master that was down catches up by itself once its unit and the other masters' units run again")
+	}
 	r := &failover.Rejoiner{Cfg: cfg, Kafka: cfg.ChangelogConfig(), Log: log}
 	res, err := r.Rejoin(ctx, failover.RejoinOptions{Node: *node, LossFile: *lossFile, UndoLoss: *undo, ReadTimeout: *timeout})
 	if res != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,9 +22,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	env := newCommand("status", "--config FILE [--json] [--watch SECONDS]", "", stderr)
 	asJSON := env.fs.Bool("json", false, "print JSON instead of a table")
 	watch := env.fs.Float64("watch", 0, "print the status again every SECONDS, on a cleared terminal, until interrupted")
+	env.wholeSet = true
 	cfg, _, err := env.setup(args, nil)
 	if err != nil {
 		return err
+	}
+	if cfg.MasterMaster() && env.master == "" {
+		return printMasters(stdout, service.MastersStatus(ctx, cfg), *asJSON)
 	}
 	if *watch > 0 {
 		return watchStatus(ctx, stdout, time.Duration(*watch*float64(time.Second)), func() error {
@@ -201,4 +206,43 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printMasters prints where each master of a master-master topology is in
+// every other: up to which of the other's own transactions it has applied.
+func printMasters(w io.Writer, rep service.MastersReport, asJSON bool) error {
+	if asJSON {
+		return writeJSON(w, rep)
+	}
+	fmt.Fprintf(w, "master-master: %d masters. A row is a master; a column, up to which seq_no of that master's GTID domain it has applied (its own: its newest)\n", len(rep.Masters))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "master")
+	for _, m := range rep.Masters {
+		fmt.Fprintf(tw, "\t%s (domain %d)", m.Name, m.Domain)
+	}
+	fmt.Fprintln(tw)
+	for _, m := range rep.Masters {
+		fmt.Fprint(tw, m.Name)
+		if m.Error != "" {
+			fmt.Fprintf(tw, "\tunreachable: %s\n", m.Error)
+			continue
+		}
+		for _, o := range rep.Masters {
+			fmt.Fprintf(tw, "\t%s", masterCell(m, o))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// masterCell is how far m has applied o's own transactions.
+func masterCell(m, o service.MasterPosition) string {
+	if m.Name == o.Name {
+		return strconv.FormatUint(m.Own, 10)
+	}
+	cell := strconv.FormatUint(m.Applied[o.Name], 10)
+	if o.Error == "" && m.Applied[o.Name] < o.Own {
+		cell += fmt.Sprintf(" (%d behind)", o.Own-m.Applied[o.Name])
+	}
+	return cell
 }

@@ -40,6 +40,7 @@ var alreadyApplied = map[uint16]string{
 // passed. docs/DESIGN.md, "DDL on a MySQL target".
 func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint.State) error {
 	seq := ev.Pos.TxnSeq
+	origin := t.takeOrigin() // the statement's, not the checkpoint saves'
 	if t.onBookkeeping(ev) {
 		t.log.Warn().Stringer("position", ev.Pos).Str("schema", t.cfg.Schema).
 			Msg("not applying a DDL statement on the bookkeeping schema")
@@ -54,6 +55,12 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 		return fmt.Errorf("save ddl_pending: %w", err)
 	}
 	t.forgetTables() // keys, foreign keys or triggers may change
+	if err := t.sessionGTID(ctx, origin); err != nil {
+		return err
+	}
+	if err := t.binlogged(ctx, true); err != nil {
+		return err
+	}
 	if err := t.runDDL(ctx, ev, retry); err != nil {
 		// The statement failed: unless the connection broke (it may then
 		// have run), or a run before a restart cannot be ruled out, it did
@@ -66,6 +73,7 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 		}
 		return err
 	}
+	t.appliedOrigin(origin)
 	return t.saveAlone(ctx, st)
 }
 

@@ -56,6 +56,10 @@ type Config struct {
 	// cannot roll back (MyISAM, Aria, MEMORY, ...), with a warning, instead
 	// of stopping: their rows are not exactly-once (engine.go).
 	AllowNonTransactional bool
+	// OriginDomain, set on a master of a master-master topology, is the
+	// GTID domain of the master whose topic it applies: each transaction
+	// is applied under its origin GTID (origin.go).
+	OriginDomain *uint32
 }
 
 // execer is the one path every statement of the Target takes, so that tests
@@ -84,6 +88,8 @@ type Target struct {
 	readOnly       atomic.Int32
 	mariadb        bool
 	inTx           bool
+	origin         originState
+	txnOrigin      *gtid // the origin GTID of the open transaction
 
 	// saved is the checkpoint as last loaded or written; maxSeq the highest
 	// TxnSeq ever applied. Transactions at or below maxSeq are replays.
@@ -190,6 +196,9 @@ func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
 	if err := t.binInit(ctx, version); err != nil {
 		return checkpoint.State{}, false, err
 	}
+	if err := t.loadOrigin(ctx); err != nil {
+		return checkpoint.State{}, false, err
+	}
 	if err := t.prepare(ctx); err != nil {
 		return checkpoint.State{}, false, err
 	}
@@ -289,6 +298,16 @@ func (t *Target) prepare(ctx context.Context) error {
 // Begin starts a transaction on the apply connection.
 func (t *Target) Begin(ctx context.Context) error {
 	t.bootFresh = false
+	t.txnOrigin = t.takeOrigin()
+	if err := t.sessionGTID(ctx, t.txnOrigin); err != nil {
+		return err
+	}
+	// On a master of a master-master set, a transaction without an origin
+	// GTID holds only the checkpoint: left out of the binlog, it takes no
+	// GTID of the master's own domain, which counts its own writes.
+	if err := t.binlogged(ctx, t.cfg.OriginDomain == nil || t.txnOrigin != nil); err != nil {
+		return err
+	}
 	if _, err := t.ex.ExecContext(ctx, "BEGIN"); err != nil {
 		return err
 	}
@@ -308,6 +327,8 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 	}
 	t.saved = st
 	t.maxSeq = max(t.maxSeq, st.TxnSeq, st.MaxTxnSeq)
+	t.appliedOrigin(t.txnOrigin)
+	t.txnOrigin = nil
 	t.afterCommit(ctx)
 	return nil
 }
@@ -315,6 +336,7 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 // Rollback abandons the open transaction.
 func (t *Target) Rollback(ctx context.Context) error {
 	t.ending = t.ending[:0]
+	t.txnOrigin = nil
 	if !t.inTx || t.ex == nil {
 		return nil
 	}

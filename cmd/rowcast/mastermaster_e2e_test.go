@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rowcast/rowcast/internal/testenv"
+	"github.com/rowcast/rowcast/service"
+)
+
+// masterSet is three MariaDB nodes of the test's own (the stack's settings,
+// ports 120 above the stack's), set up as the masters of a master-master
+// topology: GTID domains 1 to 3, strict GTID mode, auto_increment offsets
+// of their own. The stack's nodes keep their single GTID domain.
+type masterSet struct {
+	names []string
+	addrs map[string]string
+	dbs   map[string]*sql.DB
+}
+
+func startMasterSet(t *testing.T) *masterSet {
+	t.Helper()
+	state := os.Getenv("ROWCAST_STATE_DIR")
+	if state == "" {
+		state = "../../.stack"
+	}
+	env := []string{"ROWCAST_STATE_DIR=" + filepath.Join(state, "master-master")}
+	s := &masterSet{names: []string{"db1", "db2", "db3"}, addrs: map[string]string{}, dbs: map[string]*sql.DB{}}
+	for _, n := range s.names {
+		base, _ := strconv.Atoi(strings.TrimPrefix(testenv.Addr(n)[strings.LastIndex(testenv.Addr(n), ":"):], ":"))
+		port := strconv.Itoa(base + 120)
+		env = append(env, "ROWCAST_"+strings.ToUpper(n)+"_PORT="+port)
+		s.addrs[n] = "127.0.0.1:" + port
+	}
+	for i, n := range s.names {
+		stackWith(t, env, "start", n)
+		t.Cleanup(func() { stackWith(t, env, "stop", n) })
+		s.admin(t, n, fmt.Sprintf("SET GLOBAL gtid_domain_id=%d, GLOBAL gtid_strict_mode=ON, GLOBAL auto_increment_increment=3, GLOBAL auto_increment_offset=%d, GLOBAL read_only=OFF", i+1, i+1))
+		// Opened after the global settings, so that every session has them.
+		db, err := sql.Open("mysql", "root@tcp("+s.addrs[n]+")/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		s.dbs[n] = db
+	}
+	return s
+}
+
+// admin runs statements on node in a session of their own (session
+// settings such as sql_log_bin=0 must not reach the pool the writers use).
+func (s *masterSet) admin(t *testing.T, node, q string) {
+	t.Helper()
+	db, err := sql.Open("mysql", "root@tcp("+s.addrs[node]+")/?multiStatements=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	mustExec(t, db, q)
+}
+
+func stackWith(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("../../scripts/stack", args...)
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/stack %v: %v\n%s", args, err, out)
+	}
+}
+
+func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// config writes a master-master config of the set replicating database.
+func (s *masterSet) config(t *testing.T, database, topic string, http map[string]string) string {
+	var nodes strings.Builder
+	for i, n := range s.names {
+		fmt.Fprintf(&nodes, "  - {name: %s, dsn: \"root@tcp(%s)/\", gtid_domain_id: %d, http: %q}\n", n, s.addrs[n], i+1, http[n])
+	}
+	text := fmt.Sprintf(`cluster: mm
+topology: master-master
+masters: [db1, db2, db3]
+nodes:
+%skafka:
+  brokers: [%q]
+  topic: %s
+source:
+  include: ['^%s\.']
+  heartbeat_interval: 1s
+  start: current
+  server_id: %d
+verify:
+  interval: "off"
+`, nodes.String(), testenv.Addr("kafka"), topic, database, 200000+time.Now().UnixNano()%(1<<29))
+	path := filepath.Join(t.TempDir(), "rowcast.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mmWriter inserts rows on one master (keys from its auto_increment
+// offset) and updates its own rows, counting what was acknowledged.
+type mmWriter struct {
+	node     string
+	db       *sql.DB
+	database string
+	mu       sync.Mutex
+	inserted map[int64]int // id -> last acknowledged value
+}
+
+// run writes until ctx ends; a statement in flight then ends normally, so
+// that what was acknowledged is known exactly.
+func (w *mmWriter) run(stop context.Context, wg *sync.WaitGroup) {
+	defer wg.Done()
+	ctx := context.Background()
+	var ids []int64
+	for i := 0; stop.Err() == nil; i++ {
+		if i%3 == 2 && len(ids) > 0 {
+			id := ids[i%len(ids)]
+			if _, err := w.db.ExecContext(ctx, "UPDATE `"+w.database+"`.t SET n = ? WHERE id = ?", i, id); err == nil {
+				w.mu.Lock()
+				w.inserted[id] = i
+				w.mu.Unlock()
+			}
+			continue
+		}
+		res, err := w.db.ExecContext(ctx, "INSERT INTO `"+w.database+"`.t (origin, n) VALUES (?, ?)", w.node, i)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		id, _ := res.LastInsertId()
+		ids = append(ids, id)
+		w.mu.Lock()
+		w.inserted[id] = i
+		w.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestDisruptiveMasterMasterDisjoint: three masters take writes at once on
+// keys of their own (auto_increment offsets) while each runs the unit of
+// its topic (`rowcast run --master`); the units are SIGKILLed and restarted
+// under load. Every acknowledged row ends on every master, the three are
+// equal, each holds every master's transactions exactly once (the same
+// GTID position in every domain: nothing came back to its origin, nothing
+// was applied twice), and `rowcast status` shows no master behind.
+func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
+	needDisruptive(t)
+	s := startMasterSet(t)
+	database := testenv.UniqueName(t, "mm")
+	topic := testenv.UniqueName(t, "rc")
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL) ENGINE=InnoDB")
+	}
+	http := map[string]string{}
+	for _, n := range s.names {
+		http[n] = freeAddr(t)
+	}
+	cfg := s.config(t, database, topic, http)
+	units := map[string]*proc{}
+	for _, n := range s.names {
+		units[n] = startMasterUnit(t, cfg, n)
+	}
+	for _, n := range s.names {
+		waitFor(t, 60*time.Second, "the first heartbeat in "+topic+"."+n, func() bool {
+			evs, _, err := readTopicFrom(topic+"."+n, 0)
+			return err == nil && len(evs) > 0
+		})
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	writers := map[string]*mmWriter{}
+	for _, n := range s.names {
+		writers[n] = &mmWriter{node: n, db: s.dbs[n], database: database, inserted: map[int64]int{}}
+		wg.Add(1)
+		go writers[n].run(ctx, &wg)
+	}
+	// SIGKILL each unit in turn under load, and start it again.
+	for _, n := range s.names {
+		time.Sleep(3 * time.Second)
+		units[n].kill(t)
+		time.Sleep(time.Second)
+		units[n] = startMasterUnit(t, cfg, n)
+	}
+	time.Sleep(3 * time.Second)
+	stop()
+	wg.Wait()
+	for n, p := range units {
+		dumpOnFailure(t, []string{"unit " + n}, p)
+	}
+
+	want := map[int64]int{}
+	for _, w := range writers {
+		for id, v := range w.inserted {
+			want[id] = v
+		}
+		t.Logf("%s: %d rows acknowledged", w.node, len(w.inserted))
+	}
+	for _, n := range s.names {
+		waitMasterHolds(t, s.dbs[n], n, database, want)
+	}
+	checkOnceEverywhere(t, s)
+	waitFor(t, 30*time.Second, "rowcast status to show every master caught up", func() bool {
+		out := mustRowcast(t, "status", "--config", cfg, "--json")
+		var rep service.MastersReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		for _, m := range rep.Masters {
+			for _, o := range rep.Masters {
+				if m.Error != "" || o.Own == 0 || (m.Name != o.Name && m.Applied[o.Name] != o.Own) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("rowcast status:\n%s", mustRowcast(t, "status", "--config", cfg))
+}
+
+// startMasterUnit starts `rowcast run --master node`.
+func startMasterUnit(t *testing.T, cfg, node string) *proc {
+	t.Helper()
+	return startRowcast(t, "run", "--config", cfg, "--master", node)
+}
+
+// waitMasterHolds waits until the master's table holds exactly the rows
+// acknowledged anywhere, with their last acknowledged values.
+func waitMasterHolds(t *testing.T, db *sql.DB, node, database string, want map[int64]int) {
+	t.Helper()
+	var last string
+	ok := func() bool {
+		rows, err := db.Query("SELECT id, n FROM `" + database + "`.t")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer rows.Close()
+		got := map[int64]int{}
+		for rows.Next() {
+			var id int64
+			var n int
+			rows.Scan(&id, &n)
+			got[id] = n
+		}
+		missing, wrong := 0, 0
+		for id, v := range want {
+			g, ok := got[id]
+			switch {
+			case !ok:
+				missing++
+			case g != v:
+				wrong++
+			}
+		}
+		last = fmt.Sprintf("%d rows, %d acknowledged rows missing, %d with another value, %d not acknowledged", len(got), missing, wrong, len(got)-len(want)+missing)
+		return missing == 0 && wrong == 0
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s", node, last)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("%s: %s", node, last)
+}
+
+// checkOnceEverywhere: in every master's binlog, every other master's
+// GTID domain stands at the same seq_no, no further than its origin's: each
+// transaction was applied once on every other master, under its origin
+// GTID, and none came back to its origin (its bookkeeping, which is never
+// published, is the origin's own further seq_nos).
+func checkOnceEverywhere(t *testing.T, s *masterSet) {
+	t.Helper()
+	pos := map[string]map[string]uint64{} // node -> domain -> seq
+	for _, n := range s.names {
+		var p string
+		if err := s.dbs[n].QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: gtid_binlog_pos %s", n, p)
+		pos[n] = map[string]uint64{}
+		for _, g := range strings.Split(p, ",") {
+			parts := strings.Split(g, "-")
+			seq, _ := strconv.ParseUint(parts[2], 10, 64)
+			pos[n][parts[0]] = seq
+		}
+	}
+	for i, origin := range s.names {
+		domain := strconv.Itoa(i + 1)
+		var seen uint64
+		for _, n := range s.names {
+			if n == origin {
+				continue
+			}
+			if seen != 0 && pos[n][domain] != seen || pos[n][domain] > pos[origin][domain] || pos[n][domain] == 0 {
+				t.Errorf("domain %s (%s's): %s holds %d, %s %d, the other %d", domain, origin, n, pos[n][domain], origin, pos[origin][domain], seen)
+			}
+			seen = pos[n][domain]
+		}
+	}
+}

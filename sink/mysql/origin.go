@@ -1,0 +1,166 @@
+package mysql
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/rowcast/rowcast/internal/mysqlerr"
+)
+
+// Origin GTIDs, for a master of a master-master topology: the worker that
+// applies another master's topic here applies each of that master's own
+// transactions under the GTID it had there (domain, server_id, seq_no), so
+// that this master's binlog tells them from its own writes and no sink of
+// this master's topic sends them back. Only that worker writes the origin's
+// domain here, so the highest seq_no of the domain in this binlog is the
+// last transaction applied from it: anything at or below it is a duplicate.
+
+// gtid is a MariaDB GTID, domain-server_id-seq_no.
+type gtid struct {
+	domain, server uint32
+	seq            uint64
+}
+
+func (g gtid) String() string { return fmt.Sprintf("%d-%d-%d", g.domain, g.server, g.seq) }
+
+// parseGTID parses a MariaDB GTID.
+func parseGTID(s string) (gtid, error) {
+	parts := strings.Split(s, "-")
+	if len(parts) != 3 {
+		return gtid{}, fmt.Errorf("%q is not a MariaDB GTID (domain-server_id-seq_no)", s)
+	}
+	d, err1 := strconv.ParseUint(parts[0], 10, 32)
+	sv, err2 := strconv.ParseUint(parts[1], 10, 32)
+	n, err3 := strconv.ParseUint(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return gtid{}, fmt.Errorf("%q is not a MariaDB GTID (domain-server_id-seq_no)", s)
+	}
+	return gtid{uint32(d), uint32(sv), n}, nil
+}
+
+// domainSeq is the seq_no of domain in a GTID position ("0-1-5,7-3-9"), 0
+// when the position has none.
+func domainSeq(pos string, domain uint32) (uint64, error) {
+	for _, p := range strings.Split(strings.ReplaceAll(pos, "\n", ""), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		g, err := parseGTID(p)
+		if err != nil {
+			return 0, err
+		}
+		if g.domain == domain {
+			return g.seq, nil
+		}
+	}
+	return 0, nil
+}
+
+// originState is what the Target knows of the origin's transactions.
+type originState struct {
+	applied  uint64 // highest seq_no of the origin's domain in the binlog
+	next     *gtid  // the GTID the next transaction is applied under
+	session  bool   // the session carries an origin's domain and server_id
+	unlogged bool   // the session's sql_log_bin is 0
+}
+
+// loadOrigin reads how far the replica's binlog holds the origin's domain,
+// at Open. The replica must be MariaDB with a domain of its own.
+func (t *Target) loadOrigin(ctx context.Context) error {
+	if t.cfg.OriginDomain == nil {
+		return nil
+	}
+	domain := *t.cfg.OriginDomain
+	if !t.mariadb {
+		return fmt.Errorf("master-master topology: %s is not MariaDB; applying under origin GTIDs needs MariaDB's gtid_domain_id (MySQL masters are not supported yet)", t.cfg.Node)
+	}
+	var own uint32
+	var pos string
+	if err := t.ex.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_domain_id, @@GLOBAL.gtid_binlog_pos").Scan(&own, &pos); err != nil {
+		return fmt.Errorf("read the GTID domain and position of %s: %w", t.cfg.Node, err)
+	}
+	if own == domain {
+		return fmt.Errorf("master-master topology: %s has gtid_domain_id %d, the domain of the master whose topic it applies: give each master its own (SET GLOBAL gtid_domain_id=N and gtid_domain_id=N in its my.cnf, as nodes[].gtid_domain_id says)", t.cfg.Node, own)
+	}
+	seq, err := domainSeq(pos, domain)
+	if err != nil {
+		return fmt.Errorf("gtid_binlog_pos of %s: %w", t.cfg.Node, err)
+	}
+	t.origin = originState{applied: seq}
+	return nil
+}
+
+// Executed reports whether the replica's binlog holds the transaction with
+// this GTID already (a duplicate after a crash or a replay).
+func (t *Target) Executed(_ context.Context, s string) (bool, error) {
+	g, err := parseGTID(s)
+	if err != nil {
+		return false, err
+	}
+	return g.seq <= t.origin.applied, nil
+}
+
+// ApplyAs makes the next transaction the Target begins carry GTID s.
+func (t *Target) ApplyAs(s string) error {
+	g, err := parseGTID(s)
+	if err != nil {
+		return err
+	}
+	t.origin.next = &g
+	return nil
+}
+
+// takeOrigin hands out the pending origin GTID, if any.
+func (t *Target) takeOrigin() *gtid {
+	g := t.origin.next
+	t.origin.next = nil
+	return g
+}
+
+// sessionGTID sets the session so that the next transaction is binlogged
+// under g, or, g nil, under the replica's own domain and server_id again.
+func (t *Target) sessionGTID(ctx context.Context, g *gtid) error {
+	var stmts []string
+	switch {
+	case g != nil:
+		stmts = []string{fmt.Sprintf("SET SESSION gtid_domain_id=%d, SESSION server_id=%d", g.domain, g.server),
+			fmt.Sprintf("SET SESSION gtid_seq_no=%d", g.seq)}
+	case t.origin.session:
+		stmts = []string{"SET SESSION gtid_domain_id=@@GLOBAL.gtid_domain_id, SESSION server_id=@@GLOBAL.server_id"}
+	}
+	for _, q := range stmts {
+		if _, err := t.ex.ExecContext(ctx, q); err != nil {
+			if mysqlerr.Is(err, erGTIDStrictOutOfOrder) {
+				return fmt.Errorf("%s: the replica's binlog holds a later transaction of that domain (a transaction of the origin master written here directly?): %w", q, err)
+			}
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	t.origin.session = g != nil
+	return nil
+}
+
+// binlogged turns the session's binary logging on or off, when it changes.
+func (t *Target) binlogged(ctx context.Context, on bool) error {
+	if t.origin.unlogged == !on {
+		return nil
+	}
+	q := "SET SESSION sql_log_bin=" + map[bool]string{true: "1", false: "0"}[on]
+	if _, err := t.ex.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("%s on %s (a master of a master-master set keeps its checkpoint-only commits out of its binlog; the sink's user needs the privilege to): %w", q, t.cfg.Node, err)
+	}
+	t.origin.unlogged = !on
+	return nil
+}
+
+// erGTIDStrictOutOfOrder is MariaDB's ER_GTID_STRICT_OUT_OF_ORDER.
+const erGTIDStrictOutOfOrder = 1950
+
+// appliedOrigin records that the transaction under g committed.
+func (t *Target) appliedOrigin(g *gtid) {
+	if g != nil {
+		t.origin.applied = max(t.origin.applied, g.seq)
+	}
+}
