@@ -11,16 +11,16 @@ type Counter uint8
 // Worker counters. Rows, transactions and skips are counted when their target
 // transaction commits, so a rolled-back and re-applied transaction counts once.
 const (
-	RowsApplied       Counter = iota + 1 // row events applied
-	TxnsApplied                          // source transactions applied (DDL included)
-	Commits                              // target commits
-	Retries                              // transient failures retried
-	OldEpochIgnored                      // in-transaction messages of an older epoch
-	DuplicatesSkipped                    // messages already applied, or of an abandoned transaction
-	OffsetsSkipped                       // operator skips
-	TxnsAbandoned                        // partial transactions of an old master dropped
-	MessagesRefused                      // messages that failed the signature or trust checks
-	OtherOriginSkipped                   // master-master: transactions another master wrote, applied from its own topic
+	RowsApplied        Counter = iota + 1 // row events applied
+	TxnsApplied                           // source transactions applied (DDL included)
+	Commits                               // target commits
+	Retries                               // transient failures retried
+	OldEpochIgnored                       // in-transaction messages of an older epoch
+	DuplicatesSkipped                     // messages already applied, or of an abandoned transaction
+	OffsetsSkipped                        // operator skips
+	TxnsAbandoned                         // partial transactions of an old master dropped
+	MessagesRefused                       // messages that failed the signature or trust checks
+	OtherOriginSkipped                    // master-master: transactions another master wrote, applied from its own topic
 )
 
 var counterNames = [...]string{"", "rows_applied", "txns_applied", "commits", "retries",
