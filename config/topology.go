@@ -149,7 +149,13 @@ func (c *Config) validateMasters(add addFunc) {
 
 func (c *Config) validateReadReplicas(add addFunc) {
 	owner := map[string]string{}
-	for m, rs := range c.ReadReplicas {
+	keys := make([]string, 0, len(c.ReadReplicas))
+	for m := range c.ReadReplicas {
+		keys = append(keys, m)
+	}
+	slices.Sort(keys) // problems in a stable order
+	for _, m := range keys {
+		rs := c.ReadReplicas[m]
 		if !slices.Contains(c.Masters, m) {
 			add("read_replicas: %q is not one of masters (%s)", m, strings.Join(c.Masters, ", "))
 		}
