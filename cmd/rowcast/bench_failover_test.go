@@ -76,7 +76,7 @@ func TestBenchFailover(t *testing.T) {
 
 	report := benchReport(b.results, rounds, unreachable, b.load.commits, b.haproxy)
 	t.Log("\n" + report)
-	writeBenchReport(t, report, b.haproxy)
+	writeBenchReport(t, report, benchTitle(b.haproxy))
 	for _, s := range b.sinks {
 		s.cmd.Process.Signal(os.Interrupt)
 	}
@@ -237,14 +237,14 @@ func (b *failoverBench) stopped(node string) {
 
 // writeBenchReport writes the report to ROWCAST_BENCH_OUT and adds it to
 // ROWCAST_BENCH_DOC, when they are set.
-func writeBenchReport(t *testing.T, report string, haproxy bool) {
+func writeBenchReport(t *testing.T, report, title string) {
 	if p := os.Getenv("ROWCAST_BENCH_OUT"); p != "" {
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if p := os.Getenv("ROWCAST_BENCH_DOC"); p != "" {
-		if err := addBenchSection(p, report, haproxy); err != nil {
+		if err := addBenchSection(p, report, title); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -367,15 +367,15 @@ func benchTitle(haproxy bool) string {
 	return "### `scripts/bench failover`"
 }
 
-// addBenchSection appends section to the doc, replacing a section of the
-// same benchmark and day.
-func addBenchSection(path, section string, haproxy bool) error {
+// addBenchSection appends section, headed title, to the doc, replacing a
+// section of the same title and day.
+func addBenchSection(path, section, title string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	doc := string(b)
-	day := benchTitle(haproxy) + ", " + time.Now().UTC().Format("2006-01-02")
+	day := title + ", " + time.Now().UTC().Format("2006-01-02")
 	if i := strings.Index(doc, day); i >= 0 {
 		rest := doc[i+len(day):]
 		end := len(doc)

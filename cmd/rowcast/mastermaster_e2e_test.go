@@ -28,14 +28,14 @@ type masterSet struct {
 	dbs   map[string]*sql.DB
 }
 
-func startMasterSet(t *testing.T) *masterSet {
+func startMasterSet(t *testing.T, names ...string) *masterSet {
 	t.Helper()
 	state := os.Getenv("ROWCAST_STATE_DIR")
 	if state == "" {
 		state = "../../.stack"
 	}
 	env := []string{"ROWCAST_STATE_DIR=" + filepath.Join(state, "master-master")}
-	s := &masterSet{names: []string{"db1", "db2", "db3"}, addrs: map[string]string{}, dbs: map[string]*sql.DB{}}
+	s := &masterSet{names: names, addrs: map[string]string{}, dbs: map[string]*sql.DB{}}
 	for _, n := range s.names {
 		base, _ := strconv.Atoi(strings.TrimPrefix(testenv.Addr(n)[strings.LastIndex(testenv.Addr(n), ":"):], ":"))
 		port := strconv.Itoa(base + 120)
@@ -45,7 +45,7 @@ func startMasterSet(t *testing.T) *masterSet {
 	for i, n := range s.names {
 		stackWith(t, env, "start", n)
 		t.Cleanup(func() { stackWith(t, env, "stop", n) })
-		s.admin(t, n, fmt.Sprintf("SET GLOBAL gtid_domain_id=%d, GLOBAL gtid_strict_mode=ON, GLOBAL auto_increment_increment=3, GLOBAL auto_increment_offset=%d, GLOBAL read_only=OFF", i+1, i+1))
+		s.admin(t, n, fmt.Sprintf("SET GLOBAL gtid_domain_id=%d, GLOBAL gtid_strict_mode=ON, GLOBAL auto_increment_increment=%d, GLOBAL auto_increment_offset=%d, GLOBAL read_only=OFF", i+1, len(names), i+1))
 		// Opened after the global settings, so that every session has them.
 		db, err := sql.Open("mysql", "root@tcp("+s.addrs[n]+")/")
 		if err != nil {
@@ -94,7 +94,7 @@ func (s *masterSet) config(t *testing.T, database, topic string, http map[string
 	}
 	text := fmt.Sprintf(`cluster: mm
 topology: master-master
-masters: [db1, db2, db3]
+masters: [%s]
 nodes:
 %skafka:
   brokers: [%q]
@@ -106,7 +106,7 @@ source:
   server_id: %d
 verify:
   interval: "off"
-`, nodes.String(), testenv.Addr("kafka"), topic, database, 200000+time.Now().UnixNano()%(1<<29))
+`, strings.Join(s.names, ", "), nodes.String(), testenv.Addr("kafka"), topic, database, 200000+time.Now().UnixNano()%(1<<29))
 	path := filepath.Join(t.TempDir(), "rowcast.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func (w *mmWriter) run(stop context.Context, wg *sync.WaitGroup) {
 // was applied twice), and `rowcast status` shows no master behind.
 func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 	needDisruptive(t)
-	s := startMasterSet(t)
+	s := startMasterSet(t, "db1", "db2", "db3")
 	database := testenv.UniqueName(t, "mm")
 	topic := testenv.UniqueName(t, "rc")
 	for _, n := range s.names {
@@ -193,10 +193,14 @@ func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 		wg.Add(1)
 		go writers[n].run(ctx, &wg)
 	}
-	// SIGKILL each unit in turn under load, and start it again.
-	for _, n := range s.names {
+	// SIGKILL each unit in turn under load, and start it again; a DDL on
+	// db2 meanwhile.
+	for i, n := range s.names {
 		time.Sleep(3 * time.Second)
 		units[n].kill(t)
+		if i == 1 {
+			mustExec(t, s.dbs["db2"], "ALTER TABLE `"+database+"`.t ADD COLUMN note VARCHAR(16) NULL")
+		}
 		time.Sleep(time.Second)
 		units[n] = startMasterUnit(t, cfg, n)
 	}
@@ -234,6 +238,10 @@ func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 		return true
 	})
 	t.Logf("rowcast status:\n%s", mustRowcast(t, "status", "--config", cfg))
+	for _, pair := range [][2]string{{"db1", "db2"}, {"db1", "db3"}, {"db2", "db3"}} {
+		out := mustRowcast(t, "verify", "--config", cfg, "--master", pair[0], "--replica", pair[1], "--tables", database+".t")
+		t.Logf("verify --master %s --replica %s:\n%s", pair[0], pair[1], out)
+	}
 }
 
 // startMasterUnit starts `rowcast run --master node`.
