@@ -369,7 +369,12 @@ func runWorker(ctx context.Context, cfg *config.Config, replica string, w *sink.
 		defer close(watched)
 		watchSink(wctx, cfg, replica, w, health, m)
 	}()
-	if n, _ := cfg.Node(replica); cfg.Verify.Interval.On() && n.Kind == config.KindMySQL {
+	// Another master of a master-master set also takes writes from the
+	// other masters' topics, which this topic's checkpoint does not track:
+	// continuous verification would see their changes in flight as
+	// differences. `rowcast verify --master` compares two masters at rest.
+	_, peer := cfg.OriginDomain(replica)
+	if n, _ := cfg.Node(replica); cfg.Verify.Interval.On() && n.Kind == config.KindMySQL && !peer {
 		go verifyContinuously(wctx, cfg, replica, log, m)
 	}
 	err := w.Run(ctx)
