@@ -99,13 +99,7 @@ type failoverBench struct {
 // pipeline service, and sends the clients to its write port only: the
 // downtime is what an application behind it sees.
 func (b *failoverBench) throughHAProxy() {
-	t, e := b.t, b.e
-	waitCheckpoints(t, e.topic, "db2", "db3")
-	h := startHAProxy(t, e.http)
-	waitFor(t, 10*time.Second, "the write port on db1", func() bool { return nodeBehind(h.write) == "db1" })
-	b.load = newTransferLoad(e, 100, "db1")
-	b.load.nodes = []string{"haproxy"}
-	b.load.dbs["haproxy"] = e.appDBAt(h.write)
+	_, b.load = loadThroughHAProxy(b.t, b.e, 100)
 	b.haproxy = true
 }
 

@@ -189,6 +189,21 @@ func TestRoutingChecksAndHAProxy(t *testing.T) {
 	}
 }
 
+// loadThroughHAProxy starts the shipped HAProxy config, checking against
+// e's pipeline service, waits for its write port to reach db1, and returns
+// it with a transfer load that writes through that port only and logs
+// every commit.
+func loadThroughHAProxy(t *testing.T, e *failoverEnv, accounts int) (*haproxy, *transferLoad) {
+	t.Helper()
+	waitCheckpoints(t, e.topic, "db2", "db3")
+	h := startHAProxy(t, e.http)
+	waitFor(t, 10*time.Second, "the write port on db1", func() bool { return nodeBehind(h.write) == "db1" })
+	load := newTransferLoad(e, accounts, "db1")
+	load.log, load.nodes = &[]commitAt{}, []string{"haproxy"}
+	load.dbs["haproxy"] = e.appDBAt(h.write)
+	return h, load
+}
+
 // appDBAt opens the application user at addr (a HAProxy port).
 func (e *failoverEnv) appDBAt(addr string) *sql.DB {
 	c := mysql.NewConfig()
@@ -225,13 +240,7 @@ func TestDisruptiveHAProxySwitchover(t *testing.T) {
 	needDisruptive(t)
 	e := newFailoverEnv(t, "")
 	e.start()
-	waitCheckpoints(t, e.topic, "db2", "db3")
-	h := startHAProxy(t, e.http)
-	waitFor(t, 10*time.Second, "the write port on db1", func() bool { return nodeBehind(h.write) == "db1" })
-	load := newTransferLoad(e, 50, "db1")
-	var commits []commitAt
-	load.log, load.nodes = &commits, []string{"haproxy"}
-	load.dbs["haproxy"] = e.appDBAt(h.write)
+	h, load := loadThroughHAProxy(t, e, 50)
 
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -250,12 +259,12 @@ func TestDisruptiveHAProxySwitchover(t *testing.T) {
 	wg.Wait()
 
 	load.mu.Lock()
-	gap, end := longestGap(commits)
-	n := len(commits)
+	gap, end := longestGap(*load.log)
+	n := len(*load.log)
 	load.mu.Unlock()
 	t.Logf("%d transfers through the write port (%d with an unknown outcome); write downtime %s (the longest time without a commit, ended %s)",
 		n, len(load.unknown), gap.Round(time.Millisecond), end.Format("15:04:05.000"))
-	if n == 0 || !commits[n-1].at.After(promoted) {
+	if n == 0 || !(*load.log)[n-1].at.After(promoted) {
 		t.Fatal("no transfer committed through the write port after the promotion")
 	}
 	if gap > 5*time.Second {
@@ -281,13 +290,7 @@ func TestDisruptiveHAProxyFailover(t *testing.T) {
 		}
 	})
 	_, sink2, sink3 := e.start()
-	waitCheckpoints(t, e.topic, "db2", "db3")
-	h := startHAProxy(t, e.http)
-	waitFor(t, 10*time.Second, "the write port on db1", func() bool { return nodeBehind(h.write) == "db1" })
-	load := newTransferLoad(e, 50, "db1")
-	var commits []commitAt
-	load.log, load.nodes = &commits, []string{"haproxy"}
-	load.dbs["haproxy"] = e.appDBAt(h.write)
+	h, load := loadThroughHAProxy(t, e, 50)
 
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -309,8 +312,8 @@ func TestDisruptiveHAProxyFailover(t *testing.T) {
 		t.Fatalf("the write port reaches %q, the master is %s", got, newMaster)
 	}
 	load.mu.Lock()
-	gap, end := longestGap(commits)
-	n := len(commits)
+	gap, end := longestGap(*load.log)
+	n := len(*load.log)
 	load.mu.Unlock()
 	t.Logf("%d transfers through the write port (%d with an unknown outcome); %s accepted writes %v after the SIGKILL; write downtime %s (the longest time without a commit, ended %s)",
 		n, len(load.unknown), newMaster, first.Sub(killed).Round(time.Millisecond), gap.Round(time.Millisecond), end.Format("15:04:05.000"))
