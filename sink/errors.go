@@ -27,6 +27,10 @@ var (
 	// no row where the master had one: the replica has diverged. Native MySQL
 	// replication stops the same way ("Can't find record", 1032).
 	ErrRowMissing = errors.New("row not found on the replica")
+	// ErrConflict is returned by a Target on a master of a master-master
+	// set when another master's row change does not apply to the row as
+	// that master saw it: both changed the row concurrently.
+	ErrConflict = errors.New("master-master conflict")
 	// ErrGap marks a changelog that skips positions: messages are missing.
 	ErrGap = errors.New("position gap in the changelog")
 	// ErrTxnRolledBack is returned by a Target when the server rolled back
@@ -137,7 +141,7 @@ func Classify(err error) Class {
 	case errors.As(err, &te):
 		return Transient
 	case errors.Is(err, pipeline.ErrMalformed), errors.Is(err, pipeline.ErrUnsupported),
-		errors.Is(err, ErrRowMissing), errors.Is(err, ErrGap), errors.Is(err, context.Canceled):
+		errors.Is(err, ErrRowMissing), errors.Is(err, ErrGap), errors.Is(err, context.Canceled), errors.Is(err, ErrConflict):
 		return Human
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn), errors.Is(err, sql.ErrConnDone),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
@@ -164,6 +168,8 @@ func Advice(err error) string {
 		return advice[code]
 	case errors.Is(err, pipeline.ErrMalformed):
 		return "find what wrote this message (another producer? a newer rowcast?); to go on without it, skip its offset explicitly (it is recorded)"
+	case errors.Is(err, ErrConflict):
+		return "two masters changed this row at about the same time (recorded in the bookkeeping schema's conflicts table; `rowcast conflicts` lists them): make the row what it should be on every master, then skip this offset (`rowcast sink --master M --replica R --skip-offset N`) or restart once the row here equals the before image (docs/MASTER-MASTER.md)"
 	case errors.Is(err, ErrRowMissing):
 		return "the replica has diverged from the master (written outside rowcast, or seeded at another position): re-seed the table or the replica"
 	case errors.Is(err, ErrGap):
@@ -250,6 +256,8 @@ func errorKind(err error) string {
 		return "gap"
 	case errors.Is(err, ErrRowMissing):
 		return "row_missing"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
 	case errors.Is(err, ErrDDLRefused):
 		return "ddl_refused"
 	case errors.Is(err, ErrDuplicateDiffers):

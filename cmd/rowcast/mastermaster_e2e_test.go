@@ -174,16 +174,7 @@ func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 		http[n] = freeAddr(t)
 	}
 	cfg := s.config(t, database, topic, http)
-	units := map[string]*proc{}
-	for _, n := range s.names {
-		units[n] = startMasterUnit(t, cfg, n)
-	}
-	for _, n := range s.names {
-		waitFor(t, 60*time.Second, "the first heartbeat in "+topic+"."+n, func() bool {
-			evs, _, err := readTopicFrom(topic+"."+n, 0)
-			return err == nil && len(evs) > 0
-		})
-	}
+	units := s.startUnits(t, cfg, topic)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
@@ -242,6 +233,24 @@ func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 		out := mustRowcast(t, "verify", "--config", cfg, "--master", pair[0], "--replica", pair[1], "--tables", database+".t")
 		t.Logf("verify --master %s --replica %s:\n%s", pair[0], pair[1], out)
 	}
+}
+
+// startUnits starts every master's unit and waits until each has published
+// (its first heartbeat): a reader that starts at the master's current
+// position then has every later write.
+func (s *masterSet) startUnits(t *testing.T, cfg, topic string) map[string]*proc {
+	t.Helper()
+	units := map[string]*proc{}
+	for _, n := range s.names {
+		units[n] = startMasterUnit(t, cfg, n)
+	}
+	for _, n := range s.names {
+		waitFor(t, 60*time.Second, "the first heartbeat in "+topic+"."+n, func() bool {
+			evs, _, err := readTopicFrom(topic+"."+n, 0)
+			return err == nil && len(evs) > 0
+		})
+	}
+	return units
 }
 
 // startMasterUnit starts `rowcast run --master node`.
@@ -326,4 +335,68 @@ func checkOnceEverywhere(t *testing.T, s *masterSet) {
 			seen = pos[n][domain]
 		}
 	}
+}
+
+// TestDisruptiveMasterMasterConflict: with both units stopped, two masters
+// update the same row; started again, each master's sink of the other's
+// topic finds the row it would change already changed: it records the
+// conflict with both versions and stops (policy stop), leaving each row as
+// its master wrote it rather than overwriting it, and `rowcast conflicts`
+// lists both.
+func TestDisruptiveMasterMasterConflict(t *testing.T) {
+	needDisruptive(t)
+	s := startMasterSet(t, "db1", "db2")
+	database := testenv.UniqueName(t, "mm")
+	topic := testenv.UniqueName(t, "rc")
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id INT NOT NULL PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB")
+	}
+	cfg := s.config(t, database, topic, map[string]string{})
+	units := s.startUnits(t, cfg, topic)
+	mustExec(t, s.dbs["db1"], "INSERT INTO `"+database+"`.t VALUES (1, 0)")
+	waitMasterHolds(t, s.dbs["db2"], "db2", database, map[int64]int{1: 0})
+	for _, p := range units {
+		p.stop(t)
+	}
+	mustExec(t, s.dbs["db1"], "UPDATE `"+database+"`.t SET n = 1 WHERE id = 1")
+	mustExec(t, s.dbs["db2"], "UPDATE `"+database+"`.t SET n = 2 WHERE id = 1")
+	mustExec(t, s.dbs["db1"], "INSERT INTO `"+database+"`.t VALUES (10, 10)")
+	for _, n := range s.names {
+		units[n] = startMasterUnit(t, cfg, n)
+		dumpOnFailure(t, []string{"unit " + n}, units[n])
+	}
+	var rep service.ConflictsReport
+	waitFor(t, time.Minute, "both conflicts recorded", func() bool {
+		out := mustRowcast(t, "conflicts", "--config", cfg, "--json")
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("conflicts --json: %v\n%s", err, out)
+		}
+		return len(rep.Conflicts) == 2
+	})
+	for _, c := range rep.Conflicts {
+		other := map[string]string{"db1": "db2", "db2": "db1"}[c.Node]
+		if c.Table != database+".t" || c.Key != "(id=1)" || c.Op != "update" || c.Policy != "stop" || c.Topic != topic+"."+other ||
+			!strings.Contains(c.Incoming, "n=0") || !strings.Contains(c.Current, "n=") {
+			t.Errorf("conflict on %s: %+v", c.Node, c)
+		}
+	}
+	for n, p := range units {
+		waitFor(t, 30*time.Second, n+"'s unit to report the stopped sink", func() bool {
+			return strings.Contains(p.out.String(), "master-master conflict")
+		})
+	}
+	// Nothing overwritten, and nothing after the conflict applied.
+	want := map[string]int{"db1": 1, "db2": 2}
+	for _, n := range s.names {
+		var v int
+		if err := s.dbs[n].QueryRow("SELECT n FROM `" + database + "`.t WHERE id = 1").Scan(&v); err != nil || v != want[n] {
+			t.Errorf("%s: row 1 has n=%d (%v), want %d as its master wrote it", n, v, err, want[n])
+		}
+	}
+	var later int
+	s.dbs["db2"].QueryRow("SELECT COUNT(*) FROM `" + database + "`.t WHERE id = 10").Scan(&later)
+	if later != 0 {
+		t.Error("db2 applied db1's insert that came after the conflicting update")
+	}
+	t.Logf("rowcast conflicts:\n%s", mustRowcast(t, "conflicts", "--config", cfg))
 }

@@ -20,6 +20,11 @@ func (t *Target) applyRows(ctx context.Context, rows []*pipeline.Event, lenient 
 	if err := t.checkRows(ctx, rows); err != nil {
 		return err
 	}
+	if t.cfg.OriginDomain != nil && len(rows) > 0 {
+		if err := t.checkConflicts(ctx, rows); err != nil {
+			return err
+		}
+	}
 	for len(rows) > 0 {
 		i := firstBigUpsert(rows)
 		if err := t.applyRun(ctx, rows[:i], lenient); err != nil || i == len(rows) {
