@@ -54,10 +54,10 @@ type SinkMetrics struct {
 func NewSinkMetrics(reg prometheus.Registerer, kafka *Metrics) *SinkMetrics {
 	m := &SinkMetrics{
 		counters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowcast_sink_total",
-			Help: "Sink worker counters: rows_applied, txns_applied, commits, retries, old_epoch_ignored, duplicates_skipped, offsets_skipped, txns_abandoned, messages_refused."},
+			Help: "Sink worker counters: rows_applied, txns_applied, commits, retries, old_epoch_ignored, duplicates_skipped, offsets_skipped, txns_abandoned, messages_refused, other_origin_skipped (master-master)."},
 			[]string{"replica", "counter"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rowcast_sink_errors_total",
-			Help: "Sink worker errors by kind (transient, malformed, gap, row_missing, target)."}, []string{"replica", "kind"}),
+			Help: "Sink worker errors by kind (transient, malformed, gap, row_missing, conflict, target, ...)."}, []string{"replica", "kind"}),
 		offset: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rowcast_sink_applied_offset",
 			Help: "Last topic offset applied and committed on the replica."}, []string{"replica"}),
 		lagSec: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rowcast_sink_lag_seconds",
