@@ -30,6 +30,9 @@ func (t *Target) applyRows(ctx context.Context, rows []*pipeline.Event, lenient 
 		if err := t.applyRun(ctx, rows[:i], lenient); err != nil || i == len(rows) {
 			return err
 		}
+		if err := t.checkSQLInserts(ctx, rows[i:i+1]); err != nil {
+			return err
+		}
 		if err := t.bigUpsert(ctx, rows[i], lenient); err != nil {
 			return err
 		}

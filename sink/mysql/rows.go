@@ -52,6 +52,9 @@ func (t *Target) applyRun(ctx context.Context, rows []*pipeline.Event, lenient b
 	if err != nil || len(rows) == 0 {
 		return err
 	}
+	if err := t.checkSQLInserts(ctx, rows); err != nil {
+		return err
+	}
 	if rows[0].Op == pipeline.OpDelete {
 		return t.deleteKeys(ctx, tbl, rows, miss != missingFails)
 	}
