@@ -157,7 +157,8 @@ func (w *mmWriter) run(stop context.Context, wg *sync.WaitGroup) {
 // TestDisruptiveMasterMasterDisjoint: three masters take writes at once on
 // keys of their own (auto_increment offsets) while each runs the unit of
 // its topic (`rowcast run --master`); the units are SIGKILLed and restarted
-// under load. Every acknowledged row ends on every master, the three are
+// under load, and db3's is stopped for 30 s (a partition: its writes reach
+// no other master meanwhile). Every acknowledged row ends on every master, the three are
 // equal, each holds every master's transactions exactly once (the same
 // GTID position in every domain: nothing came back to its origin, nothing
 // was applied twice), and `rowcast status` shows no master behind.
@@ -195,6 +196,12 @@ func TestDisruptiveMasterMasterDisjoint(t *testing.T) {
 		time.Sleep(time.Second)
 		units[n] = startMasterUnit(t, cfg, n)
 	}
+	// A partition: db3's unit stopped for 30 s while all three take
+	// writes; db3 still gets the others' writes, they do not get its own.
+	time.Sleep(3 * time.Second) // the unit started just now handles SIGTERM
+	units["db3"].stop(t)
+	time.Sleep(30 * time.Second)
+	units["db3"] = startMasterUnit(t, cfg, "db3")
 	time.Sleep(3 * time.Second)
 	stop()
 	wg.Wait()
