@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -160,17 +161,24 @@ func (s *server) openWriters(ctx context.Context) (ws []writer, known bool, err 
 	if err != nil {
 		return nil, false, fmt.Errorf("list open transactions on %s: %w", s.name, err)
 	}
+	ws, err = scanWriters(rows)
+	return ws, true, err
+}
+
+// scanWriters reads the rows of openWritersSQL or lockHoldersSQL.
+func scanWriters(rows *sql.Rows) ([]writer, error) {
 	defer rows.Close()
+	var ws []writer
 	for rows.Next() {
 		var w writer
 		var us int64
 		if err := rows.Scan(&w.id, &w.user, &w.rows, &us, &w.gone); err != nil {
-			return nil, false, err
+			return ws, err
 		}
 		w.age = time.Duration(us) * time.Microsecond
 		ws = append(ws, w)
 	}
-	return ws, true, rows.Err()
+	return ws, rows.Err()
 }
 
 // fenceResult says what fencing did.
@@ -238,13 +246,36 @@ func (s *server) raiseReadOnly(ctx context.Context, mode string, timeout time.Du
 	}
 }
 
-// killWriters kills the open write transactions not killed yet.
+// killWriters kills the open write transactions, and those whose locks
+// others wait for (a SELECT ... FOR UPDATE changes no row but blocks the
+// same), not killed yet.
 func (s *server) killWriters(ctx context.Context, killed map[int64]bool, fr *fenceResult) error {
 	ws, _, err := s.openWriters(ctx)
 	if err != nil {
 		return err
 	}
+	ws = append(ws, s.lockHolders(ctx)...)
 	return s.kill(ctx, alive(ws, killed), killed, fr)
+}
+
+// lockHoldersSQL lists the transactions of other sessions that hold a row
+// lock another transaction waits for (MariaDB and MySQL 5.7; MySQL 8 has
+// no INNODB_LOCK_WAITS: the list is then empty).
+const lockHoldersSQL = `SELECT DISTINCT b.trx_mysql_thread_id, IFNULL(p.USER, ''), b.trx_rows_modified,
+		TIMESTAMPDIFF(MICROSECOND, b.trx_started, NOW(6)), p.ID IS NULL
+		FROM information_schema.INNODB_LOCK_WAITS w JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id
+		LEFT JOIN information_schema.PROCESSLIST p ON p.ID = b.trx_mysql_thread_id
+		WHERE b.trx_mysql_thread_id <> CONNECTION_ID()`
+
+// lockHolders lists the transactions others wait for; none when the server
+// cannot tell.
+func (s *server) lockHolders(ctx context.Context) []writer {
+	rows, err := s.ex().QueryContext(ctx, lockHoldersSQL)
+	if err != nil {
+		return nil
+	}
+	ws, _ := scanWriters(rows)
+	return ws
 }
 
 // endWriters kills (FenceKill) or waits for the open write transactions

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -21,10 +22,18 @@ func TestDisruptiveFenceBreaksLockWait(t *testing.T) {
 	if os.Getenv("ROWCAST_DISRUPTIVE") != "1" {
 		t.Skip("kills every write transaction on db2: scripts/test runs it in its serial phase (ROWCAST_DISRUPTIVE=1)")
 	}
+	// The lock's holder changed the row, or only locked it (it is then no
+	// writer, but blocks the same).
+	for _, hold := range []string{"UPDATE %s SET v = v + 1 WHERE id = 1", "SELECT v FROM %s WHERE id = 1 FOR UPDATE"} {
+		t.Run(strings.Fields(hold)[0], func(t *testing.T) { fenceThroughLockWait(t, hold) })
+	}
+}
+
+func fenceThroughLockWait(t *testing.T, hold string) {
 	ctx := context.Background()
 	srv := recordedServer(t, "db2", &stmtLog{})
 	keepWritable(t, "db2")
-	lw := lockWaitOn(t, "db2")
+	lw := lockWaitOn(t, "db2", hold)
 
 	start := time.Now()
 	_, err := srv.fence(ctx, FenceWait, time.Second)
@@ -32,6 +41,7 @@ func TestDisruptiveFenceBreaksLockWait(t *testing.T) {
 		t.Fatalf("wait mode with a writer stuck behind a row lock: %v, want a lock_wait_timeout error that advises --fence kill", err)
 	}
 	t.Logf("wait mode gave up after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	restoreWritable(t, "db2")
 
 	start = time.Now()
 	fr, err := srv.fence(ctx, FenceKill, 10*time.Second)
@@ -41,7 +51,7 @@ func TestDisruptiveFenceBreaksLockWait(t *testing.T) {
 	}
 	t.Logf("kill mode fenced in %s, %d killed", took.Round(time.Millisecond), fr.killed)
 	if took > 3*time.Second || fr.killed == 0 {
-		t.Fatalf("kill mode took %s and killed %d transactions, want the writers killed within 3s", took, fr.killed)
+		t.Fatalf("kill mode took %s and killed %d transactions, want the lock's holder killed within 3s", took, fr.killed)
 	}
 	if !readOnlyOf(t, "db2") {
 		t.Fatal("db2 is not read-only after the fence")
@@ -50,6 +60,7 @@ func TestDisruptiveFenceBreaksLockWait(t *testing.T) {
 	if _, err := lw.waiter.ExecContext(ctx, "COMMIT"); err == nil {
 		t.Fatal("the waiting writer committed after the fence")
 	}
+	restoreWritable(t, "db2")
 	var v int
 	if err := testenv.DB(t, "db2").QueryRow("SELECT v FROM `" + lw.database + "`.t WHERE id = 1").Scan(&v); err != nil || v != 0 {
 		t.Fatalf("row after the fence: v=%d (%v), want 0: neither writer may commit", v, err)
@@ -64,9 +75,10 @@ type lockWait struct {
 	blocked  <-chan error // the waiting UPDATE's outcome
 }
 
-// lockWaitOn leaves, on node, a transaction holding a row lock and another
-// connection's UPDATE waiting for it.
-func lockWaitOn(t *testing.T, node string) lockWait {
+// lockWaitOn leaves, on node, a transaction that ran hold (a statement
+// that locks row 1 of the table %s names) and another connection's UPDATE
+// waiting for that lock.
+func lockWaitOn(t *testing.T, node, hold string) lockWait {
 	t.Helper()
 	ctx := context.Background()
 	db := testenv.DB(t, node)
@@ -75,7 +87,7 @@ func lockWaitOn(t *testing.T, node string) lockWait {
 	testenv.Exec(t, db, "INSERT INTO `"+name+"`.t VALUES (1, 0)")
 	update := "UPDATE `" + name + "`.t SET v = v + 1 WHERE id = 1"
 	holder := ownConn(t, db)
-	for _, q := range []string{"BEGIN", update} {
+	for _, q := range []string{"BEGIN", fmt.Sprintf(hold, "`"+name+"`.t")} {
 		if _, err := holder.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ func runPipeline(ctx context.Context, args []string, _, stderr io.Writer) error 
 	setMemoryLimit(s.cfg.MemoryLimitMiB, 1, s.log)
 	p := service.NewPublisher(s.pc, s.log, service.NewMetrics(s.reg), s.health)
 	s.log.Info().Str("master", s.cfg.Master).Str("topic", s.pc.Kafka.Topic).Str("version", version).Msg("pipeline service starting")
-	return stopped(s.log, "pipeline service", p.Run(ctx))
+	return stopped(ctx, s.log, "pipeline service", p.Run(ctx))
 }
 
 // serviceEnv is what `rowcast pipeline` and `rowcast run` set up before

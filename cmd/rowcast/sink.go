@@ -78,17 +78,17 @@ func runAll(ctx context.Context, args []string, _, stderr io.Writer) error {
 	s.log.Info().Str("master", s.cfg.Master).Strs("replicas", s.cfg.Replicas).Str("topic", s.pc.Kafka.Topic).Str("version", version).Msg("rowcast run starting")
 	// Create the topic first, so that the sinks do not start on a missing one.
 	if _, err := changelog.EnsureTopic(ctx, s.pc.Kafka); err != nil {
-		return err
+		return stopped(ctx, s.log, "rowcast run", err)
 	}
 	cur, err := failover.NewLocator(s.cfg, s.pc.Kafka, s.log).Current(ctx)
 	if err != nil {
-		return fmt.Errorf("look up the current master: %w", err)
+		return stopped(ctx, s.log, "rowcast run", fmt.Errorf("look up the current master: %w", err))
 	}
 	p := service.NewPublisher(s.pc, s.log, pm, s.health)
 	replicas := failover.Replicas(s.cfg, cur.Master)
 	setMemoryLimit(s.cfg.MemoryLimitMiB, 1+len(replicas), s.log)
 	sinks := s.sinks(replicas, service.NewSinkMetrics(s.reg, pm))
-	return stopped(s.log, "rowcast run", service.Supervise(ctx, p.Run, sinks, s.log))
+	return stopped(ctx, s.log, "rowcast run", service.Supervise(ctx, p.Run, sinks, s.log))
 }
 
 // sinks are the sink workers of the replicas. A replica that may not have

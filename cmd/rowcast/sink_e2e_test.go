@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,4 +165,18 @@ func TestSinkCrash(t *testing.T) {
 	db3.stop(t)
 	r.proc.stop(t)
 	t.Logf("%d transfers across %d kills of the db2 sink", bank.Transfers.Load(), kills)
+}
+
+// TestRunStopsWhileStarting: SIGTERM while `rowcast run` still waits for
+// Kafka (unreachable here) is a clean stop, exit 0: it had nothing to
+// finish.
+func TestRunStopsWhileStarting(t *testing.T) {
+	cfg := clusterConfig{database: testenv.UniqueName(t, "rc"), topic: "rc_never_created", brokers: "127.0.0.1:1"}.write(t)
+	p := startRowcast(t, "run", "--config", cfg)
+	waitFor(t, 30*time.Second, "rowcast run to start", func() bool { return strings.Contains(p.out.String(), "rowcast run starting") })
+	time.Sleep(500 * time.Millisecond)
+	p.stop(t)
+	if !strings.Contains(p.out.String(), "stopped on request while starting") {
+		t.Fatalf("no clean stop while starting:\n%s", p.out)
+	}
 }

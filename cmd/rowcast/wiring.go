@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -57,7 +58,12 @@ func serve(ctx context.Context, addr string, log zerolog.Logger) (*prometheus.Re
 }
 
 // stopped logs how a long-running command ended and returns its error.
-func stopped(log zerolog.Logger, what string, err error) error {
+func stopped(ctx context.Context, log zerolog.Logger, what string, err error) error {
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		// Asked to stop (SIGTERM, SIGINT) before it ran: nothing to finish.
+		log.Info().Str("at", err.Error()).Msg(what + " stopped on request while starting")
+		return nil
+	}
 	if err != nil {
 		log.Error().Err(err).Msg(what + " stopped")
 		return err
