@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/config"
+	"github.com/rowcast/rowcast/source"
 )
 
 // masterSettings are the server settings a master-master set must agree on.
@@ -110,9 +110,17 @@ const noKeySQL = `SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TA
 	AND t.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') AND t.TABLE_SCHEMA <> ?
 	ORDER BY 1, 2`
 
-// tablesWithoutKey are the replicated tables (source.include/exclude)
-// without a primary key.
+// tablesWithoutKey are the published tables (the reader's rule) without a
+// primary key.
 func tablesWithoutKey(ctx context.Context, db *sql.DB, cfg *config.Config) ([]string, error) {
+	sc, err := cfg.SourceConfig(cfg.Master)
+	if err != nil {
+		return nil, err
+	}
+	published, err := source.Published(sc)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := db.QueryContext(ctx, noKeySQL, cfg.Sink.BookkeepingSchema)
 	if err != nil {
 		return nil, err
@@ -124,28 +132,9 @@ func tablesWithoutKey(ctx context.Context, db *sql.DB, cfg *config.Config) ([]st
 		if err := rows.Scan(&schema, &table); err != nil {
 			return nil, err
 		}
-		if name := schema + "." + table; replicated(cfg, name) {
-			out = append(out, name)
+		if published(schema, table) {
+			out = append(out, schema+"."+table)
 		}
 	}
 	return out, rows.Err()
-}
-
-// replicated says whether "db.table" is published, by source.include and
-// source.exclude.
-func replicated(cfg *config.Config, name string) bool {
-	for _, e := range cfg.Source.Exclude {
-		if regexp.MustCompile(e).MatchString(name) {
-			return false
-		}
-	}
-	if len(cfg.Source.Include) == 0 {
-		return true
-	}
-	for _, i := range cfg.Source.Include {
-		if regexp.MustCompile(i).MatchString(name) {
-			return true
-		}
-	}
-	return false
 }

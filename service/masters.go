@@ -3,10 +3,11 @@ package service
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/rowcast/rowcast/config"
 	"github.com/rowcast/rowcast/internal/mysqlerr"
@@ -83,19 +84,16 @@ func masterPosition(ctx context.Context, cfg *config.Config, name string) Master
 	return mp
 }
 
-// seqByDomain reads a MariaDB GTID position, "0-1-5,7-3-9".
+// seqByDomain reads a MariaDB GTID position, "0-1-5,7-3-9"; an
+// unreadable one reads as empty.
 func seqByDomain(pos string) map[uint32]uint64 {
 	out := map[uint32]uint64{}
-	for _, g := range strings.Split(strings.ReplaceAll(pos, "\n", ""), ",") {
-		parts := strings.Split(strings.TrimSpace(g), "-")
-		if len(parts) != 3 {
-			continue
-		}
-		d, err1 := strconv.ParseUint(parts[0], 10, 32)
-		n, err2 := strconv.ParseUint(parts[2], 10, 64)
-		if err1 == nil && err2 == nil {
-			out[uint32(d)] = n
-		}
+	set, err := mysql.ParseMariadbGTIDSet(strings.ReplaceAll(pos, "\n", ""))
+	if err != nil {
+		return out
+	}
+	for d, g := range set.(*mysql.MariadbGTIDSet).Sets {
+		out[d] = g.SequenceNumber
 	}
 	return out
 }

@@ -3,8 +3,8 @@ package sink
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // OriginApplier is a Target that applies each transaction of a master of
@@ -55,10 +55,9 @@ func (w *Worker) admit(ctx context.Context, msg Message) error {
 
 // gtidDomain is the domain of a MariaDB GTID (domain-server_id-seq_no).
 func gtidDomain(gtid string) (uint32, error) {
-	d, _, ok := strings.Cut(gtid, "-")
-	n, err := strconv.ParseUint(d, 10, 32)
-	if !ok || err != nil {
-		return 0, fmt.Errorf("master-master topology: GTID %q is not a MariaDB GTID (domain-server_id-seq_no); only MariaDB masters are supported", gtid)
+	g, err := gomysql.ParseMariadbGTID(gtid)
+	if err != nil {
+		return 0, fmt.Errorf("master-master topology: GTID %q is not a MariaDB GTID (domain-server_id-seq_no); only MariaDB masters are supported: %w", gtid, err)
 	}
-	return uint32(n), nil
+	return g.DomainID, nil
 }

@@ -24,6 +24,18 @@ func newFilter(cfg *Config) (*filter, error) {
 	return &filter{include: include, exclude: exclude, bookkeeping: cfg.BookkeepingSchema, cache: map[string]bool{}}, nil
 }
 
+// Published is the reader's rule for which tables it publishes (see
+// filter.table), for the checks other components make of the same tables.
+// The function it returns is not safe for concurrent use.
+func Published(cfg Config) (func(db, table string) bool, error) {
+	setDefault(&cfg.BookkeepingSchema, "rowcast")
+	f, err := newFilter(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return f.table, nil
+}
+
 func compileAll(exprs []string) ([]*regexp.Regexp, error) {
 	var out []*regexp.Regexp
 	for _, s := range exprs {

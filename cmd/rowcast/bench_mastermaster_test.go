@@ -36,9 +36,7 @@ func TestBenchMasterMaster(t *testing.T) {
 	}
 	s := startMasterSet(t, "db1", "db2")
 	database, topic := testenv.UniqueName(t, "mm"), testenv.UniqueName(t, "rc")
-	for _, n := range s.names {
-		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL, pad VARCHAR(120) NOT NULL) ENGINE=InnoDB")
-	}
+	s.createBenchTable(t, database)
 	cfg := s.config(t, database, topic, map[string]string{})
 	lag := mmLag(t, s, cfg, database, 20*time.Second)
 	mm := mmApplyRate(t, s, cfg, database, topic+".db1", rows, []string{"--master", "db1"})
@@ -195,9 +193,7 @@ func waitTopicStill(t *testing.T, topic string) {
 func (s *masterSet) masterReplicaConfig(t *testing.T) (cfg, database, topic string) {
 	t.Helper()
 	database, topic = testenv.UniqueName(t, "mr"), testenv.UniqueName(t, "rc")
-	for _, n := range s.names {
-		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL, pad VARCHAR(120) NOT NULL) ENGINE=InnoDB")
-	}
+	s.createBenchTable(t, database)
 	text := fmt.Sprintf(`cluster: mr
 master: db1
 replicas: [db2]
@@ -222,6 +218,14 @@ http: "off"
 		t.Fatal(err)
 	}
 	return cfg, database, topic
+}
+
+// createBenchTable creates database and its table t on every node, out of
+// the binlogs.
+func (s *masterSet) createBenchTable(t *testing.T, database string) {
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL, pad VARCHAR(120) NOT NULL) ENGINE=InnoDB")
+	}
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

@@ -3,8 +3,9 @@ package mysql
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/rowcast/rowcast/internal/mysqlerr"
 )
@@ -18,42 +19,26 @@ import (
 // last transaction applied from it: anything at or below it is a duplicate.
 
 // gtid is a MariaDB GTID, domain-server_id-seq_no.
-type gtid struct {
-	domain, server uint32
-	seq            uint64
-}
-
-func (g gtid) String() string { return fmt.Sprintf("%d-%d-%d", g.domain, g.server, g.seq) }
+type gtid = gomysql.MariadbGTID
 
 // parseGTID parses a MariaDB GTID.
-func parseGTID(s string) (gtid, error) {
-	parts := strings.Split(s, "-")
-	if len(parts) != 3 {
-		return gtid{}, fmt.Errorf("%q is not a MariaDB GTID (domain-server_id-seq_no)", s)
+func parseGTID(s string) (*gtid, error) {
+	g, err := gomysql.ParseMariadbGTID(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a MariaDB GTID (domain-server_id-seq_no): %w", s, err)
 	}
-	d, err1 := strconv.ParseUint(parts[0], 10, 32)
-	sv, err2 := strconv.ParseUint(parts[1], 10, 32)
-	n, err3 := strconv.ParseUint(parts[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return gtid{}, fmt.Errorf("%q is not a MariaDB GTID (domain-server_id-seq_no)", s)
-	}
-	return gtid{uint32(d), uint32(sv), n}, nil
+	return g, nil
 }
 
 // domainSeq is the seq_no of domain in a GTID position ("0-1-5,7-3-9"), 0
 // when the position has none.
 func domainSeq(pos string, domain uint32) (uint64, error) {
-	for _, p := range strings.Split(strings.ReplaceAll(pos, "\n", ""), ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		g, err := parseGTID(p)
-		if err != nil {
-			return 0, err
-		}
-		if g.domain == domain {
-			return g.seq, nil
-		}
+	set, err := gomysql.ParseMariadbGTIDSet(strings.ReplaceAll(pos, "\n", ""))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a MariaDB GTID position: %w", pos, err)
+	}
+	if g := set.(*gomysql.MariadbGTIDSet).Sets[domain]; g != nil {
+		return g.SequenceNumber, nil
 	}
 	return 0, nil
 }
@@ -99,7 +84,7 @@ func (t *Target) Executed(_ context.Context, s string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return g.seq <= t.origin.applied, nil
+	return g.SequenceNumber <= t.origin.applied, nil
 }
 
 // ApplyAs makes the next transaction the Target begins carry GTID s.
@@ -108,7 +93,7 @@ func (t *Target) ApplyAs(s string) error {
 	if err != nil {
 		return err
 	}
-	t.origin.next = &g
+	t.origin.next = g
 	return nil
 }
 
@@ -125,8 +110,8 @@ func (t *Target) sessionGTID(ctx context.Context, g *gtid) error {
 	var stmts []string
 	switch {
 	case g != nil:
-		stmts = []string{fmt.Sprintf("SET SESSION gtid_domain_id=%d, SESSION server_id=%d", g.domain, g.server),
-			fmt.Sprintf("SET SESSION gtid_seq_no=%d", g.seq)}
+		stmts = []string{fmt.Sprintf("SET SESSION gtid_domain_id=%d, SESSION server_id=%d", g.DomainID, g.ServerID),
+			fmt.Sprintf("SET SESSION gtid_seq_no=%d", g.SequenceNumber)}
 	case t.origin.session:
 		stmts = []string{"SET SESSION gtid_domain_id=@@GLOBAL.gtid_domain_id, SESSION server_id=@@GLOBAL.server_id"}
 	}
@@ -161,6 +146,6 @@ const erGTIDStrictOutOfOrder = 1950
 // appliedOrigin records that the transaction under g committed.
 func (t *Target) appliedOrigin(g *gtid) {
 	if g != nil {
-		t.origin.applied = max(t.origin.applied, g.seq)
+		t.origin.applied = max(t.origin.applied, g.SequenceNumber)
 	}
 }

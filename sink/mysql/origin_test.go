@@ -23,7 +23,7 @@ func TestDomainSeq(t *testing.T) {
 			t.Errorf("domainSeq(%q, %d) = %d, %v; want %d (error %v)", c.pos, c.domain, got, err, c.want, c.bad)
 		}
 	}
-	if g, err := parseGTID("2-20-300"); err != nil || g != (gtid{2, 20, 300}) || g.String() != "2-20-300" {
+	if g, err := parseGTID("2-20-300"); err != nil || *g != (gtid{DomainID: 2, ServerID: 20, SequenceNumber: 300}) || g.String() != "2-20-300" {
 		t.Errorf("parseGTID: %+v, %v", g, err)
 	}
 }
