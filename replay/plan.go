@@ -45,14 +45,14 @@ func (r *Replayer) Plan(ctx context.Context, o Options) (*Plan, error) {
 	return pl.p, nil
 }
 
-// replicaNode is the node a replay applies to: a mysql replica.
+// replicaNode is the node a replay applies to: a mysql or clickhouse replica.
 func (r *Replayer) replicaNode(replica string) (config.Node, error) {
 	node, ok := r.Cfg.Node(replica)
 	if !ok {
 		return node, fmt.Errorf("replica %q is not a node of the config", replica)
 	}
-	if node.Kind != config.KindMySQL {
-		return node, fmt.Errorf("replica %s is a %s node: replay is implemented for mysql replicas", replica, node.Kind)
+	if node.Kind != config.KindMySQL && node.Kind != config.KindClickHouse {
+		return node, fmt.Errorf("replica %s is a %s node: replay is implemented for mysql and clickhouse replicas", replica, node.Kind)
 	}
 	return node, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/rowcast/rowcast/internal/mysqlerr"
 	"github.com/rowcast/rowcast/service"
 	"github.com/rowcast/rowcast/sink"
+	"github.com/rowcast/rowcast/sink/clickhouse"
 	"github.com/rowcast/rowcast/sink/mysql"
 )
 
@@ -74,6 +75,13 @@ type Replayer struct {
 func (r *Replayer) kafka() changelog.Config { return r.Cfg.ChangelogConfig() }
 
 func (r *Replayer) loadCheckpoint(ctx context.Context, n config.Node) (checkpoint.State, bool, error) {
+	if n.Kind == config.KindClickHouse {
+		cc, err := r.Cfg.ClickHouseTargetConfig(n.Name)
+		if err != nil {
+			return checkpoint.State{}, false, err
+		}
+		return clickhouse.LoadCheckpoint(ctx, cc)
+	}
 	db, err := n.Open(ctx, 5*time.Second)
 	if err != nil {
 		return checkpoint.State{}, false, err
@@ -129,8 +137,12 @@ func (r *Replayer) checkNotServed(ctx context.Context, n config.Node, replica st
 }
 
 // checkUnlocked refuses a replica whose worker lock a session holds: a
-// sink worker applies to it, wherever it runs.
+// sink worker applies to it, wherever it runs. ClickHouse has no such lock
+// (docs/CLICKHOUSE.md): the health check and the settle watch stand alone.
 func (r *Replayer) checkUnlocked(ctx context.Context, n config.Node, p *Plan) error {
+	if n.Kind == config.KindClickHouse {
+		return nil
+	}
 	db, err := n.Open(ctx, 5*time.Second)
 	if err != nil {
 		return err
@@ -153,6 +165,9 @@ func (r *Replayer) checkUnlocked(ctx context.Context, n config.Node, p *Plan) er
 // replay.
 func (r *Replayer) Rewind(ctx context.Context, p *Plan) error {
 	n, _ := r.Cfg.Node(p.Replica)
+	if n.Kind == config.KindClickHouse {
+		return r.rewindClickHouse(ctx, p)
+	}
 	db, err := n.Open(ctx, 5*time.Second)
 	if err != nil {
 		return err
@@ -189,12 +204,31 @@ func (r *Replayer) saveRewound(ctx context.Context, conn *sql.Conn, p *Plan) err
 	if off != p.Checkpoint.Offset {
 		return fmt.Errorf("%w: the checkpoint of %s moved from offset %d to %d since the plan", ErrWorkerRunning, p.Replica, p.Checkpoint.Offset, off)
 	}
-	st := checkpoint.State{Topic: p.Topic, Offset: p.From.Offset, Epoch: p.From.Epoch, TxnSeq: p.From.TxnSeq,
-		MaxTxnSeq: p.Checkpoint.MaxTxnSeq, GTIDSet: p.From.GTIDSet, CommitTime: p.From.CommitTime}
-	if err := store.Save(ctx, tx, st); err != nil {
+	if err := store.Save(ctx, tx, r.rewound(p)); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// rewindClickHouse stores the rewound checkpoint on a ClickHouse replica,
+// if it is still where Plan found it.
+func (r *Replayer) rewindClickHouse(ctx context.Context, p *Plan) error {
+	cc, err := r.Cfg.ClickHouseTargetConfig(p.Replica)
+	if err != nil {
+		return err
+	}
+	err = clickhouse.RewindCheckpoint(ctx, cc, p.Checkpoint.Offset, r.rewound(p))
+	if errors.Is(err, clickhouse.ErrCheckpointMoved) {
+		return fmt.Errorf("%w: %w since the plan", ErrWorkerRunning, err)
+	}
+	return err
+}
+
+// rewound is the checkpoint a replay starts from: p.From, with the
+// highest transaction applied so far kept, so that the range is a replay.
+func (r *Replayer) rewound(p *Plan) checkpoint.State {
+	return checkpoint.State{Topic: p.Topic, Offset: p.From.Offset, Epoch: p.From.Epoch, TxnSeq: p.From.TxnSeq,
+		MaxTxnSeq: p.Checkpoint.MaxTxnSeq, GTIDSet: p.From.GTIDSet, CommitTime: p.From.CommitTime}
 }
 
 // Apply runs the replica's sink worker from the rewound checkpoint to p.To

@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"context"
 	"fmt"
 	"slices"
 
@@ -131,22 +130,6 @@ func (b *block) encode() ([]byte, error) {
 		return nil, fmt.Errorf("encode a block of %s: %w", b.name, err)
 	}
 	return b.buf.Buf, nil
-}
-
-// send inserts the block's rows and empties it.
-func (b *block) send(ctx context.Context, cl *client) error {
-	if b.rows == 0 {
-		return nil
-	}
-	body, err := b.encode()
-	if err != nil {
-		return err
-	}
-	if err := cl.insert(ctx, b.name, b.names, body); err != nil {
-		return fmt.Errorf("insert %d rows into %s: %w", b.rows, b.name, classify(err))
-	}
-	b.reset()
-	return nil
 }
 
 func (b *block) reset() {

@@ -29,10 +29,8 @@ func (t *Target) StartSnapshot(ctx context.Context, ev *pipeline.Event, st check
 	}
 	op := bootOp{b: checkpoint.Bootstrap{Topic: t.cfg.Topic, DB: ev.Table.Database, Table: ev.Table.Name,
 		Mode: checkpoint.ModeSnapshot, FloorOffset: -1, Since: st.UpdatedAt}}
-	t.bootPending = append(t.bootPending, op)
 	t.applyBoot([]bootOp{op})
-	t.pendingSt = &st
-	if err := t.saveCommitted(ctx); err != nil {
+	if err := t.store.saveAll(ctx, []bootOp{op}, nil, st); err != nil {
 		return err
 	}
 	t.log.Info().Str("table", qualified(ev.Table.Database, ev.Table.Name)).Stringer("position", ev.Pos).

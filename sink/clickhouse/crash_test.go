@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rowcast/rowcast/checkpoint"
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/sinktest"
 )
@@ -24,9 +25,9 @@ func TestCrashBetweenInsertAndCheckpoint(t *testing.T) {
 	tgt := r.target(t)
 	flushes := 0
 	var crashedAt uint64
-	tgt.afterInsert = func() error { // once crashed, nothing more is saved
+	tgt.afterInsert = func(st *checkpoint.State) error { // once crashed, nothing more is saved
 		if flushes++; flushes == 12 {
-			crashedAt = tgt.pendingSt.TxnSeq
+			crashedAt = st.TxnSeq
 		}
 		if crashedAt > 0 {
 			return errCrash

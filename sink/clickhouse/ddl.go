@@ -19,8 +19,8 @@ import (
 func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint.State) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bgErr != nil {
-		return t.bgErr
+	if err := t.land(); err != nil {
+		return err
 	}
 	acts, err := ddlPlan(ev.Statement, ev.Database)
 	if err != nil {
@@ -39,8 +39,7 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 			return fmt.Errorf("DDL %q: %w", truncate(ev.Statement, 300), err)
 		}
 	}
-	t.pendingSt = &st
-	return t.saveCommitted(ctx)
+	return t.store.saveAll(ctx, nil, nil, st)
 }
 
 // notMapped is the error of a statement the sink cannot map.

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/rowcast/rowcast/checkpoint"
 )
@@ -42,6 +43,34 @@ func LoadBootstrap(ctx context.Context, cfg Config) (map[string]checkpoint.Boots
 		return nil, nil
 	}
 	return boot, err
+}
+
+// ErrCheckpointMoved: the checkpoint is not where the caller saw it.
+var ErrCheckpointMoved = errors.New("the checkpoint moved")
+
+// RewindCheckpoint stores st as the checkpoint of cfg's topic partition,
+// for a replay, if the newest stored one is still at offset was. ClickHouse
+// has no lock to hold meanwhile: the caller made sure no worker runs, and a
+// worker that saves later anyway only makes its next start apply more.
+func RewindCheckpoint(ctx context.Context, cfg Config, was int64, st checkpoint.State) error {
+	cfg.setDefaults()
+	cl, err := newClient(cfg.URL)
+	if err != nil {
+		return err
+	}
+	cl.hc.Timeout = cfg.Timeout
+	defer cl.close()
+	s := store{cl: cl, db: cfg.Database}
+	cur, found, err := s.load(ctx, cfg.Topic, cfg.Partition)
+	if err != nil {
+		return err
+	}
+	if !found || cur.Offset != was {
+		return fmt.Errorf("%w: the checkpoint of %s[%d] in %s is at offset %d (found %v), not %d", ErrCheckpointMoved,
+			cfg.Topic, cfg.Partition, cfg.Database, cur.Offset, found, was)
+	}
+	st.Topic, st.Partition = cfg.Topic, cfg.Partition
+	return s.save(ctx, st) // load read the highest seq: this one is newer
 }
 
 // missing reports an error of a database or table that does not exist.

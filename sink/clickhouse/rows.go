@@ -15,8 +15,8 @@ import (
 func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bgErr != nil {
-		return t.bgErr
+	if err := t.landed(); err != nil {
+		return err
 	}
 	for _, ev := range rows {
 		if err := t.addEvent(ctx, ev); err != nil {
@@ -24,7 +24,7 @@ func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
 		}
 	}
 	if t.rows >= t.cfg.FlushRows || t.bytes >= t.cfg.FlushBytes {
-		return t.flush(ctx)
+		return t.startFlush(ctx)
 	}
 	return nil
 }

@@ -98,14 +98,17 @@ type Target struct {
 	skipsOpen, skipPending []checkpoint.Skip
 	rows, bytes            int // pending rows and their size
 
-	// bgErr is an error of the timer's insert, returned by the next call.
+	// fl is the flush in the air, nil when none (flight.go).
+	fl *flight
+	// bgErr is the error of a flight (of the worker's or the timer's
+	// flush), returned by every later call until Open.
 	bgErr   error
 	stopBg  chan struct{}
 	bgDone  chan struct{}
 	inserts atomic.Int64 // Native inserts made
 	// afterInsert, in tests, runs between the inserts of a flush and the
-	// checkpoint save: an error there is a crash in between.
-	afterInsert func() error
+	// save of st: an error there is a crash in between.
+	afterInsert func(st *checkpoint.State) error
 }
 
 var _ sink.Target = (*Target)(nil)
@@ -131,6 +134,7 @@ func (t *Target) Open(ctx context.Context) (checkpoint.State, bool, error) {
 	t.stopTimer()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.land() // its error was returned already; the worker re-applies from the stored checkpoint
 	t.forget()
 	if !t.inited {
 		if err := t.store.init(ctx); err != nil {
@@ -168,22 +172,22 @@ func (t *Target) forget() {
 func (t *Target) Begin(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bgErr != nil {
-		return t.bgErr
+	if err := t.landed(); err != nil {
+		return err
 	}
 	t.inTx = true
 	return nil
 }
 
-// Commit marks the transaction's rows committed with st, and inserts them
-// with everything pending once a flush limit is reached. Until then st is
-// not stored: a crash re-applies from the stored checkpoint, whose rows
-// collapse by version.
+// Commit marks the transaction's rows committed with st, and sends them
+// with everything pending once a flush limit is reached. Until their flight
+// landed st is not stored: a crash re-applies from the stored checkpoint,
+// whose rows collapse by version.
 func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.bgErr != nil {
-		return t.bgErr
+	if err := t.landed(); err != nil {
+		return err
 	}
 	t.inTx = false
 	for _, b := range t.order {
@@ -198,7 +202,7 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 	}
 	t.pendingSt = &st
 	if t.due() {
-		return t.flush(ctx)
+		return t.startFlush(ctx)
 	}
 	return nil
 }
@@ -231,53 +235,6 @@ func (t *Target) rollback() {
 	}
 }
 
-// flush inserts every pending row, then saves the bootstrap changes, the
-// skips and the checkpoint, in that order. Rows of an open transaction go
-// too (when a big transaction fills the buffer): the checkpoint stays before
-// them, so a crash re-applies them with the same versions.
-func (t *Target) flush(ctx context.Context) error {
-	for _, b := range t.order {
-		if b.rows == 0 {
-			continue
-		}
-		if err := b.send(ctx, t.cl); err != nil {
-			return err
-		}
-		t.inserts.Add(1)
-	}
-	t.rows, t.bytes = 0, 0
-	if t.pendingSt == nil {
-		return nil
-	}
-	if t.afterInsert != nil {
-		if err := t.afterInsert(); err != nil {
-			return err
-		}
-	}
-	return t.saveCommitted(ctx)
-}
-
-// saveCommitted stores what the commits since the last flush recorded.
-func (t *Target) saveCommitted(ctx context.Context) error {
-	for _, op := range t.bootPending {
-		if err := t.store.saveBoot(ctx, op); err != nil {
-			return classify(err)
-		}
-	}
-	t.bootPending = nil
-	for _, k := range t.skipPending {
-		if err := t.store.recordSkip(ctx, k); err != nil {
-			return classify(err)
-		}
-	}
-	t.skipPending = nil
-	if err := t.store.save(ctx, *t.pendingSt); err != nil {
-		return classify(err)
-	}
-	t.pendingSt = nil
-	return nil
-}
-
 // RecordSkip records an operator skip with the open transaction.
 func (t *Target) RecordSkip(ctx context.Context, s checkpoint.Skip) error {
 	t.mu.Lock()
@@ -292,7 +249,7 @@ func (t *Target) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.cl.close()
-	if t.bgErr != nil || t.pendingSt == nil {
+	if t.land() != nil || t.pendingSt == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

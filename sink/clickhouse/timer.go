@@ -44,12 +44,10 @@ func (t *Target) timer(stop, done chan struct{}) {
 func (t *Target) flushDue() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.inTx || t.bgErr != nil || t.pendingSt == nil || !t.due() {
+	if t.inTx || t.landed() != nil || t.pendingSt == nil || !t.due() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
-	defer cancel()
-	if err := t.flush(ctx); err != nil {
+	if err := t.startFlush(context.Background()); err != nil {
 		t.bgErr = err
 	}
 }
