@@ -97,6 +97,12 @@ type Config struct {
 	TLS TLS
 	// SASL authenticates rowcast to the brokers. Default none.
 	SASL SASL
+	// DeferVerify leaves a Consumer's signature checks (only a Consumer's:
+	// other readers check as they read) to its caller, who
+	// runs Consumer.Verify on each message, in goroutines of its own (a sink
+	// checks in its decode lanes): until then a message's SigErr is
+	// ErrNotVerified, so a message nobody checked is refused, not trusted.
+	DeferVerify bool
 	// Signing signs every produced message and checks every message read
 	// (Message.SigErr). nil: messages are neither signed nor checked.
 	Signing *SigningKeys

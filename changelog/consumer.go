@@ -112,6 +112,10 @@ func (c *Consumer) Next(ctx context.Context) (Message, error) {
 	return m, nil
 }
 
+// Ready returns how many messages Next returns without waiting: what is
+// left of the chunk it reads from.
+func (c *Consumer) Ready() int { return len(c.cur) }
+
 // takeChunk gives the room of the chunk Next has read back to the fetcher
 // and makes the next fetched chunk current. When there is none it reports
 // false, with the fetcher's error once it has stopped.
@@ -195,7 +199,7 @@ func (c *Consumer) fetch(ctx context.Context, offset int64) error {
 		}
 		start := time.Now()
 		maxBytes := fetchBytes(room, ratio)
-		msgs, size, hwm, err := fetchOnce(ctx, &c.cfg, c.conn, offset, maxBytes, &arena)
+		msgs, size, hwm, err := fetchOnce(ctx, &c.cfg, c.conn, offset, maxBytes, &arena, c.cfg.DeferVerify)
 		if err == nil {
 			ratio = nextFetchRatio(ratio, msgs, size, maxBytes, hwm)
 		}

@@ -176,6 +176,12 @@ func (c *Config) verify(m *Message, headers []kafka.Header) error {
 	if c.Signing == nil {
 		return nil
 	}
+	return c.verifySig(m, sigHeader(headers))
+}
+
+// sigHeader is the value of the signature header, nil when there is none
+// (an empty one is not nil).
+func sigHeader(headers []kafka.Header) []byte {
 	var sig []byte
 	for _, h := range headers {
 		if h.Key == SigHeader {
@@ -185,6 +191,24 @@ func (c *Config) verify(m *Message, headers []kafka.Header) error {
 			}
 		}
 	}
+	return sig
+}
+
+// ErrNotVerified is the SigErr of a message whose check was deferred
+// (Config.DeferVerify) and not yet run by Consumer.Verify.
+var ErrNotVerified = errors.New("message signature not checked yet")
+
+// Verify runs the deferred signature check of m, which c returned, and sets
+// its SigErr; safe from any goroutine, once per message.
+func (c *Consumer) Verify(m *Message) {
+	if !errors.Is(m.SigErr, ErrNotVerified) {
+		return
+	}
+	m.SigErr = c.cfg.verifySig(m, m.sig)
+	m.sig = nil
+}
+
+func (c *Config) verifySig(m *Message, sig []byte) error {
 	if err := c.Signing.Verify(c.Topic, m.Offset, m.Key, m.Value, sig); err != nil {
 		return fmt.Errorf("changelog offset %d: %w", m.Offset, err)
 	}

@@ -113,6 +113,25 @@ func TestKafkaSignedRoundTrip(t *testing.T) {
 				got = append(got, m)
 			}
 			assertSigned(t, got, 62, map[int64]error{50: ErrUnsigned, 51: ErrBadSignature})
+
+			// Deferred: every message is ErrNotVerified until Verify checks it.
+			cfg.DeferVerify = true
+			d := newTestConsumer(t, cfg, 0, testLogger(t))
+			defer d.Close()
+			got = got[:0]
+			for len(got) < 62 {
+				m, err := d.Next(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !errors.Is(m.SigErr, ErrNotVerified) {
+					t.Fatalf("offset %d before Verify: SigErr %v, want ErrNotVerified", m.Offset, m.SigErr)
+				}
+				d.Verify(&m)
+				d.Verify(&m) // a second check changes nothing
+				got = append(got, m)
+			}
+			assertSigned(t, got, 62, map[int64]error{50: ErrUnsigned, 51: ErrBadSignature})
 		})
 	}
 }

@@ -31,6 +31,9 @@ type Message struct {
 	// (ErrUnsigned, ErrBadSignature): the message is not rowcast's and must
 	// be neither applied nor followed.
 	SigErr error
+	// sig is the signature header's value, kept for Consumer.Verify when
+	// the check is deferred (nil: no header).
+	sig []byte
 }
 
 // EnsureTopic creates cfg.Topic with cfg.Partitions, cfg.ReplicationFactor,
@@ -318,7 +321,7 @@ func (r *rangeReader) fetch(ctx context.Context) ([]Message, error) {
 			hwm  int64
 			err  error
 		)
-		got, size, hwm, err = fetchOnce(ctx, r.cfg, r.conn, r.offset, maxBytes, &r.arena)
+		got, size, hwm, err = fetchOnce(ctx, r.cfg, r.conn, r.offset, maxBytes, &r.arena, false)
 		if err == nil {
 			r.ratio = nextFetchRatio(r.ratio, got, size, maxBytes, hwm)
 		}
@@ -416,8 +419,9 @@ func listOffset(ctx context.Context, cfg *Config, conn *kafkaConn, ts int64) (in
 // fetchOnce sends one fetch request from offset and decodes the records at or
 // after offset into arena-backed messages. It returns their accounted size
 // (see producerEntryOverhead) and the partition's high watermark. A broker
-// error for the partition is returned as the error.
-func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, maxBytes int, arena *kafkaArena) ([]Message, int, int64, error) {
+// error for the partition is returned as the error. deferVerify leaves the
+// signature checks to Consumer.Verify (Config.DeferVerify).
+func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, maxBytes int, arena *kafkaArena, deferVerify bool) ([]Message, int, int64, error) {
 	res, err := conn.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic:     cfg.Topic,
 		Partition: 0,
@@ -458,7 +462,11 @@ func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, 
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("decode record at offset %d: %w", r.Offset, err)
 		}
-		m.SigErr = cfg.verify(&m, r.Headers)
+		if deferVerify && cfg.Signing != nil {
+			m.sig, m.SigErr = sigHeader(r.Headers), ErrNotVerified
+		} else {
+			m.SigErr = cfg.verify(&m, r.Headers)
+		}
 		msgs = append(msgs, m)
 		size += len(m.Key) + len(m.Value) + producerEntryOverhead
 	}

@@ -38,6 +38,7 @@ const decodeAheadMessages = 2048
 // NewKafkaInput returns an input on cfg.Topic; it starts reading at the
 // first SeekTo. metrics may be nil.
 func NewKafkaInput(cfg changelog.Config, codec *pipeline.Codec, log zerolog.Logger, metrics changelog.Metrics) *KafkaInput {
+	cfg.DeferVerify = true // the decode lanes check the signatures, in parallel
 	return &KafkaInput{cfg: cfg, codec: codec, log: log, metrics: metrics}
 }
 
@@ -130,19 +131,125 @@ func startDecoder(c *changelog.Consumer, codec *pipeline.Codec, topic string, ma
 }
 
 func (d *decoder) run(ctx context.Context, c *changelog.Consumer, codec *pipeline.Codec, topic string) {
-	defer close(d.done)
-	for {
-		m, err := c.Next(ctx)
-		if err != nil {
-			d.fail(ctx, err, topic)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer close(d.done) // last: the consumer is free for the next decoder once done closes
+	defer wg.Wait()
+	defer cancel()
+	lanes := make([]chan []decoded, decodeLanes)
+	for i := range lanes {
+		lanes[i] = make(chan []decoded, laneDepth)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.dispatch(ctx, c, codec, lanes, &wg)
+	}()
+	for i := 0; ; i = (i + 1) % len(lanes) {
+		var batch []decoded
+		select {
+		case batch = <-lanes[i]:
+		case <-ctx.Done():
 			return
 		}
-		msg := decode(codec, m)
-		if !d.reserve(ctx, msg.Size) {
+		for _, x := range batch {
+			if x.err != nil {
+				d.fail(ctx, x.err, topic)
+				return
+			}
+			select {
+			case d.out <- x:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// decodeLanes goroutines decode at once, each up to laneDepth batches of at
+// most laneBatch messages ahead: decoding and the signature check are the
+// sink's largest costs per row, and a lane per CPU keeps the apply step fed
+// (docs/BENCHMARKS.md). run takes the lanes' batches in turn, so the order of
+// the topic is kept; batches keep the hand-offs few.
+const (
+	decodeLanes = 2
+	laneDepth   = 4
+	laneBatch   = 64
+)
+
+// dispatch hands the consumer's messages to the lanes in turn, in batches
+// of what the consumer has ready, after reserving their bytes; a consumer
+// error ends the batch it would have been in, so that it comes out in order.
+func (d *decoder) dispatch(ctx context.Context, c *changelog.Consumer, codec *pipeline.Codec, lanes []chan []decoded, wg *sync.WaitGroup) {
+	raw := make([]chan fetched, len(lanes))
+	for i := range lanes {
+		raw[i] = make(chan fetched, laneDepth)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			decodeLane(ctx, c, codec, raw[i], lanes[i])
+		}()
+	}
+	defer func() {
+		for _, r := range raw {
+			close(r)
+		}
+	}()
+	for i := 0; ; i = (i + 1) % len(lanes) {
+		f := d.fetch(ctx, c)
+		if ctx.Err() != nil {
 			return
 		}
 		select {
-		case d.out <- decoded{msg: msg}:
+		case raw[i] <- f:
+		case <-ctx.Done():
+			return
+		}
+		if f.err != nil {
+			return
+		}
+	}
+}
+
+// fetched is a batch of consumer messages, and the consumer's error after
+// them, on its way to a lane.
+type fetched struct {
+	ms  []changelog.Message
+	err error
+}
+
+// fetch waits for the next message, then takes what else the consumer has
+// ready, up to laneBatch messages, reserving the bytes of each.
+func (d *decoder) fetch(ctx context.Context, c *changelog.Consumer) fetched {
+	var f fetched
+	for len(f.ms) < laneBatch && (len(f.ms) == 0 || c.Ready() > 0) {
+		m, err := c.Next(ctx)
+		if err != nil {
+			f.err = err
+			return f
+		}
+		if !d.reserve(ctx, len(m.Key)+len(m.Value)) {
+			return f
+		}
+		f.ms = append(f.ms, m)
+	}
+	return f
+}
+
+// decodeLane checks the signatures of one lane's messages (deferred by the
+// consumer, see NewKafkaInput) and decodes them, in order.
+func decodeLane(ctx context.Context, c *changelog.Consumer, codec *pipeline.Codec, in <-chan fetched, out chan<- []decoded) {
+	for f := range in {
+		batch := make([]decoded, 0, len(f.ms)+1)
+		for i := range f.ms {
+			c.Verify(&f.ms[i])
+			batch = append(batch, decoded{msg: decode(codec, f.ms[i])})
+		}
+		if f.err != nil {
+			batch = append(batch, decoded{err: f.err})
+		}
+		select {
+		case out <- batch:
 		case <-ctx.Done():
 			return
 		}
