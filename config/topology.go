@@ -85,6 +85,18 @@ func (c *Config) OriginDomain(node string) (uint32, bool) {
 	return *n.GTIDDomainID, true
 }
 
+// MasterDomains are the GTID domains of the masters of a master-master
+// topology, in the order of masters.
+func (c *Config) MasterDomains() []uint32 {
+	var out []uint32
+	for _, m := range c.Masters {
+		if n, ok := c.Node(m); ok && n.GTIDDomainID != nil {
+			out = append(out, *n.GTIDDomainID)
+		}
+	}
+	return out
+}
+
 // IsMaster reports whether node takes writes: the master, or any master of
 // a master-master topology.
 func (c *Config) IsMaster(node string) bool {

@@ -104,3 +104,14 @@ failover: {mode: auto}
 		t.Logf("problems:\n%v", ve.Problems)
 	}
 }
+
+// TestMasterDomains lists the masters' GTID domains in their order.
+func TestMasterDomains(t *testing.T) {
+	c, err := Parse([]byte(masterMasterYAML), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.MasterDomains(); !slices.Equal(got, []uint32{1, 2, 3}) {
+		t.Fatalf("MasterDomains %v, want [1 2 3]", got)
+	}
+}

@@ -165,11 +165,16 @@ type SinkOptions struct {
 	// StopWhenPromoted makes an epoch record that names this replica the new
 	// master stop its worker (sink.WorkerConfig.Node).
 	StopWhenPromoted bool
+	// AdoptDomains: sink.WorkerConfig.AdoptDomains (master-master).
+	AdoptDomains []uint32
 }
 
 // NewSinkWorker builds the worker of one replica from the config file.
 func NewSinkWorker(cfg *config.Config, replica string, opts SinkOptions, log zerolog.Logger, metrics *SinkMetrics) (*sink.Worker, func(), error) {
 	if err := checkSinkReplica(cfg, replica, opts.Replicas); err != nil {
+		return nil, nil, err
+	}
+	if err := checkAdopt(cfg, opts.AdoptDomains); err != nil {
 		return nil, nil, err
 	}
 	log = log.With().Str("replica", replica).Logger()
@@ -212,6 +217,20 @@ func newTarget(cfg *config.Config, replica string, log zerolog.Logger, metrics *
 	return target, nil
 }
 
+// checkAdopt refuses to adopt a domain of a master-master set's masters:
+// their transactions come from their own topics.
+func checkAdopt(cfg *config.Config, domains []uint32) error {
+	if len(domains) > 0 && !cfg.MasterMaster() {
+		return fmt.Errorf("--adopt-domain is for the units of a master-master topology")
+	}
+	for _, d := range domains {
+		if slices.Contains(cfg.MasterDomains(), d) {
+			return fmt.Errorf("--adopt-domain %d: that is a master's gtid_domain_id (masters' domains %v); adopt only the domain a master wrote under by mistake", d, cfg.MasterDomains())
+		}
+	}
+	return nil
+}
+
 // checkSinkReplica refuses a node that is not a replica (of cfg.Replicas, or
 // of replicas when set) or whose kind has no sink.
 func checkSinkReplica(cfg *config.Config, replica string, replicas []string) error {
@@ -244,6 +263,8 @@ func (o SinkOptions) workerConfig(cfg *config.Config, replica string) sink.Worke
 	}
 	if d, ok := cfg.OriginDomain(replica); ok {
 		wc.OriginDomain = &d
+		wc.MasterDomains = cfg.MasterDomains()
+		wc.AdoptDomains = o.AdoptDomains
 	}
 	return wc
 }

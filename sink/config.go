@@ -70,6 +70,15 @@ type WorkerConfig struct {
 	// reached the target from their own master's topic), each once, under
 	// its origin GTID (the Target must be an OriginApplier). Default nil.
 	OriginDomain *uint32
+	// MasterDomains are the GTID domains of every master of the set: a
+	// transaction of another of them is skipped (it comes from its own
+	// master's topic); one of a domain that is no master's stops the worker
+	// (ErrUnknownDomain): the topic's master wrote it under a wrong
+	// @@gtid_domain_id, and skipping it would lose it everywhere else.
+	MasterDomains []uint32
+	// AdoptDomains are such domains an operator has the worker apply as the
+	// topic's master's own, under their GTID (`--adopt-domain`).
+	AdoptDomains []uint32
 	// Epochs, when set, confirms every epoch record of a newer epoch before
 	// the worker takes it, and makes a message of a newer epoch without a
 	// record stop the worker. Default nil: records are taken as they come.

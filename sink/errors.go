@@ -31,6 +31,10 @@ var (
 	// set when another master's row change does not apply to the row as
 	// that master saw it: both changed the row concurrently.
 	ErrConflict = errors.New("master-master conflict")
+	// ErrUnknownDomain marks a transaction in a master's topic whose GTID
+	// domain is no master's: it was written while the master's
+	// @@gtid_domain_id was wrong (a restart without it in my.cnf).
+	ErrUnknownDomain = errors.New("master-master: a transaction of a GTID domain that is no master's")
 	// ErrGap marks a changelog that skips positions: messages are missing.
 	ErrGap = errors.New("position gap in the changelog")
 	// ErrTxnRolledBack is returned by a Target when the server rolled back
@@ -141,7 +145,8 @@ func Classify(err error) Class {
 	case errors.As(err, &te):
 		return Transient
 	case errors.Is(err, pipeline.ErrMalformed), errors.Is(err, pipeline.ErrUnsupported),
-		errors.Is(err, ErrRowMissing), errors.Is(err, ErrGap), errors.Is(err, context.Canceled), errors.Is(err, ErrConflict):
+		errors.Is(err, ErrRowMissing), errors.Is(err, ErrGap), errors.Is(err, context.Canceled), errors.Is(err, ErrConflict),
+		errors.Is(err, ErrUnknownDomain):
 		return Human
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, mysql.ErrInvalidConn), errors.Is(err, sql.ErrConnDone),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
@@ -258,6 +263,8 @@ func errorKind(err error) string {
 		return "row_missing"
 	case errors.Is(err, ErrConflict):
 		return "conflict"
+	case errors.Is(err, ErrUnknownDomain):
+		return "unknown_domain"
 	case errors.Is(err, ErrDDLRefused):
 		return "ddl_refused"
 	case errors.Is(err, ErrDuplicateDiffers):

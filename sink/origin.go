@@ -3,6 +3,8 @@ package sink
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -36,7 +38,10 @@ func (w *Worker) admit(ctx context.Context, msg Message) error {
 		p := ev.Pos
 		return &ApplyError{Offset: msg.Offset, Pos: &p, Err: err}
 	}
-	if domain != *w.cfg.OriginDomain {
+	if domain != *w.cfg.OriginDomain && !slices.Contains(w.cfg.AdoptDomains, domain) {
+		if !slices.Contains(w.cfg.MasterDomains, domain) {
+			return w.unknownDomain(msg, domain)
+		}
 		w.cur.leftOut = true
 		w.m.Add(OtherOriginSkipped, 1)
 		return nil
@@ -51,6 +56,18 @@ func (w *Worker) admit(ctx context.Context, msg Message) error {
 		return nil
 	}
 	return oa.ApplyAs(ev.GTID)
+}
+
+// unknownDomain is the error of a transaction in the topic whose domain is
+// no master's: the topic's master wrote it under a wrong @@gtid_domain_id.
+func (w *Worker) unknownDomain(msg Message, domain uint32) error {
+	ev, p, own := msg.Event, msg.Event.Pos, *w.cfg.OriginDomain
+	err := fmt.Errorf("%w: transaction %s (server_id %d, committed %s) carries GTID domain %d, but the topic's master has domain %d (the masters' domains are %v): "+
+		"the master wrote it while its @@gtid_domain_id was %d; skipped as another master's, it would be lost on every other master, so the worker stops",
+		ErrUnknownDomain, ev.GTID, ev.ServerID, ev.CommitTime.UTC().Format(time.RFC3339), domain, own, w.cfg.MasterDomains, domain)
+	fix := fmt.Sprintf("SET GLOBAL gtid_domain_id=%d on the topic's master, and gtid_domain_id=%d in its my.cnf so that a restart keeps it; "+
+		"then restart this unit with --adopt-domain %d: its sinks apply what the master wrote under domain %d, under those GTIDs (docs/MASTER-MASTER.md)", own, own, domain, domain)
+	return &ApplyError{Offset: msg.Offset, Pos: &p, Err: WithAdvice(err, fix)}
 }
 
 // gtidDomain is the domain of a MariaDB GTID (domain-server_id-seq_no).

@@ -23,6 +23,7 @@ import (
 // topology: GTID domains 1 to 3, strict GTID mode, auto_increment offsets
 // of their own. The stack's nodes keep their single GTID domain.
 type masterSet struct {
+	env   []string // scripts/stack's environment for the private nodes
 	names []string
 	addrs map[string]string
 	dbs   map[string]*sql.DB
@@ -36,6 +37,7 @@ func startMasterSet(t *testing.T, names ...string) *masterSet {
 	}
 	env := []string{"ROWCAST_STATE_DIR=" + filepath.Join(state, "master-master")}
 	s := &masterSet{names: names, addrs: map[string]string{}, dbs: map[string]*sql.DB{}}
+	defer func() { s.env = env }()
 	for _, n := range s.names {
 		base, _ := strconv.Atoi(strings.TrimPrefix(testenv.Addr(n)[strings.LastIndex(testenv.Addr(n), ":"):], ":"))
 		port := strconv.Itoa(base + 120)
@@ -422,4 +424,87 @@ func TestDisruptiveMasterMasterConflict(t *testing.T) {
 		t.Error("db2 applied db1's insert that came after the conflicting update")
 	}
 	t.Logf("rowcast conflicts:\n%s", mustRowcast(t, "conflicts", "--config", cfg))
+}
+
+// TestDisruptiveMasterMasterDomainLost restarts db1's mariadbd, whose
+// my.cnf does not set gtid_domain_id (only a SET GLOBAL did): what db1
+// acknowledges afterwards carries domain 0. The sink applying db1's topic
+// to db2 stops on it, naming the domain and the fix, instead of skipping it
+// as another master's (which would lose it on db2 for good). With the
+// domain set back and db1's unit started with --adopt-domain 0, db2 gets
+// those rows and the later ones, each once.
+func TestDisruptiveMasterMasterDomainLost(t *testing.T) {
+	needDisruptive(t)
+	s := startMasterSet(t, "db1", "db2")
+	database := testenv.UniqueName(t, "mm")
+	topic := testenv.UniqueName(t, "rc")
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL) ENGINE=InnoDB")
+	}
+	cfg := s.config(t, database, topic, map[string]string{"db1": freeAddr(t), "db2": freeAddr(t)})
+	units := s.startUnits(t, cfg, topic)
+	insert := func(id int64) {
+		t.Helper()
+		s.admin(t, "db1", fmt.Sprintf("INSERT INTO `%s`.t VALUES (%d, 'db1', %d)", database, id, id))
+	}
+	want := map[int64]int{}
+	for id := int64(1); id <= 3; id++ {
+		insert(id)
+		want[id] = int(id)
+	}
+	waitMasterHolds(t, s.dbs["db2"], "db2", database, want)
+
+	stackWith(t, s.env, "stop", "db1")
+	stackWith(t, s.env, "start", "db1")
+	s.admin(t, "db1", "SET GLOBAL gtid_strict_mode=ON, GLOBAL auto_increment_increment=2, GLOBAL auto_increment_offset=1, GLOBAL read_only=OFF")
+	for id := int64(4); id <= 8; id++ {
+		insert(id) // under domain 0
+		want[id] = int(id)
+	}
+	waitFor(t, time.Minute, "db1's unit to stop its sink on the domain-0 transactions", func() bool {
+		return strings.Contains(units["db1"].out.String(), "carries GTID domain 0")
+	})
+	out := units["db1"].out.String()
+	if !strings.Contains(out, "--adopt-domain") {
+		t.Fatalf("the stop does not name the fix:\n%s", lastLines(out, 20))
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "carries GTID domain 0") {
+			t.Logf("db1's unit: %s", l)
+			break
+		}
+	}
+	var n int
+	if err := s.dbs["db2"].QueryRow("SELECT COUNT(*) FROM `" + database + "`.t WHERE id > 3").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("db2 holds %d of db1's domain-0 rows (%v): they were applied without --adopt-domain", n, err)
+	}
+
+	s.admin(t, "db1", "SET GLOBAL gtid_domain_id=1")
+	units["db1"].stop(t)
+	units["db1"] = startRowcast(t, "run", "--config", cfg, "--master", "db1", "--adopt-domain", "0")
+	for id := int64(9); id <= 10; id++ {
+		insert(id) // under domain 1 again
+		want[id] = int(id)
+	}
+	waitMasterHolds(t, s.dbs["db2"], "db2", database, want)
+	var p1, p2 string
+	s.dbs["db1"].QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p1)
+	s.dbs["db2"].QueryRow("SELECT @@GLOBAL.gtid_binlog_pos").Scan(&p2)
+	t.Logf("db1 gtid_binlog_pos %s; db2 %s", p1, p2)
+	if !strings.Contains(p2, domainPos(p1, "0")) {
+		t.Fatalf("db2 (%s) does not stand where db1 (%s) does in domain 0", p2, p1)
+	}
+	for _, u := range units {
+		u.stop(t)
+	}
+}
+
+// domainPos is the GTID of domain d in a gtid_binlog_pos, "" when none.
+func domainPos(pos, d string) string {
+	for _, g := range strings.Split(pos, ",") {
+		if strings.HasPrefix(g, d+"-") {
+			return g
+		}
+	}
+	return "\x00" // matches nothing
 }

@@ -33,6 +33,7 @@ type serviceEnv struct {
 	cfg    *config.Config
 	log    zerolog.Logger
 	pc     service.PublisherConfig
+	adopt  domainList // --adopt-domain, for run's sinks
 	reg    *prometheus.Registry
 	health *obs.Health
 }
@@ -42,6 +43,9 @@ func setupService(ctx context.Context, name string, args []string, stderr io.Wri
 	env := newCommand(name, "--config FILE [--skip-gtid GTID]", "info", stderr)
 	skip := env.fs.String("skip-gtid", "", "leave this one source transaction out of the topic when the reader meets it, once, "+
 		"recording the skip in the topic (replicas then miss its changes: re-seed what it wrote)")
+	if name == "run" {
+		env.fs.Var(&s.adopt, "adopt-domain", "master-master: apply the transactions of this GTID domain in the master's topic as its own (written while its gtid_domain_id was wrong; repeatable)")
+	}
 	var err error
 	if s.cfg, s.log, err = env.setup(args, nil); err != nil {
 		return nil, err

@@ -37,12 +37,28 @@ func (o *offsetList) Set(v string) error {
 	return nil
 }
 
+// domainList collects repeated --adopt-domain flags.
+type domainList []uint32
+
+func (d *domainList) String() string { return fmt.Sprint([]uint32(*d)) }
+
+func (d *domainList) Set(v string) error {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("%q is not a GTID domain id", v)
+	}
+	*d = append(*d, uint32(n))
+	return nil
+}
+
 func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
 	env := newCommand("sink", "--config FILE --replica NAME [--skip-offset N]...", "info", stderr)
 	replica := env.fs.String("replica", "", "the replica node to apply to")
 	var skips offsetList
 	env.fs.Var(&skips, "skip-offset", "skip the message at this offset on purpose (repeatable); recorded in the replica's skipped table")
 	start := env.fs.Int64("start-offset", 0, "where a replica without a checkpoint starts (a replica seeded as of that offset)")
+	var adopt domainList
+	env.fs.Var(&adopt, "adopt-domain", "master-master: apply the transactions of this GTID domain in the master's topic as its own (written while its gtid_domain_id was wrong; repeatable)")
 	cfg, log, err := env.setup(args, requireFlag(replica, "--replica is required: name the replica node, e.g. --replica db2"))
 	if err != nil {
 		return err
@@ -56,7 +72,7 @@ func runSink(ctx context.Context, args []string, _, stderr io.Writer) error {
 	watchReach(ctx, cfg, n.HTTP, health)
 	m := service.NewSinkMetrics(reg, service.NewMetrics(reg))
 	log.Info().Str("replica", *replica).Str("topic", cfg.ChangelogConfig().Topic).Str("version", version).Msg("sink worker starting")
-	opts, err := service.SinkRoles(ctx, cfg, *replica, service.SinkOptions{SkipOffsets: skips, StartOffset: *start}, log)
+	opts, err := service.SinkRoles(ctx, cfg, *replica, service.SinkOptions{SkipOffsets: skips, StartOffset: *start, AdoptDomains: adopt}, log)
 	if err != nil {
 		return err
 	}
@@ -97,7 +113,7 @@ func (s *serviceEnv) sinks(replicas []string, m *service.SinkMetrics) map[string
 	out := make(map[string]service.RunFunc, len(replicas))
 	for _, r := range replicas {
 		out[r] = func(ctx context.Context) error {
-			opts, err := service.SinkRoles(ctx, s.cfg, r, service.SinkOptions{}, s.log)
+			opts, err := service.SinkRoles(ctx, s.cfg, r, service.SinkOptions{AdoptDomains: s.adopt}, s.log)
 			if err != nil {
 				s.log.Warn().Err(err).Str("replica", r).Msg("no sink worker for this node")
 				return nil

@@ -45,10 +45,15 @@ func domainSeq(pos string, domain uint32) (uint64, error) {
 
 // originState is what the Target knows of the origin's transactions.
 type originState struct {
-	applied  uint64 // highest seq_no of the origin's domain in the binlog
-	next     *gtid  // the GTID the next transaction is applied under
-	session  bool   // the session carries an origin's domain and server_id
-	unlogged bool   // the session's sql_log_bin is 0
+	applied uint64 // highest seq_no of the origin's domain in the binlog
+	// adopted is, for the domains an operator adopted (the origin's
+	// transactions written under a wrong domain), the highest seq_no per
+	// domain and server_id in the binlog, read at their first transaction:
+	// other servers may have written those domains too.
+	adopted  map[[2]uint32]uint64
+	next     *gtid // the GTID the next transaction is applied under
+	session  bool  // the session carries an origin's domain and server_id
+	unlogged bool  // the session's sql_log_bin is 0
 }
 
 // loadOrigin reads how far the replica's binlog holds the origin's domain,
@@ -79,12 +84,38 @@ func (t *Target) loadOrigin(ctx context.Context) error {
 
 // Executed reports whether the replica's binlog holds the transaction with
 // this GTID already (a duplicate after a crash or a replay).
-func (t *Target) Executed(_ context.Context, s string) (bool, error) {
+func (t *Target) Executed(ctx context.Context, s string) (bool, error) {
 	g, err := parseGTID(s)
 	if err != nil {
 		return false, err
 	}
+	if t.cfg.OriginDomain != nil && g.DomainID != *t.cfg.OriginDomain {
+		return t.executedAdopted(ctx, g)
+	}
 	return g.SequenceNumber <= t.origin.applied, nil
+}
+
+// executedAdopted is Executed for a transaction of an adopted domain: by
+// the binlog state's seq_no of its domain and server_id.
+func (t *Target) executedAdopted(ctx context.Context, g *gtid) (bool, error) {
+	if t.origin.adopted == nil {
+		var state string
+		if err := t.ex.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_state").Scan(&state); err != nil {
+			return false, fmt.Errorf("read the GTID binlog state of %s: %w", t.cfg.Node, err)
+		}
+		t.origin.adopted = map[[2]uint32]uint64{}
+		for _, part := range strings.Split(strings.ReplaceAll(state, "\n", ""), ",") {
+			if part == "" {
+				continue
+			}
+			h, err := parseGTID(part)
+			if err != nil {
+				return false, fmt.Errorf("gtid_binlog_state of %s: %w", t.cfg.Node, err)
+			}
+			t.origin.adopted[[2]uint32{h.DomainID, h.ServerID}] = h.SequenceNumber
+		}
+	}
+	return g.SequenceNumber <= t.origin.adopted[[2]uint32{g.DomainID, g.ServerID}], nil
 }
 
 // ApplyAs makes the next transaction the Target begins carry GTID s.
@@ -145,7 +176,14 @@ const erGTIDStrictOutOfOrder = 1950
 
 // appliedOrigin records that the transaction under g committed.
 func (t *Target) appliedOrigin(g *gtid) {
-	if g != nil {
+	switch {
+	case g == nil:
+	case t.cfg.OriginDomain != nil && g.DomainID != *t.cfg.OriginDomain:
+		if t.origin.adopted != nil {
+			k := [2]uint32{g.DomainID, g.ServerID}
+			t.origin.adopted[k] = max(t.origin.adopted[k], g.SequenceNumber)
+		}
+	default:
 		t.origin.applied = max(t.origin.applied, g.SequenceNumber)
 	}
 }
