@@ -31,8 +31,9 @@ type KafkaInput struct {
 
 var _ Input = (*KafkaInput)(nil)
 
-// decodeAheadMessages bounds the decoded messages waiting for the worker;
-// their bytes are bounded to half the consumer's prefetch.
+// decodeAheadMessages bounds the messages between the consumer and the
+// worker (in the lanes, then decoded and waiting); their bytes are bounded
+// to half the consumer's prefetch.
 const decodeAheadMessages = 2048
 
 // NewKafkaInput returns an input on cfg.Topic; it starts reading at the
@@ -124,7 +125,7 @@ type decoded struct {
 
 func startDecoder(c *changelog.Consumer, codec *pipeline.Codec, topic string, maxBytes int) *decoder {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &decoder{out: make(chan decoded, decodeAheadMessages), cancel: cancel, done: make(chan struct{}),
+	d := &decoder{out: make(chan decoded, decodeAheadMessages-2*decodeLanes*laneDepth*laneBatch), cancel: cancel, done: make(chan struct{}),
 		space: make(chan struct{}, 1), maxBytes: maxBytes}
 	go d.run(ctx, c, codec, topic)
 	return d
