@@ -221,7 +221,7 @@ func TestAdminNode(t *testing.T) {
 // CONNECTION_ADMIN, each needed once; BINLOG REPLAY has no counterpart.
 func TestMySQLJob(t *testing.T) {
 	cfg := parseComponents(t)
-	job := mysqlJob(cfg.jobOf([]string{"sink", "admin"}, []string{"shop"}))
+	job := mysqlJob(cfg.jobOf([]string{"sink", "admin"}, "db2", []string{"shop"}))
 	seen := map[string]int{}
 	for _, n := range job.Needs {
 		if n.DB == "*" {

@@ -66,7 +66,7 @@ func (c *Config) checkNode(ctx context.Context, n Node) []GrantCheck {
 	for _, a := range accts {
 		gc := GrantCheck{Node: n.Name, Account: a.user, Jobs: strings.Join(a.jobs, "+"), Err: a.err}
 		if a.err == nil {
-			job := c.jobOf(a.jobs, dbs)
+			job := c.jobOf(a.jobs, n.Name, dbs)
 			if a.mysql {
 				job = mysqlJob(job)
 			}
@@ -182,12 +182,12 @@ func anyMatch(res []*regexp.Regexp, s string) bool {
 	return slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(s) })
 }
 
-// jobOf is the job of an account that does jobs, on a node whose
-// replicated databases are dbs.
-func (c *Config) jobOf(jobs []string, dbs []string) grants.Job {
+// jobOf is the job of an account that does jobs on node, whose replicated
+// databases are dbs.
+func (c *Config) jobOf(jobs []string, node string, dbs []string) grants.Job {
 	var job grants.Job
 	for i, name := range jobs {
-		j := c.job(name, dbs)
+		j := c.job(name, node, dbs)
 		if i == 0 {
 			job = j
 			continue

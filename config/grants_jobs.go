@@ -20,12 +20,12 @@ var (
 
 // job is what the job name needs on a node whose replicated databases are
 // dbs.
-func (c *Config) job(name string, dbs []string) grants.Job {
+func (c *Config) job(name, node string, dbs []string) grants.Job {
 	switch name {
 	case "reader":
 		return c.readerJob(dbs)
 	case "sink":
-		return c.sinkJob(dbs)
+		return c.sinkJob(node, dbs)
 	}
 	return c.adminJob()
 }
@@ -50,8 +50,9 @@ func (c *Config) readerJob(dbs []string) grants.Job {
 }
 
 // sinkJob: apply rows and DDL to the replicated databases, keep the
-// checkpoint in the bookkeeping schema, hold replicas read-only.
-func (c *Config) sinkJob(dbs []string) grants.Job {
+// checkpoint in the bookkeeping schema, hold replicas read-only; on a master
+// of a master-master set, apply the others' transactions under their GTIDs.
+func (c *Config) sinkJob(node string, dbs []string) grants.Job {
 	book := c.Sink.BookkeepingSchema
 	j := grants.Job{Name: "sink", DBs: append([]string{book}, dbs...), DBPrivs: append(sinkNeeds, sinkMayUse...),
 		Global: append([]string{"READ_ONLY ADMIN", "BINLOG REPLAY", "SLAVE MONITOR"}, append(sinkNeeds, sinkMayUse...)...)}
@@ -65,6 +66,13 @@ func (c *Config) sinkJob(dbs []string) grants.Job {
 	}
 	for _, p := range []string{"CREATE ROUTINE", "ALTER ROUTINE"} {
 		j.Needs = append(j.Needs, grants.Need{Priv: p, DB: book, Why: "install the wait_for procedure of read-your-writes"})
+	}
+	if c.MasterMaster() && c.IsMaster(node) {
+		j.Global = append(j.Global, "BINLOG ADMIN")
+		j.Needs = append(j.Needs,
+			grants.Need{Priv: "BINLOG REPLAY", DB: "*", Why: "master-master: apply the other masters' transactions under their GTIDs (SET SESSION gtid_domain_id, server_id, gtid_seq_no)"},
+			grants.Need{Priv: "BINLOG ADMIN", DB: "*", Why: "master-master: keep checkpoint-only commits out of the binlog (SET SESSION sql_log_bin)"})
+		return j // masters are never protected
 	}
 	if c.Sink.ProtectReplicas == nil || *c.Sink.ProtectReplicas {
 		j.Needs = append(j.Needs, grants.Need{Priv: "READ_ONLY ADMIN", DB: "*", Why: "sink.protect_replicas: write through read_only and set it"})

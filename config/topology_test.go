@@ -115,3 +115,29 @@ func TestMasterDomains(t *testing.T) {
 		t.Fatalf("MasterDomains %v, want [1 2 3]", got)
 	}
 }
+
+// TestMasterMasterSinkGrants: on a master of a master-master set the sink's
+// account needs BINLOG REPLAY (session gtid_domain_id, server_id,
+// gtid_seq_no) and BINLOG ADMIN (session sql_log_bin), and not READ_ONLY
+// ADMIN (masters are never protected); a read replica's does not.
+func TestMasterMasterSinkGrants(t *testing.T) {
+	c, err := Parse([]byte(masterMasterYAML), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needs := func(node string) []string {
+		var out []string
+		for _, n := range c.jobOf([]string{"sink"}, node, []string{"shop"}).Needs {
+			if n.DB == "*" {
+				out = append(out, n.Priv)
+			}
+		}
+		return out
+	}
+	if got := needs("db2"); !slices.Equal(got, []string{"BINLOG REPLAY", "BINLOG ADMIN"}) {
+		t.Errorf("master db2's sink needs %v globally", got)
+	}
+	if got := needs("db4"); !slices.Equal(got, []string{"READ_ONLY ADMIN"}) {
+		t.Errorf("read replica db4's sink needs %v globally", got)
+	}
+}
