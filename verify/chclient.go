@@ -3,11 +3,7 @@ package verify
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -17,89 +13,31 @@ import (
 	"github.com/rowcast/rowcast/sink/clickhouse"
 )
 
-// chClient reads a ClickHouse replica over its HTTP interface, TabSeparated.
-type chClient struct {
-	base string
-	hc   *http.Client
-}
+// chClient reads a ClickHouse replica over the sink's HTTP client.
+type chClient struct{ r *clickhouse.Reader }
 
 func newCHClient(rawURL string, timeout time.Duration) (*chClient, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("ClickHouse URL %q: want http://user:password@host:8123/", rawURL)
+	r, err := clickhouse.NewReader(rawURL, 10*timeout)
+	if err != nil {
+		return nil, fmt.Errorf("ClickHouse URL %q: %w", rawURL, err)
 	}
-	base := &url.URL{Scheme: u.Scheme, Host: u.Host, User: u.User, Path: "/"}
-	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute}
-	return &chClient{base: base.String(), hc: &http.Client{Transport: tr, Timeout: 10 * timeout}}, nil
+	return &chClient{r: r}, nil
 }
 
 func (c *chClient) close() {
 	if c != nil {
-		c.hc.CloseIdleConnections()
+		c.r.Close()
 	}
 }
 
 // query runs a SELECT and returns its rows; a nil value is NULL. A table or
 // database that does not exist is ErrNoTable.
 func (c *chClient) query(ctx context.Context, q string) ([][]*string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base, strings.NewReader(q+" FORMAT TabSeparated"))
-	if err != nil {
-		return nil, err
+	rows, err := c.r.Query(ctx, q)
+	if clickhouse.Missing(err) {
+		return nil, fmt.Errorf("%w: %v", ErrNoTable, err)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, chError(body)
-	}
-	return parseCHRows(string(body)), nil
-}
-
-// ClickHouse's codes of a missing table and a missing database.
-const (
-	chUnknownTable    = 60
-	chUnknownDatabase = 81
-)
-
-func chError(body []byte) error {
-	msg := strings.TrimSpace(string(body))
-	var code int
-	fmt.Sscanf(msg, "Code: %d", &code)
-	if len(msg) > 500 {
-		msg = msg[:500] + "..."
-	}
-	err := errors.New("clickhouse: " + msg)
-	if code == chUnknownTable || code == chUnknownDatabase {
-		return fmt.Errorf("%w: %v", ErrNoTable, err)
-	}
-	return err
-}
-
-// parseCHRows splits TabSeparated output: \N is NULL, other fields are
-// unescaped.
-func parseCHRows(body string) [][]*string {
-	if body == "" {
-		return nil
-	}
-	var rows [][]*string
-	for _, line := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
-		fields := strings.Split(line, "\t")
-		row := make([]*string, len(fields))
-		for i, f := range fields {
-			if f != `\N` {
-				s := clickhouse.UnescapeTSV(f)
-				row[i] = &s
-			}
-		}
-		rows = append(rows, row)
-	}
-	return rows
+	return rows, err
 }
 
 // chPositions waits for a ClickHouse replica's checkpoint (saved by the sink

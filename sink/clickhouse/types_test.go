@@ -114,3 +114,13 @@ func TestDecimalOutOfRange(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestParseNullableTSV(t *testing.T) {
+	rows := parseNullableTSV("1\t\\N\ta\\tb\\\\N\n")
+	if len(rows) != 1 || *rows[0][0] != "1" || rows[0][1] != nil || *rows[0][2] != "a\tb\\N" {
+		t.Fatalf("parseNullableTSV: %d rows", len(rows))
+	}
+	if parseNullableTSV("") != nil {
+		t.Fatal("empty output is no rows")
+	}
+}
