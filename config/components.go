@@ -85,6 +85,7 @@ func (c *Config) SourceConfig(node string) (source.Config, error) {
 		Include:           c.Source.Include,
 		Exclude:           c.Source.Exclude,
 		BookkeepingSchema: c.Sink.BookkeepingSchema,
+		PublishVersions:   c.Versioned(),
 		ReplicateAccounts: c.Source.ReplicateAccounts,
 	}
 	if c.Source.User != "" {
@@ -134,6 +135,13 @@ func (c *Config) TargetConfig(node string) (mysql.Config, error) {
 		AllowNonTransactional: c.Sink.AllowNonTransactional}
 	if peer {
 		mc.OriginDomain = &origin
+		if c.Versioned() {
+			mc.Resolve = func(db, table string) mysql.Resolution {
+				p, winner := c.ConflictPolicy(db, table)
+				return mysql.Resolution{Policy: p, Winner: winner}
+			}
+			mc.MasterDomains = c.MasterDomains()
+		}
 	}
 	return mc, nil
 }

@@ -47,6 +47,9 @@ type Config struct {
 	// ReadReplicas, in a master-master topology, names each master's read
 	// replicas: they follow that master's topic.
 	ReadReplicas map[string][]string `yaml:"read_replicas"`
+	// Conflicts says how a master-master set resolves concurrent changes
+	// of one row (conflicts.go).
+	Conflicts Conflicts `yaml:"conflicts"`
 	// Nodes are every server of the cluster, the master included.
 	Nodes []Node `yaml:"nodes"`
 	// Replicas names the nodes that sink workers replicate into. Default: every

@@ -104,6 +104,7 @@ func (c *Config) IsMaster(node string) bool {
 }
 
 func (c *Config) validateTopology(add addFunc) {
+	c.validateConflicts(add)
 	switch c.Topology {
 	case TopologyMasterReplica:
 		if len(c.Masters) > 0 || len(c.ReadReplicas) > 0 {

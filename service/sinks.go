@@ -19,6 +19,7 @@ import (
 	"github.com/rowcast/rowcast/sink"
 	"github.com/rowcast/rowcast/sink/clickhouse"
 	"github.com/rowcast/rowcast/sink/mysql"
+	"github.com/rowcast/rowcast/source"
 	"github.com/rowcast/rowcast/verify"
 )
 
@@ -260,6 +261,9 @@ func (o SinkOptions) workerConfig(cfg *config.Config, replica string) sink.Worke
 	wc.StopOffset = o.StopOffset
 	if o.StopWhenPromoted {
 		wc.Node = replica
+	}
+	if cfg.Versioned() {
+		wc.Versions = cfg.Sink.BookkeepingSchema + "." + source.VersionsTable
 	}
 	if d, ok := cfg.OriginDomain(replica); ok {
 		wc.OriginDomain = &d

@@ -52,6 +52,9 @@ func (w *Worker) addRow(ctx context.Context, msg Message) error {
 		w.pend.dups++
 		return nil
 	}
+	if w.cfg.OriginDomain == nil && w.cfg.Versions != "" && ev.Table.Database+"."+ev.Table.Name == w.cfg.Versions {
+		return nil // a row version: for the other masters, not for read replicas
+	}
 	size := msg.Size
 	if size <= 0 {
 		size = estimateSize(ev)

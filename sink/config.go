@@ -76,6 +76,10 @@ type WorkerConfig struct {
 	// (ErrUnknownDomain): the topic's master wrote it under a wrong
 	// @@gtid_domain_id, and skipping it would lose it everywhere else.
 	MasterDomains []uint32
+	// Versions is "schema.table" of the masters' row versions, published
+	// after each data row when conflicts are resolved by version: applied
+	// on other masters (OriginDomain set), left out on read replicas.
+	Versions string
 	// AdoptDomains are such domains an operator has the worker apply as the
 	// topic's master's own, under their GTID (`--adopt-domain`).
 	AdoptDomains []uint32

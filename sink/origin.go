@@ -20,6 +20,13 @@ type OriginApplier interface {
 	ApplyAs(gtid string) error
 }
 
+// ConflictCounter is a Target that resolves master-master conflicts by a
+// policy and counts them.
+type ConflictCounter interface {
+	// TakeConflicts returns the conflicts resolved since the last call.
+	TakeConflicts() int
+}
+
 // admit decides, at the first message of a transaction, whether the target
 // applies it: only a transaction that the topic's master wrote itself (one
 // it applied from another master reached the target from that master's

@@ -21,10 +21,11 @@ const (
 	TxnsAbandoned                         // partial transactions of an old master dropped
 	MessagesRefused                       // messages that failed the signature or trust checks
 	OtherOriginSkipped                    // master-master: transactions another master wrote, applied from its own topic
+	ConflictsResolved                     // master-master: conflicts a policy resolved (the target's ConflictCounter)
 )
 
 var counterNames = [...]string{"", "rows_applied", "txns_applied", "commits", "retries",
-	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned", "messages_refused", "other_origin_skipped"}
+	"old_epoch_ignored", "duplicates_skipped", "offsets_skipped", "txns_abandoned", "messages_refused", "other_origin_skipped", "conflicts_resolved"}
 
 func (c Counter) String() string {
 	if int(c) < len(counterNames) {

@@ -343,6 +343,11 @@ func (w *Worker) commit(ctx context.Context) error {
 	w.count(p)
 	w.committedDigests()
 	w.m.Add(Commits, 1)
+	if cc, ok := w.t.(ConflictCounter); ok {
+		if n := cc.TakeConflicts(); n > 0 {
+			w.m.Add(ConflictsResolved, n)
+		}
+	}
 	w.applied()
 	for k := range w.abandoned {
 		if k.seq <= st.TxnSeq {

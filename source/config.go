@@ -22,6 +22,9 @@ const (
 	FlavorMariaDB = mysql.MariaDBFlavor // "mariadb"
 )
 
+// VersionsTable is the bookkeeping table of row versions (sink/mysql).
+const VersionsTable = "row_versions"
+
 // Config says where the master is and what to read from it. Zero values take
 // the defaults given on each field.
 type Config struct {
@@ -61,6 +64,10 @@ type Config struct {
 	// schemas (mysql, information_schema, performance_schema, sys).
 	// Default "rowcast".
 	BookkeepingSchema string
+	// PublishVersions publishes the rows of the bookkeeping schema's
+	// VersionsTable: on a master of a master-master set whose conflicts are
+	// resolved by version, each data row's version follows it.
+	PublishVersions bool
 	// ReplicateAccounts publishes account and privilege statements
 	// (CREATE/ALTER/DROP/RENAME USER, GRANT, REVOKE, SET PASSWORD, roles),
 	// their clear-text passwords replaced by the mysql_native_password hash;

@@ -9,6 +9,7 @@ import (
 type filter struct {
 	include, exclude []*regexp.Regexp
 	bookkeeping      string
+	versions         string          // the one bookkeeping table published, "" for none
 	cache            map[string]bool // "db.table" -> published
 }
 
@@ -21,7 +22,11 @@ func newFilter(cfg *Config) (*filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filter{include: include, exclude: exclude, bookkeeping: cfg.BookkeepingSchema, cache: map[string]bool{}}, nil
+	f := &filter{include: include, exclude: exclude, bookkeeping: cfg.BookkeepingSchema, cache: map[string]bool{}}
+	if cfg.PublishVersions {
+		f.versions = VersionsTable
+	}
+	return f, nil
 }
 
 // Published is the reader's rule for which tables it publishes (see
@@ -51,8 +56,12 @@ func compileAll(exprs []string) ([]*regexp.Regexp, error) {
 // table reports whether rows of db.table are published. The bookkeeping
 // schema and the system schemas (mysql: accounts and their password hashes)
 // never are, whatever Include says; Exclude wins over Include; an empty
-// Include admits everything.
+// Include admits everything. With PublishVersions, the bookkeeping schema's
+// versions table is published too.
 func (f *filter) table(db, table string) bool {
+	if db == f.bookkeeping && f.versions != "" && table == f.versions {
+		return true
+	}
 	if db == f.bookkeeping || systemSchemas[strings.ToLower(db)] {
 		return false
 	}

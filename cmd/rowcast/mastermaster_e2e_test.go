@@ -90,6 +90,11 @@ func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 
 // config writes a master-master config of the set replicating database.
 func (s *masterSet) config(t *testing.T, database, topic string, http map[string]string) string {
+	return s.configWith(t, database, topic, http, "")
+}
+
+// configWith is config with extra top-level YAML.
+func (s *masterSet) configWith(t *testing.T, database, topic string, http map[string]string, extra string) string {
 	var nodes strings.Builder
 	for i, n := range s.names {
 		fmt.Fprintf(&nodes, "  - {name: %s, dsn: \"root@tcp(%s)/\", gtid_domain_id: %d, http: %q}\n", n, s.addrs[n], i+1, http[n])
@@ -108,7 +113,7 @@ source:
   server_id: %d
 verify:
   interval: "off"
-`, strings.Join(s.names, ", "), nodes.String(), testenv.Addr("kafka"), topic, database, 200000+time.Now().UnixNano()%(1<<29))
+%s`, strings.Join(s.names, ", "), nodes.String(), testenv.Addr("kafka"), topic, database, 200000+time.Now().UnixNano()%(1<<29), extra)
 	path := filepath.Join(t.TempDir(), "rowcast.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -507,4 +512,108 @@ func domainPos(pos, d string) string {
 		}
 	}
 	return "\x00" // matches nothing
+}
+
+// TestDisruptiveMasterMasterLastWriterWins: three masters, their units
+// stopped (a partition), change the same rows: updates, a delete against
+// an update, two inserts of one key. Table t resolves by last-writer-wins,
+// table p by priority (db2). Started again, all three converge to the
+// winners whatever order the changes reach them in, record the conflicts,
+// and a later write on any master reaches the others.
+func TestDisruptiveMasterMasterLastWriterWins(t *testing.T) {
+	needDisruptive(t)
+	s := startMasterSet(t, "db1", "db2", "db3")
+	database := testenv.UniqueName(t, "mm")
+	topic := testenv.UniqueName(t, "rc")
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; "+
+			"CREATE TABLE `"+database+"`.t (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB; "+
+			"CREATE TABLE `"+database+"`.p (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB")
+	}
+	http := map[string]string{}
+	for _, n := range s.names {
+		http[n] = freeAddr(t)
+	}
+	cfg := s.configWith(t, database, topic, http, fmt.Sprintf("conflicts:\n  policy: last-writer-wins\n  tables:\n    %s.p: {policy: priority, priority: db2}\n", database))
+	units := s.startUnits(t, cfg, topic)
+	w := func(node, q string) {
+		t.Helper()
+		mustExec(t, s.dbs[node], strings.ReplaceAll(q, "{db}", "`"+database+"`"))
+		time.Sleep(30 * time.Millisecond) // the next write is later by the masters' clock
+	}
+	w("db1", "INSERT INTO {db}.t VALUES (1,'s1'),(2,'s2'),(3,'s3'),(4,'s4'),(5,'s5')")
+	w("db1", "INSERT INTO {db}.p VALUES (1,'s1'),(2,'s2')")
+	seed := map[string]string{"t": "1=s1,2=s2,3=s3,4=s4,5=s5", "p": "1=s1,2=s2"}
+	for _, n := range s.names {
+		waitRows(t, s.dbs[n], n, database, seed)
+	}
+	for _, n := range s.names {
+		units[n].stop(t)
+	}
+	w("db1", "UPDATE {db}.t SET v='a1' WHERE id=1")
+	w("db2", "UPDATE {db}.t SET v='b1' WHERE id=1")
+	w("db3", "UPDATE {db}.t SET v='c1' WHERE id=1") // the last writer of 1
+	w("db3", "UPDATE {db}.t SET v='c2' WHERE id=2")
+	w("db1", "UPDATE {db}.t SET v='a2' WHERE id=2") // the last writer of 2
+	w("db1", "DELETE FROM {db}.t WHERE id=3")
+	w("db2", "UPDATE {db}.t SET v='b3' WHERE id=3") // a later update beats the delete
+	w("db2", "UPDATE {db}.t SET v='b4' WHERE id=4")
+	w("db3", "DELETE FROM {db}.t WHERE id=4") // a later delete beats the update
+	w("db1", "INSERT INTO {db}.t VALUES (100,'a100')")
+	w("db3", "INSERT INTO {db}.t VALUES (100,'c100')") // the later of two inserts of one key
+	w("db2", "UPDATE {db}.p SET v='b1' WHERE id=1")    // the priority node's, though the earliest
+	w("db1", "UPDATE {db}.p SET v='a1' WHERE id=1")
+	w("db3", "UPDATE {db}.p SET v='c1' WHERE id=1")
+	w("db1", "UPDATE {db}.p SET v='a2' WHERE id=2") // no conflict
+	for _, n := range s.names {
+		units[n] = startMasterUnit(t, cfg, n)
+	}
+	want := map[string]string{"t": "1=c1,2=a2,3=b3,5=s5,100=c100", "p": "1=b1,2=a2"}
+	for _, n := range s.names {
+		waitRows(t, s.dbs[n], n, database, want)
+	}
+	total := 0
+	for _, n := range s.names {
+		var c int
+		if err := s.dbs[n].QueryRow("SELECT COUNT(*) FROM rowcast.conflicts WHERE policy <> 'stop' AND table_name LIKE ?", database+".%").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		total += c
+	}
+	if total < 6 {
+		t.Errorf("%d conflicts recorded on the three masters; want at least one per conflicting row (6)", total)
+	}
+	t.Logf("%d conflicts recorded; rowcast conflicts:\n%s", total, mustRowcast(t, "conflicts", "--config", cfg))
+
+	// After the conflicts, a write anywhere reaches every master.
+	w("db2", "UPDATE {db}.t SET v='b1x' WHERE id=1")
+	w("db3", "DELETE FROM {db}.t WHERE id=100")
+	want["t"] = "1=b1x,2=a2,3=b3,5=s5"
+	for _, n := range s.names {
+		waitRows(t, s.dbs[n], n, database, want)
+	}
+	for n, p := range units {
+		dumpOnFailure(t, []string{"unit " + n}, p)
+	}
+}
+
+// waitRows waits until each table of database holds exactly the rows
+// want gives ("id=v,..." in id order).
+func waitRows(t *testing.T, db *sql.DB, node, database string, want map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	waitFor(t, 90*time.Second, node+" to hold "+fmt.Sprint(want), func() bool {
+		for table, w := range want {
+			var s sql.NullString
+			if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT(id, '=', v) ORDER BY id) FROM `" + database + "`." + table).Scan(&s); err != nil {
+				got[table] = err.Error()
+				return false
+			}
+			got[table] = s.String
+			if s.String != w {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rowcast/rowcast/config"
@@ -54,6 +55,12 @@ func setupService(ctx context.Context, name string, args []string, stderr io.Wri
 		if err := service.CheckMasters(ctx, s.cfg, s.log); err != nil {
 			return nil, err
 		}
+	}
+	if s.cfg.Versioned() {
+		if err := service.InstallVersions(ctx, s.cfg, s.log); err != nil {
+			return nil, err
+		}
+		go service.KeepVersions(ctx, s.cfg, 30*time.Second, s.log)
 	}
 	if s.pc, err = servicePublisherConfig(s.cfg, s.log); err != nil {
 		return nil, err

@@ -17,6 +17,11 @@ const bigRowBytes = 1 << 20
 // applyRows applies rows, each large upsert alone (bigUpsert) and the runs
 // between them as usual.
 func (t *Target) applyRows(ctx context.Context, rows []*pipeline.Event, lenient bool) error {
+	if t.cfg.OriginDomain != nil && len(rows) > 0 {
+		if done, err := t.takeVersioned(ctx, rows); done || err != nil {
+			return err
+		}
+	}
 	if err := t.checkRows(ctx, rows); err != nil {
 		return err
 	}

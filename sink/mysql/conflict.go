@@ -165,7 +165,8 @@ func (t *Target) conflictOrErr(ctx context.Context, tbl *pipeline.Table, ev *pip
 		origin = t.txnOrigin.String()
 	}
 	incoming := describeChange(tbl, ev)
-	if rerr := t.recordConflict(ctx, tbl, ev, key, origin, incoming, current); rerr != nil {
+	if rerr := t.recordConflict(ctx, tbl, ev, conflictRecord{key: key, origin: origin, incoming: incoming, current: current,
+		policy: conflictPolicy, resolution: "stopped the worker"}); rerr != nil {
 		t.log.Warn().Err(rerr).Msg("could not record the conflict in the conflicts table")
 	}
 	return fmt.Errorf("%w on %s: the %s of %s key %s in transaction %s of the topic's master changed %s, but the row here is %s; policy %s: the worker stops",
@@ -240,10 +241,16 @@ const conflictsTable = "(" +
 	"`policy` VARCHAR(32) NOT NULL, `resolution` VARCHAR(64) NOT NULL, " +
 	"UNIQUE KEY `conflict` (`topic`, `origin_gtid`, `table_name`, `row_key`(200))) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 
+// conflictRecord is a row of the conflicts table.
+type conflictRecord struct {
+	key, origin, incoming, current string
+	policy, resolution             string
+}
+
 // recordConflict writes the conflict on a connection of its own, committed
 // whatever happens to the open transaction; a conflict met again (a
 // restart) is recorded once.
-func (t *Target) recordConflict(ctx context.Context, tbl *pipeline.Table, ev *pipeline.Event, key, origin, incoming, current string) error {
+func (t *Target) recordConflict(ctx context.Context, tbl *pipeline.Table, ev *pipeline.Event, r conflictRecord) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	schema := quoteIdent(t.cfg.Schema)
@@ -251,7 +258,7 @@ func (t *Target) recordConflict(ctx context.Context, tbl *pipeline.Table, ev *pi
 		return err
 	}
 	_, err := t.db.ExecContext(ctx, "INSERT IGNORE INTO "+schema+".`conflicts` (`detected_at`, `node`, `topic`, `origin_gtid`, `table_name`, `row_key`, `op`, `incoming`, `current_row`, `policy`, `resolution`) "+
-		"VALUES (NOW(6), ?, ?, ?, ?, ?, ?, ?, ?, ?, 'stopped the worker')",
-		t.cfg.Node, t.cfg.Topic, origin, tbl.Database+"."+tbl.Name, key, opName(ev.Op), incoming, current, conflictPolicy)
+		"VALUES (NOW(6), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		t.cfg.Node, t.cfg.Topic, r.origin, tbl.Database+"."+tbl.Name, r.key, opName(ev.Op), r.incoming, r.current, r.policy, r.resolution)
 	return err
 }

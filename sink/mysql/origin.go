@@ -79,7 +79,26 @@ func (t *Target) loadOrigin(ctx context.Context) error {
 		return fmt.Errorf("gtid_binlog_pos of %s: %w", t.cfg.Node, err)
 	}
 	t.origin = originState{applied: seq}
-	return nil
+	return t.versionsSession(ctx)
+}
+
+// versionsSession keeps this session's writes out of the version triggers
+// (it saves the origin's versions itself) and makes sure the versions
+// table exists, before this master's own unit has created it.
+func (t *Target) versionsSession(ctx context.Context) error {
+	if t.cfg.Resolve == nil {
+		return nil
+	}
+	if _, err := t.ex.ExecContext(ctx, "SET @rowcast_applying = 1"); err != nil {
+		return err
+	}
+	if err := t.binlogged(ctx, false); err != nil {
+		return err
+	}
+	if _, err := t.ex.ExecContext(ctx, VersionsTableDDL(t.cfg.Schema)); err != nil {
+		return fmt.Errorf("create the row versions table on %s: %w", t.cfg.Node, err)
+	}
+	return t.binlogged(ctx, true)
 }
 
 // Executed reports whether the replica's binlog holds the transaction with

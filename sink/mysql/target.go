@@ -60,6 +60,13 @@ type Config struct {
 	// GTID domain of the master whose topic it applies: each transaction
 	// is applied under its origin GTID (origin.go).
 	OriginDomain *uint32
+	// Resolve, on such a master, is the conflict resolution of a table;
+	// nil or Policy "stop" for every table: a conflict stops the worker
+	// (versions.go).
+	Resolve func(db, table string) Resolution
+	// MasterDomains are the masters' GTID domains in the config's order:
+	// of two versions with the same time, the earlier master's wins.
+	MasterDomains []uint32
 }
 
 // execer is the one path every statement of the Target takes, so that tests
@@ -90,6 +97,10 @@ type Target struct {
 	inTx           bool
 	origin         originState
 	txnOrigin      *gtid // the origin GTID of the open transaction
+	// held are rows of versioned tables waiting for their versions, and
+	// conflicts counts the conflicts versions resolved (versions.go).
+	held                          []*pipeline.Event
+	conflicts, committedConflicts int
 
 	// saved is the checkpoint as last loaded or written; maxSeq the highest
 	// TxnSeq ever applied. Transactions at or below maxSeq are replays.
@@ -318,6 +329,9 @@ func (t *Target) Begin(ctx context.Context) error {
 // Commit writes the checkpoint in the open transaction, then commits: the
 // rows and the position become durable together.
 func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
+	if err := t.applyUnversioned(ctx); err != nil {
+		return err
+	}
 	if err := t.store.Save(ctx, t.ex, st); err != nil {
 		return err
 	}
@@ -326,6 +340,8 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 		return err
 	}
 	t.saved = st
+	t.committedConflicts += t.conflicts
+	t.conflicts = 0
 	t.maxSeq = max(t.maxSeq, st.TxnSeq, st.MaxTxnSeq)
 	t.appliedOrigin(t.txnOrigin)
 	t.txnOrigin = nil
@@ -336,6 +352,7 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 // Rollback abandons the open transaction.
 func (t *Target) Rollback(ctx context.Context) error {
 	t.ending = t.ending[:0]
+	t.held, t.conflicts = nil, 0
 	t.txnOrigin = nil
 	if !t.inTx || t.ex == nil {
 		return nil
