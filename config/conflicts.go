@@ -4,19 +4,22 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/rowcast/rowcast/sink/mysql"
 )
 
-// Conflict policies of a master-master topology (docs/MASTER-MASTER.md).
+// Conflict policies of a master-master topology (docs/MASTER-MASTER.md),
+// as the sink knows them.
 const (
 	// PolicyStop records the conflict and stops the sink: the operator
 	// decides.
-	PolicyStop = "stop"
+	PolicyStop = mysql.PolicyStop
 	// PolicyLastWriterWins keeps the change with the later version: the
 	// source time of the write, ties broken by the order of masters.
-	PolicyLastWriterWins = "last-writer-wins"
+	PolicyLastWriterWins = mysql.PolicyLastWriterWins
 	// PolicyPriority keeps the change of the named node in every conflict it
 	// takes part in; the others' conflicts go by last-writer-wins.
-	PolicyPriority = "priority"
+	PolicyPriority = mysql.PolicyPriority
 )
 
 // Conflicts configures how a master-master set resolves two masters

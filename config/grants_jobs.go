@@ -72,6 +72,11 @@ func (c *Config) sinkJob(node string, dbs []string) grants.Job {
 		j.Needs = append(j.Needs,
 			grants.Need{Priv: "BINLOG REPLAY", DB: "*", Why: "master-master: apply the other masters' transactions under their GTIDs (SET SESSION gtid_domain_id, server_id, gtid_seq_no)"},
 			grants.Need{Priv: "BINLOG ADMIN", DB: "*", Why: "master-master: keep checkpoint-only commits out of the binlog (SET SESSION sql_log_bin)"})
+		if c.Versioned() {
+			for _, db := range dbs {
+				j.Needs = append(j.Needs, grants.Need{Priv: "TRIGGER", DB: db, Why: "master-master conflicts: the unit installs the row version triggers"})
+			}
+		}
 		return j // masters are never protected
 	}
 	if c.Sink.ProtectReplicas == nil || *c.Sink.ProtectReplicas {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -139,5 +140,38 @@ func TestMasterMasterSinkGrants(t *testing.T) {
 	}
 	if got := needs("db4"); !slices.Equal(got, []string{"READ_ONLY ADMIN"}) {
 		t.Errorf("read replica db4's sink needs %v globally", got)
+	}
+}
+
+// TestConflictPolicies: the default, a table's override, and the mistakes
+// config validate names.
+func TestConflictPolicies(t *testing.T) {
+	c, err := Parse([]byte(masterMasterYAML+"conflicts: {policy: last-writer-wins, tables: {shop.stock: {policy: priority, priority: db2}}}\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, w := c.ConflictPolicy("shop", "orders"); p != PolicyLastWriterWins || w != "" {
+		t.Errorf("shop.orders: %s %s", p, w)
+	}
+	if p, w := c.ConflictPolicy("shop", "stock"); p != PolicyPriority || w != "db2" {
+		t.Errorf("shop.stock: %s %s", p, w)
+	}
+	if !c.Versioned() {
+		t.Error("Versioned: false")
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"conflicts: {policy: newest}\n", `"newest" is not a policy`},
+		{"conflicts: {policy: priority, priority: db4}\n", `"db4" is not one of masters`},
+		{"conflicts: {policy: stop, priority: db1}\n", "only for policy priority"},
+		{"conflicts: {tables: {orders: {policy: stop}}}\n", `"orders" is not db.table`},
+	} {
+		_, err := Parse([]byte(masterMasterYAML+bad.yaml), noEnv)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: %v, want %q", bad.yaml, err, bad.want)
+		}
+	}
+	def, _ := Parse([]byte(masterMasterYAML), noEnv)
+	if p, _ := def.ConflictPolicy("shop", "orders"); p != PolicyStop || def.Versioned() {
+		t.Errorf("default policy %s, versioned %v", p, def.Versioned())
 	}
 }
