@@ -25,11 +25,13 @@ import (
 
 // versionProc computes and saves the version of a local write of key k of
 // table tn: one more than the key's version here if the clock is behind it,
-// the level raised by bump, this session's GTID domain.
+// the level raised by bump, this session's GTID domain. It reads that
+// version with FOR UPDATE: the newest committed one (a sink may have saved
+// a newer one since the writer's snapshot), locked until the write commits.
 const versionProc = "CREATE OR REPLACE PROCEDURE %[1]s.`rowcast_version`(IN tn VARCHAR(200), IN k VARBINARY(32), IN del TINYINT, IN bump TINYINT) " +
 	"MODIFIES SQL DATA BEGIN " +
 	"DECLARE l INT UNSIGNED DEFAULT 0; DECLARE t BIGINT DEFAULT 0; " +
-	"SELECT COALESCE(MAX(`lvl`), 0), COALESCE(MAX(`ts`), 0) INTO l, t FROM %[1]s.`row_versions` WHERE `table_name` = tn AND `row_key` = k; " +
+	"SELECT COALESCE(MAX(`lvl`), 0), COALESCE(MAX(`ts`), 0) INTO l, t FROM %[1]s.`row_versions` WHERE `table_name` = tn AND `row_key` = k FOR UPDATE; " +
 	"INSERT INTO %[1]s.`row_versions` VALUES (tn, k, l + bump, GREATEST(CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED), t + 1), @@gtid_domain_id, del) " +
 	"ON DUPLICATE KEY UPDATE `lvl` = VALUES(`lvl`), `ts` = VALUES(`ts`), `domain` = VALUES(`domain`), `deleted` = VALUES(`deleted`); END"
 
