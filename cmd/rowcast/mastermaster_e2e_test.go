@@ -95,6 +95,23 @@ func (s *masterSet) config(t *testing.T, database, topic string, http map[string
 	return s.configWith(t, database, topic, http, "")
 }
 
+// replicate creates a database of the test's with the tables of ddl
+// (statements in which {db} is the database) on every master, out of their
+// binlogs, writes a config with extra top-level YAML, and starts every
+// master's unit.
+func (s *masterSet) replicate(t *testing.T, ddl, extra string) (database, cfg string, units map[string]*proc) {
+	t.Helper()
+	database = testenv.UniqueName(t, "mm")
+	topic := testenv.UniqueName(t, "rc")
+	http := map[string]string{}
+	for _, n := range s.names {
+		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; "+strings.ReplaceAll(ddl, "{db}", "`"+database+"`"))
+		http[n] = freeAddr(t)
+	}
+	cfg = s.configWith(t, database, topic, http, strings.ReplaceAll(extra, "{db}", database))
+	return database, cfg, s.startUnits(t, cfg, topic)
+}
+
 // configWith is config with extra top-level YAML.
 func (s *masterSet) configWith(t *testing.T, database, topic string, http map[string]string, extra string) string {
 	var nodes strings.Builder
@@ -443,13 +460,7 @@ func TestDisruptiveMasterMasterConflict(t *testing.T) {
 func TestDisruptiveMasterMasterDomainLost(t *testing.T) {
 	needDisruptive(t)
 	s := startMasterSet(t, "db1", "db2")
-	database := testenv.UniqueName(t, "mm")
-	topic := testenv.UniqueName(t, "rc")
-	for _, n := range s.names {
-		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; CREATE TABLE `"+database+"`.t (id BIGINT NOT NULL PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL) ENGINE=InnoDB")
-	}
-	cfg := s.config(t, database, topic, map[string]string{"db1": freeAddr(t), "db2": freeAddr(t)})
-	units := s.startUnits(t, cfg, topic)
+	database, cfg, units := s.replicate(t, "CREATE TABLE {db}.t (id BIGINT NOT NULL PRIMARY KEY, origin VARCHAR(8) NOT NULL, n INT NOT NULL) ENGINE=InnoDB", "")
 	insert := func(id int64) {
 		t.Helper()
 		s.admin(t, "db1", fmt.Sprintf("INSERT INTO `%s`.t VALUES (%d, 'db1', %d)", database, id, id))
@@ -525,19 +536,9 @@ func domainPos(pos, d string) string {
 func TestDisruptiveMasterMasterLastWriterWins(t *testing.T) {
 	needDisruptive(t)
 	s := startMasterSet(t, "db1", "db2", "db3")
-	database := testenv.UniqueName(t, "mm")
-	topic := testenv.UniqueName(t, "rc")
-	for _, n := range s.names {
-		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; "+
-			"CREATE TABLE `"+database+"`.t (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB; "+
-			"CREATE TABLE `"+database+"`.p (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB")
-	}
-	http := map[string]string{}
-	for _, n := range s.names {
-		http[n] = freeAddr(t)
-	}
-	cfg := s.configWith(t, database, topic, http, fmt.Sprintf("conflicts:\n  policy: last-writer-wins\n  tables:\n    %s.p: {policy: priority, priority: db2}\n", database))
-	units := s.startUnits(t, cfg, topic)
+	database, cfg, units := s.replicate(t, "CREATE TABLE {db}.t (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB; "+
+		"CREATE TABLE {db}.p (id INT NOT NULL PRIMARY KEY, v VARCHAR(16) NOT NULL) ENGINE=InnoDB",
+		"conflicts:\n  policy: last-writer-wins\n  tables:\n    {db}.p: {policy: priority, priority: db2}\n")
 	w := func(node, q string) {
 		t.Helper()
 		mustExec(t, s.dbs[node], strings.ReplaceAll(q, "{db}", "`"+database+"`"))
@@ -574,14 +575,7 @@ func TestDisruptiveMasterMasterLastWriterWins(t *testing.T) {
 	for _, n := range s.names {
 		waitRows(t, s.dbs[n], n, database, want)
 	}
-	total := 0
-	for _, n := range s.names {
-		var c int
-		if err := s.dbs[n].QueryRow("SELECT COUNT(*) FROM rowcast.conflicts WHERE policy <> 'stop' AND table_name LIKE ?", database+".%").Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		total += c
-	}
+	total := s.resolvedConflicts(t, database)
 	if total < 6 {
 		t.Errorf("%d conflicts recorded on the three masters; want at least one per conflicting row (6)", total)
 	}
@@ -628,18 +622,8 @@ func waitRows(t *testing.T, db *sql.DB, node, database string, want map[string]s
 func TestDisruptiveMasterMasterPartitionConflicts(t *testing.T) {
 	needDisruptive(t)
 	s := startMasterSet(t, "db1", "db2", "db3")
-	database := testenv.UniqueName(t, "mm")
-	topic := testenv.UniqueName(t, "rc")
-	for _, n := range s.names {
-		s.admin(t, n, "SET SESSION sql_log_bin=0; CREATE DATABASE `"+database+"`; "+
-			"CREATE TABLE `"+database+"`.t (id INT NOT NULL PRIMARY KEY, v VARCHAR(24) NOT NULL) ENGINE=InnoDB")
-	}
-	http := map[string]string{}
-	for _, n := range s.names {
-		http[n] = freeAddr(t)
-	}
-	cfg := s.configWith(t, database, topic, http, "conflicts:\n  policy: last-writer-wins\n")
-	units := s.startUnits(t, cfg, topic)
+	database, cfg, units := s.replicate(t, "CREATE TABLE {db}.t (id INT NOT NULL PRIMARY KEY, v VARCHAR(24) NOT NULL) ENGINE=InnoDB",
+		"conflicts:\n  policy: last-writer-wins\n")
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
@@ -684,14 +668,7 @@ func TestDisruptiveMasterMasterPartitionConflicts(t *testing.T) {
 		}
 		return rows["db1"] == rows["db2"] && rows["db2"] == rows["db3"]
 	})
-	total := 0
-	for _, n := range s.names {
-		var c int
-		if err := s.dbs[n].QueryRow("SELECT COUNT(*) FROM rowcast.conflicts WHERE table_name = ?", database+".t").Scan(&c); err != nil {
-			t.Fatal(err)
-		}
-		total += c
-	}
+	total := s.resolvedConflicts(t, database)
 	t.Logf("converged on %s; %d conflicts recorded", rows["db1"], total)
 	if total == 0 {
 		t.Fatal("no conflict recorded: the writers did not collide")
@@ -700,4 +677,19 @@ func TestDisruptiveMasterMasterPartitionConflicts(t *testing.T) {
 	for n, p := range units {
 		dumpOnFailure(t, []string{"unit " + n}, p)
 	}
+}
+
+// resolvedConflicts counts the conflicts a policy other than stop resolved
+// in database's tables, on all masters.
+func (s *masterSet) resolvedConflicts(t *testing.T, database string) int {
+	t.Helper()
+	total := 0
+	for _, n := range s.names {
+		var c int
+		if err := s.dbs[n].QueryRow("SELECT COUNT(*) FROM rowcast.conflicts WHERE policy <> 'stop' AND table_name LIKE ?", database+".%").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		total += c
+	}
+	return total
 }
