@@ -259,3 +259,30 @@ func TestDDLAfterBufferedRows(t *testing.T) {
 		t.Fatalf("checkpoint %+v", st)
 	}
 }
+
+// TestVersionRowsLeftOut: a read replica's worker (no origin domain) leaves
+// the masters' row versions out of what it applies; the data rows around
+// them apply. (The versions table is in the script's database here.)
+func TestVersionRowsLeftOut(t *testing.T) {
+	s := script()
+	s.Table("row_versions", []pipeline.Column{{Name: "table_name", Kind: pipeline.VString}, {Name: "row_key", Kind: pipeline.VBytes},
+		{Name: "lvl", Kind: pipeline.VUint}, {Name: "ts", Kind: pipeline.VInt}, {Name: "domain", Kind: pipeline.VUint}, {Name: "deleted", Kind: pipeline.VInt}}, 0, 1)
+	for i := int64(1); i <= 3; i++ {
+		s.Insert("t", i, "v")
+		s.Insert("row_versions", "db.t", []byte{byte(i)}, uint64(0), 1700000000000000+i, uint64(1), int64(0))
+	}
+	s.Commit()
+	for _, c := range []struct {
+		versions string
+		want     int
+	}{{"db.row_versions", 0}, {"", 3}} {
+		m := sinktest.NewMemory("db")
+		if _, err := run(t, m, sinktest.NewInput(s.Msgs), sink.WorkerConfig{Versions: c.versions}, nil); err != nil {
+			t.Fatal(err)
+		}
+		sinktest.CompareRows(t, "t", m.Rows(t, "t"), []string{"1|v", "2|v", "3|v"})
+		if rows := m.Rows(t, "row_versions"); len(rows) != c.want {
+			t.Fatalf("Versions %q: the replica got %d version rows, want %d", c.versions, len(rows), c.want)
+		}
+	}
+}
