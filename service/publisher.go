@@ -54,6 +54,9 @@ type PublisherConfig struct {
 	// SkipGTID is one source transaction the reader leaves out, once,
 	// recording the skip in the topic (source.Config.SkipGTID).
 	SkipGTID string
+	// Emitted, when set, sees every event the publisher emits, before it is
+	// sent (DDLLog.Published on a master-master unit).
+	Emitted func(ctx context.Context, ev *pipeline.Event)
 }
 
 // Watchdog is a companion of the pipeline service that watches the master.
@@ -635,6 +638,9 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	p.gaveBuf = p.gaveBuf || big
 	p.countEvent(ev.Kind)
 	p.binlog.event(ev.File)
+	if p.cfg.Emitted != nil {
+		p.cfg.Emitted(ctx, ev)
+	}
 	if ev.Pos.Last || len(p.batch) >= sendBatch || big {
 		return p.flush(ctx)
 	}

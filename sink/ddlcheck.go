@@ -47,6 +47,17 @@ type ddlObject struct {
 	schema    bool   // a schema statement of a kind rowcast replicates
 }
 
+// DDLTable is "db.table" of a DDL statement about one table (CREATE, ALTER,
+// DROP, RENAME, TRUNCATE TABLE, CREATE/DROP INDEX ... ON), run in database
+// db; ok is false for any other statement.
+func DDLTable(db, stmt string) (table string, ok bool) {
+	o := parseDDLObject(db, stmt)
+	if o.table == "" {
+		return "", false
+	}
+	return o.db + "." + o.table, true
+}
+
 // parseDDLObject reads stmt, run in database db.
 func parseDDLObject(db, stmt string) ddlObject {
 	s := skipDDLComments(stmt)

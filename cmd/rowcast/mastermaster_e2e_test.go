@@ -693,3 +693,49 @@ func (s *masterSet) resolvedConflicts(t *testing.T, database string) int {
 	}
 	return total
 }
+
+// TestDisruptiveMasterMasterConcurrentDDL: a DDL statement on one master
+// reaches the other; then, their units stopped, both masters alter the same
+// table. Started again, each master's sink of the other's topic stops on
+// the other's statement, naming both, and neither definition is applied
+// over the other.
+func TestDisruptiveMasterMasterConcurrentDDL(t *testing.T) {
+	needDisruptive(t)
+	s := startMasterSet(t, "db1", "db2")
+	database, cfg, units := s.replicate(t, "CREATE TABLE {db}.t (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB; "+
+		"CREATE TABLE {db}.u (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB", "")
+	columns := func(node, table string) string {
+		var cols sql.NullString
+		s.dbs[node].QueryRow("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+			database, table).Scan(&cols)
+		return cols.String
+	}
+	mustExec(t, s.dbs["db1"], "ALTER TABLE `"+database+"`.u ADD COLUMN w INT NULL")
+	waitFor(t, time.Minute, "db1's ALTER of u on db2", func() bool { return columns("db2", "u") == "id,w" })
+
+	for _, n := range s.names {
+		units[n].stop(t)
+	}
+	mustExec(t, s.dbs["db1"], "ALTER TABLE `"+database+"`.t ADD COLUMN a INT NULL")
+	mustExec(t, s.dbs["db2"], "ALTER TABLE `"+database+"`.t ADD COLUMN b INT NULL")
+	for _, n := range s.names {
+		units[n] = startMasterUnit(t, cfg, n)
+	}
+	for _, n := range s.names {
+		waitFor(t, time.Minute, n+"'s unit to stop on the other's ALTER", func() bool {
+			return strings.Contains(units[n].out.String(), "concurrent DDL")
+		})
+	}
+	if a, b := columns("db1", "t"), columns("db2", "t"); a != "id,a" || b != "id,b" {
+		t.Fatalf("t's columns: db1 %s, db2 %s; want each master's own change alone", a, b)
+	}
+	for _, l := range strings.Split(units["db1"].out.String(), "\n") {
+		if strings.Contains(l, "concurrent DDL") {
+			t.Logf("db1's unit: %s", l)
+			break
+		}
+	}
+	for n, p := range units {
+		dumpOnFailure(t, []string{"unit " + n}, p)
+	}
+}

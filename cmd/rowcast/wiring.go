@@ -43,6 +43,9 @@ func servicePublisherConfig(cfg *config.Config, log zerolog.Logger) (service.Pub
 		return pc, err
 	}
 	pc.Locate = failover.NewLocator(cfg, pc.Kafka, log).Current
+	if l := service.NewDDLLog(cfg, log); l != nil {
+		pc.Emitted = l.Published
+	}
 	if cfg.Failover.Mode == config.FailoverAuto {
 		pc.Watchdog = &failover.Auto{Cfg: cfg, Kafka: pc.Kafka, Log: log}
 	}

@@ -47,6 +47,11 @@ func (t *Target) ApplyDDL(ctx context.Context, ev *pipeline.Event, st checkpoint
 		return t.saveAlone(ctx, st)
 	}
 	retry := t.saved.DDLPending == seq || seq <= t.maxSeq
+	if !retry {
+		if err := t.checkConcurrentDDL(ctx, ev); err != nil {
+			return err
+		}
+	}
 	before := t.saved
 	pending := before
 	pending.DDLPending = seq

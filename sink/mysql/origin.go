@@ -30,9 +30,9 @@ func parseGTID(s string) (*gtid, error) {
 	return g, nil
 }
 
-// domainSeq is the seq_no of domain in a GTID position ("0-1-5,7-3-9"), 0
+// DomainSeq is the seq_no of domain in a GTID position ("0-1-5,7-3-9"), 0
 // when the position has none.
-func domainSeq(pos string, domain uint32) (uint64, error) {
+func DomainSeq(pos string, domain uint32) (uint64, error) {
 	set, err := gomysql.ParseMariadbGTIDSet(strings.ReplaceAll(pos, "\n", ""))
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a MariaDB GTID position: %w", pos, err)
@@ -45,6 +45,7 @@ func domainSeq(pos string, domain uint32) (uint64, error) {
 
 // originState is what the Target knows of the origin's transactions.
 type originState struct {
+	own     uint32 // this master's own GTID domain
 	applied uint64 // highest seq_no of the origin's domain in the binlog
 	// adopted is, for the domains an operator adopted (the origin's
 	// transactions written under a wrong domain), the highest seq_no per
@@ -74,11 +75,11 @@ func (t *Target) loadOrigin(ctx context.Context) error {
 	if own == domain {
 		return fmt.Errorf("master-master topology: %s has gtid_domain_id %d, the domain of the master whose topic it applies: give each master its own (SET GLOBAL gtid_domain_id=N and gtid_domain_id=N in its my.cnf, as nodes[].gtid_domain_id says)", t.cfg.Node, own)
 	}
-	seq, err := domainSeq(pos, domain)
+	seq, err := DomainSeq(pos, domain)
 	if err != nil {
 		return fmt.Errorf("gtid_binlog_pos of %s: %w", t.cfg.Node, err)
 	}
-	t.origin = originState{applied: seq}
+	t.origin = originState{own: own, applied: seq}
 	return t.versionsSession(ctx)
 }
 

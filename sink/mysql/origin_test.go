@@ -18,9 +18,9 @@ func TestDomainSeq(t *testing.T) {
 		{"0-1", 0, 0, true},
 		{"a-1-2", 0, 0, true},
 	} {
-		got, err := domainSeq(c.pos, c.domain)
+		got, err := DomainSeq(c.pos, c.domain)
 		if (err != nil) != c.bad || got != c.want {
-			t.Errorf("domainSeq(%q, %d) = %d, %v; want %d (error %v)", c.pos, c.domain, got, err, c.want, c.bad)
+			t.Errorf("DomainSeq(%q, %d) = %d, %v; want %d (error %v)", c.pos, c.domain, got, err, c.want, c.bad)
 		}
 	}
 	if g, err := parseGTID("2-20-300"); err != nil || *g != (gtid{DomainID: 2, ServerID: 20, SequenceNumber: 300}) || g.String() != "2-20-300" {
