@@ -26,10 +26,11 @@ type DDLLog struct {
 	domain uint32
 	log    zerolog.Logger
 
-	mu   sync.Mutex
-	db   *sql.DB
-	conn *sql.Conn
-	last time.Time // when the progress was last saved
+	mu      sync.Mutex
+	db      *sql.DB
+	conn    *sql.Conn
+	last    time.Time         // when the progress was last saved
+	unsaved []*pipeline.Event // own DDL statements not recorded yet
 }
 
 // NewDDLLog returns the log of the unit's master (cfg.Master), or nil when
@@ -47,23 +48,23 @@ const ddlProgressEvery = 200 * time.Millisecond
 
 // Published takes each event the publisher emitted: an own DDL statement
 // is recorded, and the progress saved with it and every ddlProgressEvery.
-// A failure is logged and retried with the next event: sinks then wait.
+// A failure is logged and retried after ddlProgressEvery: sinks then wait.
 func (l *DDLLog) Published(ctx context.Context, ev *pipeline.Event) {
 	if l == nil || ev.GTIDSet == "" && ev.Kind != pipeline.KindDDL {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	own := ev.Kind == pipeline.KindDDL && l.ownGTID(ev.GTID)
-	if !own && time.Since(l.last) < ddlProgressEvery {
+	if ev.Kind == pipeline.KindDDL && l.ownGTID(ev.GTID) {
+		l.unsaved = append(l.unsaved, ev)
+	} else if time.Since(l.last) < ddlProgressEvery {
 		return
 	}
-	if err := l.save(ctx, ev, own); err != nil {
+	l.last = time.Now() // a failure too: retried after ddlProgressEvery, not at every event
+	if err := l.save(ctx, ev); err != nil {
 		l.log.Warn().Err(err).Msg("master-master: could not record this master's DDL progress; the other masters' DDL waits")
 		l.close()
-		return
 	}
-	l.last = time.Now()
 }
 
 // ownGTID reports a GTID of the master's own domain.
@@ -72,19 +73,20 @@ func (l *DDLLog) ownGTID(gtid string) bool {
 	return err == nil && g.DomainID == l.domain
 }
 
-// save records ev (own: a DDL statement of this master's) and the progress
-// its GTID set gives.
-func (l *DDLLog) save(ctx context.Context, ev *pipeline.Event, own bool) error {
+// save records the own DDL statements not saved yet, then the progress
+// ev's GTID set gives: never past a statement that is not recorded.
+func (l *DDLLog) save(ctx context.Context, ev *pipeline.Event) error {
 	if err := l.open(ctx); err != nil {
 		return err
 	}
 	schema := l.cfg.Sink.BookkeepingSchema
-	if own {
-		seq := seqOf(ev.GTID)
-		table, _ := sink.DDLTable(ev.Database, ev.Statement)
-		if _, err := l.conn.ExecContext(ctx, "INSERT IGNORE INTO "+quoteID(schema)+".`own_ddl` VALUES (?, ?, ?, ?)", table, seq, ev.GTID, ev.Statement); err != nil {
+	for len(l.unsaved) > 0 {
+		d := l.unsaved[0]
+		table, _ := sink.DDLTable(d.Database, d.Statement)
+		if _, err := l.conn.ExecContext(ctx, "INSERT IGNORE INTO "+quoteID(schema)+".`own_ddl` VALUES (?, ?, ?, ?)", table, seqOf(d.GTID), d.GTID, d.Statement); err != nil {
 			return err
 		}
+		l.unsaved = l.unsaved[1:]
 	}
 	seq, err := mysql.DomainSeq(ev.GTIDSet, l.domain)
 	if err != nil || seq == 0 {

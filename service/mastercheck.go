@@ -110,14 +110,20 @@ const noKeySQL = `SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TA
 	AND t.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') AND t.TABLE_SCHEMA <> ?
 	ORDER BY 1, 2`
 
-// tablesWithoutKey are the published tables (the reader's rule) without a
-// primary key.
-func tablesWithoutKey(ctx context.Context, db *sql.DB, cfg *config.Config) ([]string, error) {
+// publishedOf is the reader's rule of which tables the unit's master
+// publishes (source.Published).
+func publishedOf(cfg *config.Config) (func(db, table string) bool, error) {
 	sc, err := cfg.SourceConfig(cfg.Master)
 	if err != nil {
 		return nil, err
 	}
-	published, err := source.Published(sc)
+	return source.Published(sc)
+}
+
+// tablesWithoutKey are the published tables (the reader's rule) without a
+// primary key.
+func tablesWithoutKey(ctx context.Context, db *sql.DB, cfg *config.Config) ([]string, error) {
+	published, err := publishedOf(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/rowcast/rowcast/config"
 	"github.com/rowcast/rowcast/sink/mysql"
-	"github.com/rowcast/rowcast/source"
 )
 
 // Row versions of a master-master set that resolves conflicts by version
@@ -118,11 +117,7 @@ func KeepVersions(ctx context.Context, cfg *config.Config, interval time.Duratio
 // versionedTables lists the replicated tables with a key whose policy is
 // not stop.
 func versionedTables(ctx context.Context, conn *sql.Conn, cfg *config.Config) ([]versionedTable, error) {
-	sc, err := cfg.SourceConfig(cfg.Master)
-	if err != nil {
-		return nil, err
-	}
-	published, err := source.Published(sc)
+	published, err := publishedOf(cfg)
 	if err != nil {
 		return nil, err
 	}

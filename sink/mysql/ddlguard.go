@@ -2,9 +2,9 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/rowcast/rowcast/internal/mysqlerr"
@@ -33,9 +33,9 @@ func DDLLogTables(schema string) []string {
 		"CREATE TABLE IF NOT EXISTS " + q + ".`own_ddl_progress` (`id` TINYINT NOT NULL PRIMARY KEY, `seq` BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB"}
 }
 
-// ddlRecordWait bounds how long a DDL statement waits for this master's
-// reader to record its own DDL up to now (its unit must run).
-const ddlRecordWait = 30 * time.Second
+// ddlRecordWarn is how often a DDL statement waiting for this master's
+// reader says so in the log.
+const ddlRecordWarn = 30 * time.Second
 
 // checkConcurrentDDL refuses ev when this master changed its table after
 // what ev's origin had seen of this master.
@@ -74,7 +74,7 @@ func (t *Target) waitDDLRecorded(ctx context.Context) error {
 	if err != nil || now == 0 {
 		return err
 	}
-	deadline := time.Now().Add(ddlRecordWait)
+	warn := time.Now().Add(ddlRecordWarn)
 	for {
 		var got uint64
 		err := t.ex.QueryRowContext(ctx, "SELECT `seq` FROM "+quoteIdent(t.cfg.Schema)+".`own_ddl_progress` WHERE `id` = 1").Scan(&got)
@@ -84,9 +84,10 @@ func (t *Target) waitDDLRecorded(ctx context.Context) error {
 		if got >= now {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return sink.MarkTransient(fmt.Errorf("master-master: a DDL statement waits until %s's own unit has recorded its DDL up to seq %d of domain %d (at %d): is `rowcast run --master %s` running?",
-				t.cfg.Node, now, t.origin.own, got, t.cfg.Node))
+		if time.Now().After(warn) {
+			t.log.Warn().Str("node", t.cfg.Node).Uint64("recorded", got).Uint64("own_seq", now).
+				Msgf("master-master: a DDL statement waits until %s's own unit has recorded its DDL up to seq %d of domain %d: is `rowcast run --master %s` running?", t.cfg.Node, now, t.origin.own, t.cfg.Node)
+			warn = time.Now().Add(ddlRecordWarn)
 		}
 		select {
 		case <-ctx.Done():
@@ -105,7 +106,7 @@ func clip(s string, n int) string {
 }
 
 func ignoreNoRows(err error) error {
-	if err != nil && strings.Contains(err.Error(), "no rows in result set") {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
 	return err

@@ -162,7 +162,7 @@ func (t *Target) resolveHeld(ctx context.Context, vrows []*pipeline.Event) error
 		t.held, vs = t.held[1:], vs[n:]
 	}
 	for _, v := range vs { // versions of rows not held here: keep the newer
-		if _, err := t.takeIfNewer(ctx, v); err != nil {
+		if err := t.takeIfNewer(ctx, v); err != nil {
 			return err
 		}
 	}
@@ -273,12 +273,12 @@ func (t *Target) rank(d uint32) int {
 }
 
 // takeIfNewer saves v when it is newer than this master's.
-func (t *Target) takeIfNewer(ctx context.Context, v version) (bool, error) {
+func (t *Target) takeIfNewer(ctx context.Context, v version) error {
 	_, won, err := t.newer(ctx, v)
 	if err != nil || !won {
-		return false, err
+		return err
 	}
-	return true, t.saveVersion(ctx, v)
+	return t.saveVersion(ctx, v)
 }
 
 func (t *Target) saveVersion(ctx context.Context, v version) error {
