@@ -103,6 +103,11 @@ type Config struct {
 	// checks in its decode lanes): until then a message's SigErr is
 	// ErrNotVerified, so a message nobody checked is refused, not trusted.
 	DeferVerify bool
+	// GateBigMessages makes a Consumer take the process's big message gate
+	// (biggate.go) before it fetches a message of more than half its
+	// prefetch, and keep it until Consumer.Applied covers it: one sink
+	// worker of the process at a time holds big rows.
+	GateBigMessages bool
 	// Signing signs every produced message and checks every message read
 	// (Message.SigErr). nil: messages are neither signed nor checked.
 	Signing *SigningKeys

@@ -43,6 +43,21 @@ type Consumer struct {
 	ready  chan struct{}
 	space  chan struct{}
 
+	// The big message gate (consumer_big.go): bigUntil is the offset after
+	// the last big message fetched under it, 0 for none; awaiting, that the
+	// fetcher waits for the worker to apply it before it takes the next big
+	// one; starved, that it may take it anyway; bigPass (the fetcher's),
+	// one fetch past the gate after its wait ran out; idleAt (Idle), where
+	// the worker last waited with everything before it in its hands.
+	gateMu    sync.Mutex
+	bigUntil  int64
+	awaiting  bool
+	starved   bool
+	bigPass   bool
+	bigWake   chan struct{}
+	delivered atomic.Int64 // the offset after the last message delivered to Next
+	idleAt    atomic.Int64 // Idle's last next, -1 before
+
 	// Owned by Next's caller.
 	cur      []Message
 	curBytes int
@@ -72,8 +87,11 @@ func NewConsumer(cfg Config, offset int64, log zerolog.Logger, metrics Metrics) 
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}, 1),
 		space:   make(chan struct{}, 1),
+		bigWake: make(chan struct{}, 1),
 		next:    offset,
 	}
+	c.delivered.Store(offset)
+	c.idleAt.Store(-1)
 	conn, err := newKafkaConn(&c.cfg)
 	if err != nil {
 		cancel()
@@ -159,6 +177,7 @@ func (c *Consumer) EndOffset(ctx context.Context) (int64, error) {
 func (c *Consumer) Close() error {
 	c.cancel()
 	<-c.done
+	c.releaseBig()
 	c.conn.close()
 	c.mu.Lock()
 	c.chunks = nil
@@ -197,11 +216,13 @@ func (c *Consumer) fetch(ctx context.Context, offset int64) error {
 		if err != nil {
 			return err
 		}
+		c.beforeFetch(ctx, offset)
 		start := time.Now()
 		maxBytes := fetchBytes(room, ratio)
-		msgs, size, hwm, err := fetchOnce(ctx, &c.cfg, c.conn, offset, maxBytes, &arena, c.cfg.DeferVerify)
+		msgs, size, hwm, err := fetchOnce(ctx, &c.cfg, c.conn, offset, maxBytes, &arena, c.cfg.DeferVerify, c.bigReads())
 		if err == nil {
 			ratio = nextFetchRatio(ratio, msgs, size, maxBytes, hwm)
+			msgs, size = c.gateBig(ctx, msgs, size, &arena)
 		}
 		if err != nil {
 			if err := c.failedFetch(ctx, &r, &beyondSince, err, offset, attempt); err != nil {
@@ -218,6 +239,27 @@ func (c *Consumer) fetch(ctx context.Context, offset int64) error {
 		attempt = 0
 		offset = c.deliver(msgs, size, offset, time.Since(start))
 	}
+}
+
+// gateBig runs admitBig on a fetch's messages and returns the ones to
+// deliver with their size; after a refetch decision, none.
+func (c *Consumer) gateBig(ctx context.Context, msgs []Message, size int, arena *kafkaArena) ([]Message, int) {
+	keep, refetch := c.admitBig(ctx, msgs)
+	if refetch {
+		*arena = kafkaArena{} // no slab of the dropped messages stays
+		return nil, 0
+	}
+	if first, _ := c.bigSpan(keep); first >= 0 {
+		FreeGarbage() // kafka-go's copies of the big messages
+	}
+	if len(keep) == len(msgs) {
+		return msgs, size
+	}
+	size = 0
+	for _, m := range keep {
+		size += len(m.Key) + len(m.Value) + producerEntryOverhead
+	}
+	return keep, size
 }
 
 // failedFetch decides about a failed fetch: it returns the error that ends
@@ -292,6 +334,7 @@ func (c *Consumer) deliver(msgs []Message, size int, offset int64, latency time.
 	}
 	c.metrics.Fetched(len(msgs), size-len(msgs)*producerEntryOverhead, latency)
 	next := msgs[len(msgs)-1].Offset + 1 // before Next may clear them
+	c.delivered.Store(next)
 	c.mu.Lock()
 	c.chunks = append(c.chunks, msgs)
 	c.bytes += size

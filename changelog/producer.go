@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -76,6 +75,9 @@ type ProducerMessage struct {
 	// Owned says the caller gives Value to the producer and never touches
 	// it again: a big value is then queued as it is, not copied.
 	Owned bool
+	// Reserved says the caller took Producer.ReserveBig for this message:
+	// its acknowledgement lets go of the reservation.
+	Reserved bool
 }
 
 // ProducerOptions are the optional parts of a Producer.
@@ -109,6 +111,7 @@ type producerEntry struct {
 	token      any
 	dropped    int    // the length of value, once dropped (dropSent)
 	sig        []byte // the signature header's value, set by the encoder
+	reserved   bool   // ProducerMessage.Reserved
 }
 
 func (e *producerEntry) size() int {
@@ -196,7 +199,7 @@ func (p *Producer) enqueue(ctx context.Context, msgs []ProducerMessage) (int, er
 			}
 			continue
 		}
-		p.q = append(p.q, producerEntry{key: p.arena.copy(m.Key), value: p.arena.keep(m.Value, m.Owned), token: m.Token})
+		p.q = append(p.q, producerEntry{key: p.arena.copy(m.Key), value: p.arena.keep(m.Value, m.Owned), token: m.Token, reserved: m.Reserved})
 		p.bytes += size
 		p.unclaimed += len(m.Key) + len(m.Value) + p.recOverhead
 		p.enqueued++
@@ -286,6 +289,7 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 	defer func() {
 		stopEncoder()
 		encoder.Wait()
+		bigMessages.published(p, -1)
 		p.stop(err)
 	}()
 	for {
@@ -373,7 +377,7 @@ func (p *Producer) release(b *producerBatch) {
 		b.out, b.recs = nil, nil // grown for one outsized message: do not keep them
 		// Its copies are garbage now: collect them before the next big row
 		// piles onto them (the heap goal would be twice what this one held).
-		runtime.GC()
+		FreeGarbage()
 	}
 	p.free <- b // never blocks: free has room for both buffers
 }
@@ -521,6 +525,10 @@ func (p *Producer) fatal(b *producerBatch, err error, fix string) error {
 func (p *Producer) ack(b *producerBatch, offset int64) {
 	for i := range b.entries {
 		p.onAck(b.entries[i].token, offset+int64(i))
+		if b.entries[i].reserved {
+			bigMessages.note(p.cfg.Topic, offset+int64(i))
+			bigMessages.published(p, 1)
+		}
 	}
 	n := len(b.entries)
 	p.mu.Lock()

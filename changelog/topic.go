@@ -34,6 +34,9 @@ type Message struct {
 	// sig is the signature header's value, kept for Consumer.Verify when
 	// the check is deferred (nil: no header).
 	sig []byte
+	// bigLen is the size of a big value a gated consumer left unread
+	// (fetchOnce's bigReads): such a message is never delivered.
+	bigLen int
 }
 
 // EnsureTopic creates cfg.Topic with cfg.Partitions, cfg.ReplicationFactor,
@@ -321,7 +324,7 @@ func (r *rangeReader) fetch(ctx context.Context) ([]Message, error) {
 			hwm  int64
 			err  error
 		)
-		got, size, hwm, err = fetchOnce(ctx, r.cfg, r.conn, r.offset, maxBytes, &r.arena, false)
+		got, size, hwm, err = fetchOnce(ctx, r.cfg, r.conn, r.offset, maxBytes, &r.arena, false, bigReads{})
 		if err == nil {
 			r.ratio = nextFetchRatio(r.ratio, got, size, maxBytes, hwm)
 		}
@@ -421,7 +424,11 @@ func listOffset(ctx context.Context, cfg *Config, conn *kafkaConn, ts int64) (in
 // (see producerEntryOverhead) and the partition's high watermark. A broker
 // error for the partition is returned as the error. deferVerify leaves the
 // signature checks to Consumer.Verify (Config.DeferVerify).
-func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, maxBytes int, arena *kafkaArena, deferVerify bool) ([]Message, int, int64, error) {
+//
+// big says which big values to leave unread: the message carries only their
+// size (bigLen), for a consumer that will drop it and fetch it again under
+// the big message gate.
+func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, maxBytes int, arena *kafkaArena, deferVerify bool, big bigReads) ([]Message, int, int64, error) {
 	res, err := conn.client.Fetch(ctx, &kafka.FetchRequest{
 		Topic:     cfg.Topic,
 		Partition: 0,
@@ -454,6 +461,12 @@ func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, 
 			continue
 		}
 		m := Message{Offset: r.Offset, Time: r.Time}
+		if big.skip(r.Value) {
+			m.bigLen = r.Value.Len()
+			closeKafkaBytes(r)
+			msgs = append(msgs, m)
+			continue
+		}
 		m.Key, err = arena.read(r.Key)
 		if err == nil {
 			m.Value, err = arena.read(r.Value)
@@ -471,6 +484,22 @@ func fetchOnce(ctx context.Context, cfg *Config, conn *kafkaConn, offset int64, 
 		size += len(m.Key) + len(m.Value) + producerEntryOverhead
 	}
 	return msgs, size, res.HighWatermark, nil
+}
+
+// bigReads is how many values of size bytes or more fetchOnce reads; it
+// leaves the others unread. The zero value reads every value.
+type bigReads struct{ size, quota int }
+
+// skip reports whether to leave v unread, counting the big values read.
+func (b *bigReads) skip(v kafka.Bytes) bool {
+	if b.size == 0 || v == nil || v.Len() < b.size {
+		return false
+	}
+	if b.quota == 0 {
+		return true
+	}
+	b.quota--
+	return false
 }
 
 // closeKafkaBytes releases the buffers kafka-go holds for a fetched record.

@@ -1,0 +1,100 @@
+package changelog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rowcast/rowcast/internal/testenv"
+)
+
+// TestKafkaBigMessageGate: two gated consumers of one topic in one process
+// never hold big messages at once. The holder keeps the gate until its
+// worker applied what it took (Applied), waits for that before it takes
+// the next big message unless the worker starves (a transaction of several
+// big rows), and a reserved big message of the process's producer keeps
+// consumers out until Kafka has it.
+func TestKafkaBigMessageGate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := testConfig(testenv.UniqueName(t, "big"))
+	cfg.MaxMessageBytes = 4 << 20
+	t.Cleanup(func() { testenv.DeleteTopic(t, cfg.Topic) })
+	if _, err := EnsureTopic(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("b"), 3<<19) // 1.5 MiB: big for a prefetch of 1 MiB
+	p := newTestProducer(t, cfg, testLogger(t), ProducerOptions{})
+	stop := runProducer(ctx, p)
+	defer stop()
+	for i, v := range [][]byte{[]byte("s0"), big, []byte("s2"), big, big, []byte("s5")} {
+		if err := p.Send(ctx, []byte("k"+strconv.Itoa(i)), v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.PrefetchBytes, cfg.GateBigMessages = 1<<20, true
+	a := newTestConsumer(t, cfg, 0, testLogger(t))
+	defer a.Close()
+	wantNext(ctx, t, "a", a, 0)
+	wantNext(ctx, t, "a", a, 1)                    // a takes the gate
+	b := newTestConsumer(t, cfg, 0, testLogger(t)) // after: its fetcher would race a's for the gate
+	defer b.Close()
+	wantNext(ctx, t, "b", b, 0)
+	wantBlocked(ctx, t, "b's big message while a holds the gate", b)
+	wantNext(ctx, t, "a", a, 2)
+	wantBlocked(ctx, t, "a's second big message before its first is applied", a)
+	if !a.AwaitsApplied() {
+		t.Error("a waits for its first big message to be applied, but AwaitsApplied is false: its worker would not commit")
+	}
+	a.Idle(3) // its worker waits for more: a transaction of several big rows
+	wantNext(ctx, t, "a (starving)", a, 3)
+	a.Applied(4)
+	wantNext(ctx, t, "b once a applied its big messages", b, 1)
+	wantBlocked(ctx, t, "a's next big message while b holds the gate", a)
+	b.Applied(2)
+	wantNext(ctx, t, "a once b applied", a, 4)
+	wantNext(ctx, t, "a", a, 5)
+
+	// A reserved big message keeps the gate until Kafka has it: the
+	// consumers wait for it; AwaitBig returns once it is acknowledged.
+	a.Applied(6)
+	if !p.ReserveBig(ctx) {
+		t.Fatal("ReserveBig with nothing held: false")
+	}
+	if _, err := p.SendBatch(ctx, []ProducerMessage{{Key: []byte("k6"), Value: big, Reserved: true}}); err != nil {
+		t.Fatal(err)
+	}
+	p.AwaitBig(ctx)
+	if !bigMessages.isBig(cfg.Topic, 6) {
+		t.Error("the reserved big message at offset 6 is not known to the gate after AwaitBig")
+	}
+	wantNext(ctx, t, "a", a, 6)
+}
+
+// wantNext reads c's next message and checks its offset.
+func wantNext(ctx context.Context, t *testing.T, who string, c *Consumer, offset int64) {
+	t.Helper()
+	nctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	m, err := c.Next(nctx)
+	if err != nil || m.Offset != offset {
+		t.Fatalf("%s: Next = offset %d, %v; want offset %d", who, m.Offset, err, offset)
+	}
+}
+
+// wantBlocked checks that c's next message does not come within 2 s.
+func wantBlocked(ctx context.Context, t *testing.T, what string, c *Consumer) {
+	t.Helper()
+	nctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if m, err := c.Next(nctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%s: got offset %d (%v), want it held back", what, m.Offset, err)
+	}
+}
