@@ -28,6 +28,10 @@ type WorkerConfig struct {
 	// source transactions (a single source transaction is never split).
 	// Default 20000.
 	MaxMergeRows int
+	// MaxMergeBytes bounds the message bytes of such a commit: a worker
+	// commits right after a big row's transaction instead of holding it
+	// while it merges more. Default 16 MiB.
+	MaxMergeBytes int
 	// StopOffset, when > 0, makes Run return nil once everything before it is
 	// applied and committed: the worker stops at the first transaction
 	// boundary at or after StopOffset (a transaction that straddles it is
@@ -101,6 +105,9 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.MaxMergeRows <= 0 {
 		c.MaxMergeRows = 20000
+	}
+	if c.MaxMergeBytes <= 0 {
+		c.MaxMergeBytes = 16 << 20
 	}
 	if c.Operator == "" {
 		c.Operator = os.Getenv("USER")

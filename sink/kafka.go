@@ -39,7 +39,8 @@ const decodeAheadMessages = 2048
 // NewKafkaInput returns an input on cfg.Topic; it starts reading at the
 // first SeekTo. metrics may be nil.
 func NewKafkaInput(cfg changelog.Config, codec *pipeline.Codec, log zerolog.Logger, metrics changelog.Metrics) *KafkaInput {
-	cfg.DeferVerify = true // the decode lanes check the signatures, in parallel
+	cfg.DeferVerify = true     // the decode lanes check the signatures, in parallel
+	cfg.GateBigMessages = true // one worker of the process at a time holds big rows (Applied)
 	return &KafkaInput{cfg: cfg, codec: codec, log: log, metrics: metrics}
 }
 
@@ -62,7 +63,7 @@ func (k *KafkaInput) Next(ctx context.Context) (Message, error) {
 	if k.dec == nil {
 		return Message{}, errors.New("kafka input: Next before SeekTo")
 	}
-	msg, err := k.dec.next(ctx)
+	msg, err := k.dec.next(ctx, k.idle)
 	if err != nil {
 		return Message{}, err
 	}
@@ -74,10 +75,27 @@ func (k *KafkaInput) Next(ctx context.Context) (Message, error) {
 // the consumer's last fetch: more than zero means the worker is behind and
 // may merge transactions, zero that it has caught up.
 func (k *KafkaInput) Buffered() int {
-	if k.c == nil {
-		return 0
+	if k.c == nil || k.c.AwaitsApplied() {
+		return 0 // a consumer that waits for a big row to be applied before the next
 	}
 	return int(max(k.c.HighWatermark()-k.next, 0))
+}
+
+// idle runs when the worker is about to wait for a message: with every
+// fetched message in its hands, a wait for the big row before the next one
+// to be applied would never end (a transaction of several big rows).
+func (k *KafkaInput) idle() {
+	if k.c != nil {
+		k.c.Idle(k.next)
+	}
+}
+
+// Applied tells the consumer the worker committed every message before
+// offset, which lets go of the big message gate it may hold.
+func (k *KafkaInput) Applied(offset int64) {
+	if k.c != nil {
+		k.c.Applied(offset)
+	}
 }
 
 // Close stops the decoder and the consumer.
@@ -116,6 +134,8 @@ type decoder struct {
 	maxBytes int           // bound of bytes
 	space    chan struct{} // signalled when bytes went down
 	err      error         // the stream's final error, once out is drained
+
+	held *changelog.Message // dispatch's: taken from the consumer, not yet reserved
 }
 
 type decoded struct {
@@ -220,19 +240,33 @@ type fetched struct {
 }
 
 // fetch waits for the next message, then takes what else the consumer has
-// ready, up to laneBatch messages, reserving the bytes of each.
+// ready, up to laneBatch messages, reserving the bytes of each. A message
+// with no room left is kept for the next batch instead of waited for: the
+// room comes back only as the worker takes the messages before it, which
+// must reach a lane first (a big row followed by a small one wedged here).
 func (d *decoder) fetch(ctx context.Context, c *changelog.Consumer) fetched {
 	var f fetched
-	for len(f.ms) < laneBatch && (len(f.ms) == 0 || c.Ready() > 0) {
-		m, err := c.Next(ctx)
-		if err != nil {
-			f.err = err
+	for len(f.ms) < laneBatch {
+		if d.held == nil {
+			if len(f.ms) > 0 && c.Ready() == 0 {
+				break
+			}
+			m, err := c.Next(ctx)
+			if err != nil {
+				f.err = err
+				return f
+			}
+			d.held = &m
+		}
+		size := len(d.held.Key) + len(d.held.Value)
+		if len(f.ms) > 0 && !d.tryReserve(size) {
+			break
+		}
+		if len(f.ms) == 0 && !d.reserve(ctx, size) {
 			return f
 		}
-		if !d.reserve(ctx, len(m.Key)+len(m.Value)) {
-			return f
-		}
-		f.ms = append(f.ms, m)
+		f.ms = append(f.ms, *d.held)
+		d.held = nil
 	}
 	return f
 }
@@ -245,6 +279,11 @@ func decodeLane(ctx context.Context, c *changelog.Consumer, codec *pipeline.Code
 		for i := range f.ms {
 			c.Verify(&f.ms[i])
 			batch = append(batch, decoded{msg: decode(codec, f.ms[i])})
+			big := len(f.ms[i].Value) >= bigDecodeBytes
+			f.ms[i] = changelog.Message{} // decoded: the wire bytes are garbage now
+			if big {
+				changelog.FreeGarbage()
+			}
 		}
 		if f.err != nil {
 			batch = append(batch, decoded{err: f.err})
@@ -256,6 +295,10 @@ func decodeLane(ctx context.Context, c *changelog.Consumer, codec *pipeline.Code
 		}
 	}
 }
+
+// bigDecodeBytes is the message size from which a lane frees the garbage
+// of its decoding at once (see changelog.FreeGarbage).
+const bigDecodeBytes = 8 << 20
 
 // fail hands the consumer's error to the worker, unless the decoder was
 // stopped (by SeekTo or Close).
@@ -290,25 +333,28 @@ func decode(codec *pipeline.Codec, m changelog.Message) Message {
 // reserve waits for room for size bytes of decoded messages (an empty queue
 // always takes one message); false when the decoder is stopped.
 func (d *decoder) reserve(ctx context.Context, size int) bool {
-	for {
-		d.mu.Lock()
-		room := d.bytes == 0 || d.bytes+size <= d.maxBytes
-		if room {
-			d.bytes += size
-		}
-		d.mu.Unlock()
-		if room {
-			return true
-		}
+	for !d.tryReserve(size) {
 		select {
 		case <-d.space:
 		case <-ctx.Done():
 			return false
 		}
 	}
+	return true
 }
 
-func (d *decoder) next(ctx context.Context) (Message, error) {
+// tryReserve reserves room for size bytes if there is room now.
+func (d *decoder) tryReserve(size int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.bytes != 0 && d.bytes+size > d.maxBytes {
+		return false
+	}
+	d.bytes += size
+	return true
+}
+
+func (d *decoder) next(ctx context.Context, idle func()) (Message, error) {
 	if d.err != nil {
 		return Message{}, d.err
 	}
@@ -316,6 +362,7 @@ func (d *decoder) next(ctx context.Context) (Message, error) {
 	select {
 	case x = <-d.out:
 	default:
+		idle()
 		select {
 		case x = <-d.out:
 		case <-ctx.Done():

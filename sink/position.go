@@ -10,6 +10,7 @@ import (
 
 // handle routes one message.
 func (w *Worker) handle(ctx context.Context, msg Message) error {
+	w.pend.bytes += msg.Size
 	if msg.Refused != nil {
 		return w.refuse(ctx, msg, msg.Refused.Error())
 	}

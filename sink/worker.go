@@ -92,6 +92,7 @@ type txnKey struct{ epoch, seq uint64 }
 
 type pending struct {
 	rows, txns, skips, dups, old, refused int
+	bytes                                 int // message bytes
 }
 
 // NewWorker returns a worker that applies in to t. m may be nil (NopMetrics).
@@ -287,13 +288,21 @@ func (w *Worker) maybeCommit(ctx context.Context) error {
 	}
 	switch {
 	case w.holding():
-		if w.in.Buffered() == 0 || w.pend.txns >= w.cfg.MaxTxnMerge || w.pend.rows >= w.cfg.MaxMergeRows {
+		if w.in.Buffered() == 0 || w.pend.txns >= w.cfg.MaxTxnMerge || w.pend.rows >= w.cfg.MaxMergeRows || w.pend.bytes >= w.cfg.MaxMergeBytes {
 			return w.commit(ctx)
 		}
 	case w.done.st != w.committed.st && time.Since(w.lastCommit) >= w.cfg.HeartbeatCommit && w.in.Buffered() == 0:
 		return w.commit(ctx)
 	}
 	return nil
+}
+
+// appliedInput tells an input that takes it (KafkaInput) what the target holds
+// now, so that it lets go of big rows it waits on.
+func (w *Worker) appliedInput(offset int64) {
+	if a, ok := w.in.(interface{ Applied(int64) }); ok {
+		a.Applied(offset)
+	}
 }
 
 // holding reports whether the worker holds work the target has not
@@ -337,6 +346,7 @@ func (w *Worker) commit(ctx context.Context) error {
 	w.done.st = st
 	w.committed = w.done
 	w.commits++
+	w.appliedInput(st.Offset)
 	w.lastCommit = st.UpdatedAt
 	p := w.pend
 	w.pend = pending{}

@@ -286,3 +286,28 @@ func TestVersionRowsLeftOut(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeBytes: a worker that is behind merges transactions into one
+// commit, but not past MaxMergeBytes of messages: after a big row's
+// transaction it commits at once instead of holding the row.
+func TestMergeBytes(t *testing.T) {
+	commits := func(maxBytes int) int {
+		s := script()
+		for i := range 4 {
+			s.Insert("t", int64(i), "v")
+			s.Commit()
+		}
+		for i := range s.Msgs {
+			s.Msgs[i].Size = 1000
+		}
+		var c sinktest.Counters
+		if _, err := run(t, sinktest.NewMemory("db"), sinktest.NewInput(s.Msgs), sink.WorkerConfig{MaxMergeBytes: maxBytes}, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Get(sink.Commits)
+	}
+	merged, bounded := commits(0), commits(1000)
+	if merged >= 4 || bounded < 4 {
+		t.Fatalf("%d commits merging by default, %d with MaxMergeBytes 1000 (a transaction's size); want fewer than 4, then one per transaction", merged, bounded)
+	}
+}

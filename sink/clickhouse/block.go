@@ -47,10 +47,17 @@ type block struct {
 	mark    int // rows committed; those after it belong to the open transaction
 	bytes   int
 	buf     proto.Buffer
+	types   []colType // to make the columns anew (reset)
+	bigRow  bool      // a row of bigRowBytes or more since the last reset
 }
 
+// bigRowBytes is the row size from which a block's buffers are made anew
+// after it is flushed instead of being kept for the next rows: a big row
+// must not keep its size in the sink's memory for good.
+const bigRowBytes = 8 << 20
+
 func newBlock(tbl *pipeline.Table, types []colType, history bool) *block {
-	b := &block{tbl: tbl, name: qualified(tbl.Database, tbl.Name), history: history}
+	b := &block{tbl: tbl, name: qualified(tbl.Database, tbl.Name), history: history, types: types}
 	for i, c := range tbl.Columns {
 		b.names = append(b.names, quoteIdent(c.Name))
 		b.cols = append(b.cols, newColumn(types[i]))
@@ -75,6 +82,7 @@ func (b *block) add(img []any, m rowMeta) error {
 	if len(img) != len(b.cols) {
 		return fmt.Errorf("%w: a row image of %d values for %d columns", pipeline.ErrMalformed, len(img), len(b.cols))
 	}
+	before := b.bytes
 	for i, c := range b.cols {
 		if err := c.add(img[i]); err != nil {
 			b.truncate(b.rows)
@@ -82,6 +90,7 @@ func (b *block) add(img []any, m rowMeta) error {
 		}
 		b.bytes += valueSize(img[i])
 	}
+	b.bigRow = b.bigRow || b.bytes-before >= bigRowBytes
 	b.version.Append(m.version)
 	var d uint8
 	if m.deleted {
@@ -133,6 +142,13 @@ func (b *block) encode() ([]byte, error) {
 }
 
 func (b *block) reset() {
+	if b.bigRow {
+		// The flight in the air keeps what it sends; the block lets go.
+		for i := range b.cols {
+			b.cols[i] = newColumn(b.types[i])
+		}
+		b.buf, b.bigRow = proto.Buffer{}, false
+	}
 	for _, c := range b.cols {
 		c.reset()
 	}

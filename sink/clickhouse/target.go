@@ -201,10 +201,25 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 		t.since = time.Now()
 	}
 	t.pendingSt = &st
-	if t.due() {
+	switch {
+	case t.holdsBigRow():
+		// Inserted before Commit returns: the worker then lets go of the
+		// process's big message gate (changelog.Consumer.Applied).
+		return t.flush(ctx)
+	case t.due():
 		return t.startFlush(ctx)
 	}
 	return nil
+}
+
+// holdsBigRow reports whether a pending block holds a big row.
+func (t *Target) holdsBigRow() bool {
+	for _, b := range t.order {
+		if b.bigRow {
+			return true
+		}
+	}
+	return false
 }
 
 // due reports that the pending rows reached a flush limit.
