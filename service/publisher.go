@@ -621,10 +621,16 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 		return err
 	}
 	mid := len(p.buf)
-	if hint := p.codec.ValueSizeHint(ev); hint >= bigMessage {
+	hint := p.codec.ValueSizeHint(ev)
+	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}
+	// One big row at a time, and none held by the sinks of this process.
+	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx)
 	if p.buf, err = p.codec.AppendValue(p.buf, ev); err != nil {
+		if reserved {
+			p.producer.UnreserveBig()
+		}
 		return err
 	}
 	var token any
@@ -634,14 +640,22 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	}
 	token = p.sizeToken(ev, len(p.buf)-start, token)
 	big := len(p.buf)-mid >= bigMessage
-	p.batch = append(p.batch, changelog.ProducerMessage{Key: p.buf[start:mid:mid], Value: p.buf[mid:len(p.buf):len(p.buf)], Token: token, Owned: big})
+	p.batch = append(p.batch, changelog.ProducerMessage{Key: p.buf[start:mid:mid], Value: p.buf[mid:len(p.buf):len(p.buf)], Token: token, Owned: big, Reserved: reserved})
 	p.gaveBuf = p.gaveBuf || big
 	p.countEvent(ev.Kind)
 	p.binlog.event(ev.File)
 	if p.cfg.Emitted != nil {
 		p.cfg.Emitted(ctx, ev)
 	}
-	if ev.Pos.Last || len(p.batch) >= sendBatch || big {
+	switch {
+	case reserved:
+		// Encoded: the images point into the binlog event's buffer, which
+		// need not stay while Kafka takes the message.
+		ev.Before, ev.After = nil, nil
+		err := p.flush(ctx)
+		p.producer.AwaitBig(ctx) // read on once Kafka has it: one big row held at a time
+		return err
+	case ev.Pos.Last || len(p.batch) >= sendBatch || big:
 		return p.flush(ctx)
 	}
 	return nil

@@ -121,14 +121,19 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 	if err := s.snapshotsDue(ctx); err != nil {
 		return err
 	}
-	syncer := replication.NewBinlogSyncer(r.SyncerConfig(flavor))
+	cfg := r.SyncerConfig(flavor)
+	stop := make(chan struct{})
+	big := newBigEvents(bigEventBytes, stop)
+	cfg.RowsEventDecodeFunc = big.wrap(cfg.RowsEventDecodeFunc)
+	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
+	defer close(stop) // first: Close waits for a syncer held back by big
 	streamer, err := syncer.StartSyncGTID(set)
 	if err != nil {
 		return r.streamError(err, start.GTIDSet)
 	}
 	r.log.Info().Str("flavor", flavor).Str("gtid_set", start.GTIDSet).Uint64("next_txn_seq", start.NextTxnSeq).Msg("binlog stream started")
-	return r.follow(ctx, streamer, s)
+	return r.follow(ctx, streamer, s, big)
 }
 
 // newStream checks that the master can stream from start and returns the
@@ -171,7 +176,7 @@ func (r *Reader) newStream(ctx context.Context, db *sql.DB, flavor string, start
 
 // follow hands every event of the stream to s, until ctx ends or an error.
 // A wait for the master also ends when snapshot work is due (snapQueue.wake).
-func (r *Reader) follow(ctx context.Context, streamer *replication.BinlogStreamer, s *stream) error {
+func (r *Reader) follow(ctx context.Context, streamer *replication.BinlogStreamer, s *stream, big *bigEvents) error {
 	r.snaps.arm(ctx)
 	defer r.snaps.disarm()
 	if r.snaps.active.Load() {
@@ -187,7 +192,9 @@ func (r *Reader) follow(ctx context.Context, streamer *replication.BinlogStreame
 		if deadline.IsZero() {
 			deadline = time.Now().Add(r.cfg.ReadTimeout)
 		}
+		stopStarve := big.awaitNext(s.pending != nil)
 		ev, err := r.nextEvent(ctx, streamer, deadline)
+		stopStarve()
 		if err != nil {
 			return err
 		}
@@ -204,6 +211,7 @@ func (r *Reader) follow(ctx context.Context, streamer *replication.BinlogStreame
 		if err := s.handle(ctx, ev, eventOffset(ev.Header), s.crcLen); err != nil {
 			return err
 		}
+		big.handled(ev, s.pending == nil)
 	}
 }
 
