@@ -66,6 +66,7 @@ type clusterConfig struct {
 	brokers         string            // the Kafka bootstrap address; default the stack's PLAINTEXT listener
 	sourceExtra     string            // more lines of the source section, indented
 	sinkExtra       string            // more lines of the sink section, indented
+	olap            bool              // a ClickHouse replica named olap too
 }
 
 // write writes the config to a file of the test's and returns its path.
@@ -91,6 +92,9 @@ func (c clusterConfig) write(t testing.TB) string {
 			fmt.Fprintf(&nodes, ", http: %q", addr)
 		}
 		nodes.WriteString("}\n")
+	}
+	if c.olap {
+		fmt.Fprintf(&nodes, "  - {name: olap, kind: clickhouse, dsn: %q}\n", chURL())
 	}
 	text := fmt.Sprintf(`cluster: e2e
 master: db1
