@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
@@ -153,9 +154,7 @@ func loadSQL(d *tableDef) string {
 // LOAD DATA LOCAL turns errors into warnings (the server cannot stop the
 // client's file), so the rows and the warnings are counted.
 func (l *loader) load(ctx context.Context, b *batch) error {
-	l.cur = b.buf
-	res, err := l.conn.ExecContext(ctx, "LOAD DATA LOCAL INFILE 'Reader::"+l.name+"'"+b.t.load)
-	l.cur = nil
+	res, err := l.exec(ctx, b)
 	if mysqlerr.Is(err, loadRefused...) {
 		return fmt.Errorf("%s refuses LOAD DATA LOCAL INFILE: SET GLOBAL local_infile=ON there for the clone: %w", l.c.opts.To, err)
 	}
@@ -177,6 +176,28 @@ func (l *loader) load(ctx context.Context, b *batch) error {
 	b.t.run.rows.Add(n)
 	return nil
 }
+
+// exec runs the batch's LOAD DATA, again when InnoDB chose it as the victim
+// of a deadlock: loaders of one table in parallel can deadlock on its index
+// locks, and the victim's statement (autocommitted) was rolled back whole.
+func (l *loader) exec(ctx context.Context, b *batch) (sql.Result, error) {
+	for attempt := 1; ; attempt++ {
+		l.cur = b.buf
+		res, err := l.conn.ExecContext(ctx, "LOAD DATA LOCAL INFILE 'Reader::"+l.name+"'"+b.t.load)
+		l.cur = nil
+		if !mysqlerr.Is(err, gomysql.ER_LOCK_DEADLOCK) || attempt == deadlockAttempts {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// deadlockAttempts bounds the tries of a batch that keeps losing deadlocks.
+const deadlockAttempts = 5
 
 // checkWarnings accepts only the warnings the batch expects: one "data
 // truncated" (1265) for each invalid ENUM value ”.
