@@ -133,17 +133,18 @@ func Classify(err error) Class {
 	if err == nil || errors.Is(err, ErrTxnRolledBack) {
 		return Human
 	}
+	var te transientError
+	if errors.As(err, &te) { // the target knows better than the server's code
+		return Transient
+	}
 	if code := mysqlerr.Code(err); code != 0 {
 		if transientCodes[code] {
 			return Transient
 		}
 		return Human
 	}
-	var te transientError
 	var ne net.Error
 	switch {
-	case errors.As(err, &te):
-		return Transient
 	case errors.Is(err, pipeline.ErrMalformed), errors.Is(err, pipeline.ErrUnsupported),
 		errors.Is(err, ErrRowMissing), errors.Is(err, ErrGap), errors.Is(err, context.Canceled), errors.Is(err, ErrConflict),
 		errors.Is(err, ErrUnknownDomain):

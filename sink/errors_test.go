@@ -46,6 +46,9 @@ func TestClassify(t *testing.T) {
 	for _, c := range transient {
 		checkClass(t, c.name, c.err, sink.Transient, "")
 	}
+	if c := sink.Classify(sink.MarkTransient(my(gomysql.ER_BAD_FIELD_ERROR))); c != sink.Transient {
+		t.Errorf("a server error marked transient: class %v", c) // the target knows better than the code
+	}
 	human := []struct {
 		name   string
 		err    error

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"strings"
 
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/rowcast/rowcast/internal/mysqlerr"
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink"
 )
@@ -17,7 +20,19 @@ import (
 // "Applying rows", has the semantics and how they compare with native
 // replication.
 func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
-	return t.applyRows(ctx, rows, false)
+	return t.aheadOfDDL(t.applyRows(ctx, rows, false))
+}
+
+// aheadOfDDL makes a row's unknown column or table a transient error on a
+// master of a master-master set: the DDL that adds it may be on its way
+// through another master's topic (that master's unit waits, for instance,
+// for this one's), while the row came from a third master that has applied
+// it already. The worker retries until the DDL is there.
+func (t *Target) aheadOfDDL(err error) error {
+	if err == nil || t.cfg.OriginDomain == nil || !mysqlerr.Is(err, gomysql.ER_BAD_FIELD_ERROR, gomysql.ER_NO_SUCH_TABLE) {
+		return err
+	}
+	return sink.MarkTransient(fmt.Errorf("%w (master-master: waiting for the DDL that adds it, from another master's topic; if no master has it, apply the missing ALTER or CREATE here)", err))
 }
 
 // ApplyRowsLenient applies rows of a table a snapshot is loading: as
@@ -25,7 +40,7 @@ func (t *Target) ApplyRows(ctx context.Context, rows []*pipeline.Event) error {
 // finds none inserts its after image. Row events that meet a missing or
 // existing row fall back to SQL, as they always do.
 func (t *Target) ApplyRowsLenient(ctx context.Context, rows []*pipeline.Event) error {
-	return t.applyRows(ctx, rows, true)
+	return t.aheadOfDDL(t.applyRows(ctx, rows, true))
 }
 
 // missing says what a delete or an update does when it finds no row.
