@@ -257,7 +257,7 @@ func (c *Consumer) gateBig(ctx context.Context, msgs []Message, size int, arena 
 	}
 	size = 0
 	for _, m := range keep {
-		size += len(m.Key) + len(m.Value) + producerEntryOverhead
+		size += m.Size()
 	}
 	return keep, size
 }

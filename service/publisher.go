@@ -625,7 +625,7 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}
-	// One big row at a time, and none held by the sinks of this process.
+	// One big row at a time; no sink of this process takes big rows meanwhile.
 	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx)
 	if p.buf, err = p.codec.AppendValue(p.buf, ev); err != nil {
 		if reserved {
