@@ -373,8 +373,10 @@ func (p *Producer) release(b *producerBatch) {
 	b.entries = b.entries[:0]
 	b.err = nil
 	b.rd.Reset(nil)
-	if cap(b.out) > 4*p.cfg.MaxBatchBytes {
-		b.out, b.recs = nil, nil // grown for one outsized message: do not keep them
+	if cap(b.out) > outsizedBatch(p.cfg.MaxBatchBytes) || b.more != nil {
+		// Grown for one outsized message: do not keep them (nor the lz4
+		// writer, which holds on to what it wrote into).
+		b.out, b.more, b.recs, b.lz4 = nil, nil, nil, nil
 		// Its copies are garbage now: collect them before the next big row
 		// piles onto them (the heap goal would be twice what this one held).
 		FreeGarbage()
@@ -431,12 +433,11 @@ const dropValueBytes = 1 << 20
 // send makes one produce request of b and returns the offset of its first
 // message.
 func (p *Producer) send(ctx context.Context, b *producerBatch) (int64, error) {
-	b.rd.Reset(b.out)
 	res, err := p.conn.client.RawProduce(ctx, &kafka.RawProduceRequest{
 		Topic:        p.cfg.Topic,
 		Partition:    0,
 		RequiredAcks: kafka.RequireAll,
-		RawRecords:   protocol.RawRecordSet{Reader: &b.rd},
+		RawRecords:   protocol.RawRecordSet{Reader: b.reader()},
 	})
 	if err != nil {
 		return 0, err

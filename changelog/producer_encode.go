@@ -24,8 +24,9 @@ type producerBatch struct {
 	gen     uint64          // Producer.gen when they were claimed
 	// out is the record set as RawProduce sends it: an int32 size and then
 	// one v2 record batch (see encode).
-	out []byte
-	err error // encoding failed; Run reports it (compressing into memory cannot fail today)
+	out  []byte
+	more [][]byte // the rest of an outsized batch, after out (encodeOutsized)
+	err  error    // encoding failed; Run reports it (compressing into memory cannot fail today)
 
 	recs []byte       // small records gathered before compression
 	sigs []byte       // the entries' signatures
@@ -176,18 +177,84 @@ func (p *Producer) fitBatch(start int) (n, size int) {
 // on.
 func (p *Producer) encode(b *producerBatch) {
 	b.err = nil
+	b.more = nil
 	p.sign(b)
-	out := growBytes(b.out[:0], 4+encodedBound(b.entries, p.recOverhead))
+	bound := encodedBound(b.entries, p.recOverhead)
+	if p.compression != 0 && bound > outsizedBatch(p.cfg.MaxBatchBytes) {
+		p.encodeOutsized(b)
+		return
+	}
+	out := growBytes(b.out[:0], 4+bound)
 	out = appendBatchHeader(out, p.compression, len(b.entries))
 	out, err := p.appendRecordSet(out, b)
 	if err != nil {
 		b.err = err
 		return
 	}
-	binary.BigEndian.PutUint32(out[0:], uint32(len(out)-4))      // size of the record set
-	binary.BigEndian.PutUint32(out[4+8:], uint32(len(out)-4-12)) // batch length: after the length field
-	binary.BigEndian.PutUint32(out[4+17:], crc32.Checksum(out[4+21:], castagnoli))
 	b.out = out
+	b.sealBatch()
+}
+
+// encodeOutsized encodes a compressed batch of an outsized message into
+// chunks: its bound is the message's size, most likely far from what it
+// compresses to, and growing one slice would hold it twice for a moment.
+func (p *Producer) encodeOutsized(b *producerBatch) {
+	w := chunkWriter{chunks: [][]byte{appendBatchHeader(make([]byte, 0, outChunkBytes), p.compression, len(b.entries))}}
+	zw, err := p.compressor(b, &w)
+	if err == nil {
+		err = b.writeRecords(zw)
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if b.lz4 != nil {
+		b.lz4.Reset(nil) // it would keep w, and with it the chunks
+	}
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.out, b.more = w.chunks[0], w.chunks[1:]
+	b.sealBatch()
+}
+
+// sealBatch fills in the sizes and the CRC of the batch encoded in b.out
+// and b.more.
+func (b *producerBatch) sealBatch() {
+	n := len(b.out)
+	crc := crc32.Checksum(b.out[4+21:], castagnoli)
+	for _, c := range b.more {
+		n += len(c)
+		crc = crc32.Update(crc, castagnoli, c)
+	}
+	binary.BigEndian.PutUint32(b.out[0:], uint32(n-4))      // size of the record set
+	binary.BigEndian.PutUint32(b.out[4+8:], uint32(n-4-12)) // batch length: after the length field
+	binary.BigEndian.PutUint32(b.out[4+17:], crc)
+}
+
+// outsizedBatch is the bound from which a batch (of one message larger than
+// the batches) is encoded in chunks and not kept for the next batch.
+func outsizedBatch(maxBatchBytes int) int { return 4 * maxBatchBytes }
+
+// outChunkBytes is the size of the chunks of an outsized batch.
+const outChunkBytes = 1 << 20
+
+// chunkWriter is an io.Writer into chunks of outChunkBytes.
+type chunkWriter struct{ chunks [][]byte }
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		last := &w.chunks[len(w.chunks)-1]
+		if len(*last) == cap(*last) {
+			w.chunks = append(w.chunks, make([]byte, 0, outChunkBytes))
+			continue
+		}
+		m := min(len(p), cap(*last)-len(*last))
+		*last = append(*last, p[:m]...)
+		p = p[m:]
+	}
+	return n, nil
 }
 
 // sign gives each of b's entries its signature, when the producer signs.
@@ -378,4 +445,19 @@ type bytesAppender struct{ b []byte }
 func (w *bytesAppender) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
+}
+
+// reader reads b's encoded batch from its start, for one attempt of the
+// produce request.
+func (b *producerBatch) reader() io.Reader {
+	b.rd.Reset(b.out)
+	if b.more == nil {
+		return &b.rd
+	}
+	rs := make([]io.Reader, 0, 1+len(b.more))
+	rs = append(rs, &b.rd)
+	for _, c := range b.more {
+		rs = append(rs, bytes.NewReader(c))
+	}
+	return io.MultiReader(rs...)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -56,45 +57,65 @@ func producerTestMessages(n, maxValue int, seed uint64) []ProducerMessage {
 // kafka-go's own decoder: the size prefix RawProduce expects, one v2 batch
 // with the codec in its attributes and a valid CRC, and the records in order
 // with one timestamp of the encoding time.
+//
+// A batch of an outsized message (beyond 4 batches) is encoded in chunks when
+// compressed, and must read the same.
 func TestProducerEncodeRecordBatch(t *testing.T) {
-	msgs := producerTestMessages(500, 3000, 1)
-	msgs[3].Value = bytes.Repeat([]byte("z"), 300_000) // beyond one page of kafka-go's buffers
+	small := producerTestMessages(500, 3000, 1)
+	small[3].Value = bytes.Repeat([]byte("z"), 300_000) // beyond one page of kafka-go's buffers
+	outsized := producerTestMessages(3, 3000, 2)
+	outsized[1].Value = producerTestMessages(1, 0, 3)[0].Value
+	for i := range 6 << 20 { // half random, half compressible, as above
+		outsized[1].Value = append(outsized[1].Value, byte(i*2654435761>>13)|byte(i%2)<<7)
+	}
 	for _, comp := range producerCompressions {
-		t.Run(comp, func(t *testing.T) {
-			cfg := Config{Brokers: []string{"127.0.0.1:1"}, Topic: "rowcast.encode", Compression: comp}
-			p := newTestProducer(t, cfg, zerolog.Nop(), ProducerOptions{})
-			b := &producerBatch{}
-			for _, m := range msgs {
-				b.entries = append(b.entries, producerEntry{key: m.Key, value: m.Value, token: m.Token})
+		t.Run(comp, func(t *testing.T) { testEncodeRecordBatch(t, comp, small, false) })
+		t.Run(comp+"/outsized", func(t *testing.T) { testEncodeRecordBatch(t, comp, outsized, comp != "none") })
+	}
+}
+
+// testEncodeRecordBatch encodes msgs in one batch and reads it back; chunked
+// says whether encode must use chunks (an outsized compressed batch).
+func testEncodeRecordBatch(t *testing.T, comp string, msgs []ProducerMessage, chunked bool) {
+	cfg := Config{Brokers: []string{"127.0.0.1:1"}, Topic: "rowcast.encode", Compression: comp}
+	p := newTestProducer(t, cfg, zerolog.Nop(), ProducerOptions{})
+	b := &producerBatch{}
+	for _, m := range msgs {
+		b.entries = append(b.entries, producerEntry{key: m.Key, value: m.Value, token: m.Token})
+	}
+	before := time.Now().Truncate(time.Millisecond)
+	p.encode(b)
+	after := time.Now()
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	raw, err := io.ReadAll(b.reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (b.more != nil) != chunked {
+		t.Errorf("encoded in %d chunks, want chunks: %v", 1+len(b.more), chunked)
+	}
+	rs := readRecordSet(t, raw, comp)
+	var stamp time.Time
+	for i := 0; ; i++ {
+		r, err := rs.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			if i != len(msgs) {
+				t.Fatalf("%d records, want %d", i, len(msgs))
 			}
-			before := time.Now().Truncate(time.Millisecond)
-			p.encode(b)
-			after := time.Now()
-			if b.err != nil {
-				t.Fatal(b.err)
-			}
-			rs := readRecordSet(t, b.out, comp)
-			var stamp time.Time
-			for i := 0; ; i++ {
-				r, err := rs.Records.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					if i != len(msgs) {
-						t.Fatalf("%d records, want %d", i, len(msgs))
-					}
-					break
-				}
-				if err != nil {
-					t.Fatalf("record %d: %v", i, err)
-				}
-				assertRecord(t, i, r, msgs[i])
-				if i == 0 {
-					stamp = r.Time
-				}
-				if !r.Time.Equal(stamp) || stamp.Before(before) || stamp.After(after) {
-					t.Fatalf("record %d: time %v, want the encoding time (%v to %v)", i, r.Time, before, after)
-				}
-			}
-		})
+			break
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		assertRecord(t, i, r, msgs[i])
+		if i == 0 {
+			stamp = r.Time
+		}
+		if !r.Time.Equal(stamp) || stamp.Before(before) || stamp.After(after) {
+			t.Fatalf("record %d: time %v, want the encoding time (%v to %v)", i, r.Time, before, after)
+		}
 	}
 }
 
@@ -104,6 +125,9 @@ func readRecordSet(t *testing.T, raw []byte, comp string) *protocol.RecordSet {
 	t.Helper()
 	if size := binary.BigEndian.Uint32(raw); int(size) != len(raw)-4 {
 		t.Fatalf("size prefix %d, want %d", size, len(raw)-4)
+	}
+	if crc, want := crc32.Checksum(raw[4+21:], castagnoli), binary.BigEndian.Uint32(raw[4+17:]); crc != want {
+		t.Fatalf("CRC %08x, the batch says %08x", crc, want)
 	}
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(bytes.NewReader(raw)); err != nil {
