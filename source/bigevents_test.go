@@ -1,8 +1,10 @@
 package source
 
 import (
+	"bytes"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/replication"
 )
@@ -64,5 +66,30 @@ func wantDecoded(t *testing.T, decoded <-chan *replication.RowsEvent, want *repl
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the big event was not decoded %s", when)
+	}
+}
+
+// TestBigValuesAliasTheEvent: a value of aliasBytes or more stays in its
+// binlog event instead of being copied (the row would be held twice), with
+// its capacity capped so that BINARY padding cannot write into the event;
+// a smaller value is copied, so that it does not pin its event.
+func TestBigValuesAliasTheEvent(t *testing.T) {
+	event := bytes.Repeat([]byte("e"), 2*aliasBytes)
+	small, big := event[:10], event[:aliasBytes]
+	if b := eventBytes(small); &b[0] == &event[0] {
+		t.Error("a small value aliases its event")
+	}
+	b := eventBytes(big)
+	if &b[0] != &event[0] || cap(b) != len(big) {
+		t.Errorf("a big value: aliased %v, cap %d; want the event's bytes, cap %d", &b[0] == &event[0], cap(b), len(big))
+	}
+	if b = append(b, 'x'); event[aliasBytes] != 'e' {
+		t.Error("appending to a big value wrote into its event")
+	}
+	if s := eventString(big); unsafe.StringData(s) != &event[0] || len(s) != aliasBytes {
+		t.Error("a big text value is not the event's bytes")
+	}
+	if s := eventString(small); unsafe.StringData(s) == &event[0] || s != "eeeeeeeeee" {
+		t.Errorf("a small text value aliases its event or reads %q", s)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
+	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
@@ -202,6 +203,9 @@ func textConv(dec textDecoder, utf8 bool) convFn {
 			}
 			return dec(t), nil
 		case []byte:
+			if utf8 {
+				return eventString(t), nil
+			}
 			return dec(string(t)), nil
 		}
 		return nil, unexpected(v)
@@ -252,7 +256,7 @@ func fixedBytes(v any, rt byte, length int) ([]byte, error) {
 	case string:
 		b = []byte(t)
 	case []byte:
-		b = bytes.Clone(t)
+		b = eventBytes(t)
 	default:
 		return nil, unexpected(v)
 	}
@@ -334,7 +338,7 @@ func stringConv(v any) (any, error) {
 func bytesConv(v any) (any, error) {
 	switch b := v.(type) {
 	case []byte:
-		return bytes.Clone(b), nil
+		return eventBytes(b), nil
 	case string:
 		return []byte(b), nil
 	}
@@ -427,4 +431,28 @@ func fixOldTime(s string) string {
 
 func unexpected(v any) error {
 	return fmt.Errorf("unexpected decoded value of Go type %T", v)
+}
+
+// A value of at least aliasBytes keeps pointing into its binlog event
+// instead of being copied: it is most of the event, which go-mysql reads
+// into a buffer of its own and never reuses, so a copy would only hold the
+// row twice (docs/DESIGN.md, "Large rows"). Smaller values are copied, so
+// that a buffered transaction does not pin whole events for a few bytes.
+const aliasBytes = 64 << 10
+
+// eventBytes returns b, a value of a binlog event, as the row's own bytes.
+// A kept alias is capped so that appending to it cannot write into the event.
+func eventBytes(b []byte) []byte {
+	if len(b) >= aliasBytes {
+		return b[:len(b):len(b)]
+	}
+	return bytes.Clone(b)
+}
+
+// eventString is eventBytes for UTF-8 text.
+func eventString(b []byte) string {
+	if len(b) >= aliasBytes {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
