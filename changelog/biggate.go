@@ -20,8 +20,9 @@ type bigGate struct {
 	mu         sync.Mutex
 	holder     *Consumer
 	since      time.Time
-	publishing map[*Producer]int // reserved big messages of each producer, not yet acknowledged
-	free       chan struct{}     // closed and replaced when the holder or a producer lets go
+	publishing map[*Producer]int  // reserved big messages of each producer, not yet acknowledged
+	fetching   map[*Consumer]bool // gated consumers with a fetch in flight
+	free       chan struct{}      // closed and replaced when the holder or a producer lets go
 	// seen holds the offsets of the last big messages of each topic, as
 	// the process's producers and consumers saw them: a consumer about to
 	// fetch one takes the gate first, without fetching it to find out.
@@ -29,7 +30,7 @@ type bigGate struct {
 }
 
 // bigMessages is the process's gate: the bound is on the process's memory.
-var bigMessages = &bigGate{free: make(chan struct{}), publishing: map[*Producer]int{}, seen: map[string][]int64{}}
+var bigMessages = &bigGate{free: make(chan struct{}), publishing: map[*Producer]int{}, fetching: map[*Consumer]bool{}, seen: map[string][]int64{}}
 
 // BigMessageBytes is the size from which a producer's message counts as
 // big (Producer.ReserveBig): a sink's default half prefetch.
@@ -118,8 +119,9 @@ func (g *bigGate) publishes(topic string) bool {
 
 // waitPublished waits, up to bigGateWait, until no producer of the process
 // has a reserved big message of c's topic in flight: fetching it meanwhile
-// would hold a copy beside the reader's.
-func (g *bigGate) waitPublished(ctx context.Context, c *Consumer) {
+// would hold a copy beside the reader's. It reports false when the wait ran
+// out (c then fetches anyway) or ctx ended.
+func (g *bigGate) waitPublished(ctx context.Context, c *Consumer) bool {
 	deadline := time.NewTimer(bigGateWait)
 	defer deadline.Stop()
 	for {
@@ -127,15 +129,15 @@ func (g *bigGate) waitPublished(ctx context.Context, c *Consumer) {
 		busy, free := g.publishes(c.cfg.Topic), g.free
 		g.mu.Unlock()
 		if !busy {
-			return
+			return true
 		}
 		select {
 		case <-free:
 		case <-deadline.C:
 			g.waitedOut(c, nil)
-			return
+			return false
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }
@@ -179,23 +181,94 @@ func (g *bigGate) isBig(topic string, offset int64) bool {
 	return false
 }
 
+// startFetch marks c fetching, unless a producer of its topic publishes a
+// big message and c does not hold the gate: then it returns false, and c
+// waits for the publish first (beforeFetch).
+func (g *bigGate) startFetch(c *Consumer) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.holder != c && g.publishes(c.cfg.Topic) {
+		return false
+	}
+	g.fetching[c] = true
+	return true
+}
+
+// endFetch unmarks c's fetch.
+func (g *bigGate) endFetch(c *Consumer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fetching[c] {
+		delete(g.fetching, c)
+		g.wake()
+	}
+}
+
+// fetchesBeside reports whether a consumer of topic other than the holder
+// has a fetch in flight. g.mu is held.
+func (g *bigGate) fetchesBeside(topic string) bool {
+	for c := range g.fetching {
+		if c != g.holder && c.cfg.Topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
 // ownTurn waits until p has no reserved big message in flight (a reader
-// holds one big row at a time), then marks one: false when ctx ended
-// first (nothing marked).
-func (g *bigGate) ownTurn(ctx context.Context, p *Producer) bool {
+// holds one big row at a time) and, unless cont, no sink holds big
+// messages; then it marks one, and waits until the fetches in flight of p's
+// topic ended (but the holder's): a fetch waiting at the broker for new
+// messages would be answered with the big one, which each such consumer
+// would read whole, even to drop it. It returns false when ctx ended first
+// (nothing marked).
+//
+// cont says the message continues the transaction of p's last big one: the
+// holder's worker may wait for it. A holder that keeps the gate for
+// bigGateWait (its replica may be down) does not keep p waiting either.
+func (g *bigGate) ownTurn(ctx context.Context, p *Producer, cont bool) bool {
+	deadline := time.NewTimer(bigGateWait)
+	defer deadline.Stop()
+	waitedOut := false
 	for {
 		g.mu.Lock()
-		if g.publishing[p] == 0 {
+		if g.publishing[p] == 0 && (cont || waitedOut || g.holder == nil) {
 			g.publishing[p] = 1
 			g.mu.Unlock()
+			g.awaitFetches(ctx, p.cfg.Topic)
 			return true
 		}
 		free := g.free
 		g.mu.Unlock()
 		select {
 		case <-free:
+		case <-deadline.C:
+			waitedOut = true
 		case <-ctx.Done():
 			return false
+		}
+	}
+}
+
+// awaitFetches waits until no consumer of topic but the holder has a fetch
+// in flight, up to bigGateWait: a fetch lasts at most the fetch's max wait
+// when no message comes, and none starts while a big message is reserved.
+func (g *bigGate) awaitFetches(ctx context.Context, topic string) {
+	deadline := time.NewTimer(bigGateWait)
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		busy, free := g.fetchesBeside(topic), g.free
+		g.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-free:
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -216,13 +289,17 @@ func (g *bigGate) published(p *Producer, n int) {
 }
 
 // ReserveBig prepares the publishing of a big message (BigMessageBytes or
-// more): it waits until Kafka acknowledged p's big message before, and keeps
-// the sink workers of the process from taking big messages until this one
-// is acknowledged. It does not wait for a worker holding some: that worker
-// may wait for this very message (a transaction of several big rows). Send
-// the message with Reserved set, or call UnreserveBig when it is not sent.
-// It returns false when ctx ended first: then send it without Reserved.
-func (p *Producer) ReserveBig(ctx context.Context) bool { return bigMessages.ownTurn(ctx, p) }
+// more): it waits until Kafka acknowledged p's big message before and until
+// no sink worker of the process holds big messages, and keeps the sink
+// workers from taking big messages until this one is acknowledged. cont
+// says the message belongs to the transaction of p's last big message: then
+// it does not wait for the holder, whose worker may wait for this very
+// message. Send the message with Reserved set, or call UnreserveBig when it
+// is not sent. It returns false when ctx ended first: then send it without
+// Reserved.
+func (p *Producer) ReserveBig(ctx context.Context, cont bool) bool {
+	return bigMessages.ownTurn(ctx, p, cont)
+}
 
 // AwaitBig waits until Kafka acknowledged p's reserved big messages, or
 // ctx ends: a reader that sent one waits here before it reads on, so that

@@ -16,7 +16,7 @@ import (
 // worker applied what it took (Applied), waits for that before it takes
 // the next big message unless the worker starves (a transaction of several
 // big rows), and a reserved big message of the process's producer keeps
-// consumers out until Kafka has it.
+// consumers out until Kafka has it, and waits for their fetches in flight.
 func TestKafkaBigMessageGate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -65,7 +65,7 @@ func TestKafkaBigMessageGate(t *testing.T) {
 	// A reserved big message keeps the gate until Kafka has it: the
 	// consumers wait for it; AwaitBig returns once it is acknowledged.
 	a.Applied(6)
-	if !p.ReserveBig(ctx) {
+	if !p.ReserveBig(ctx, false) {
 		t.Fatal("ReserveBig with nothing held: false")
 	}
 	if _, err := p.SendBatch(ctx, []ProducerMessage{{Key: []byte("k6"), Value: big, Reserved: true}}); err != nil {
@@ -76,6 +76,26 @@ func TestKafkaBigMessageGate(t *testing.T) {
 		t.Error("the reserved big message at offset 6 is not known to the gate after AwaitBig")
 	}
 	wantNext(ctx, t, "a", a, 6)
+
+	// ReserveBig returns once the fetches in flight ended (but the
+	// holder's): the broker would answer a fetch waiting at the end of the
+	// topic with the big message, read whole even to be dropped.
+	a.Applied(7)
+	wantBlocked(ctx, t, "a at the end of the topic", a) // its fetches wait at the broker
+	if !p.ReserveBig(ctx, false) {
+		t.Fatal("ReserveBig with nothing held: false")
+	}
+	bigMessages.mu.Lock()
+	busy := bigMessages.fetchesBeside(cfg.Topic)
+	bigMessages.mu.Unlock()
+	if busy {
+		t.Error("ReserveBig returned while a consumer's fetch was in flight")
+	}
+	if _, err := p.SendBatch(ctx, []ProducerMessage{{Key: []byte("k7"), Value: big, Reserved: true}}); err != nil {
+		t.Fatal(err)
+	}
+	p.AwaitBig(ctx)
+	wantNext(ctx, t, "a", a, 7)
 }
 
 // wantNext reads c's next message and checks its offset.

@@ -220,6 +220,7 @@ func (c *Consumer) fetch(ctx context.Context, offset int64) error {
 		start := time.Now()
 		maxBytes := fetchBytes(room, ratio)
 		msgs, size, hwm, err := fetchOnce(ctx, &c.cfg, c.conn, offset, maxBytes, &arena, c.cfg.DeferVerify, c.bigReads())
+		c.afterFetch()
 		if err == nil {
 			ratio = nextFetchRatio(ratio, msgs, size, maxBytes, hwm)
 			msgs, size = c.gateBig(ctx, msgs, size, &arena)

@@ -16,18 +16,35 @@ func valueLen(m *Message) int { return max(len(m.Value), m.bigLen) }
 // beforeFetch runs before a gated consumer fetches from offset: it waits
 // for its worker to apply the big messages it holds; without the gate, for
 // the process's reader to publish a big message of the topic, and it takes
-// the gate when the message at offset is known to be big.
+// the gate when the message at offset is known to be big. It marks the
+// fetch in flight (afterFetch unmarks it): the reader waits for it before
+// it publishes a big message.
 func (c *Consumer) beforeFetch(ctx context.Context, offset int64) {
 	if !c.cfg.GateBigMessages {
 		return
 	}
-	c.waitApplied(ctx)
-	if bigMessages.holds(c) {
-		return // its worker may wait for the big message the reader publishes
+	for ctx.Err() == nil {
+		c.waitApplied(ctx)
+		published := true
+		// The holder does not wait: its worker may wait for the big message
+		// the reader publishes.
+		if !bigMessages.holds(c) {
+			published = bigMessages.waitPublished(ctx, c)
+			if bigMessages.isBig(c.cfg.Topic, offset) {
+				c.bigPass = !bigMessages.acquire(ctx, c)
+			}
+		}
+		// Unmarked, a fetch that waited out a reader or the holder goes ahead.
+		if !published || c.bigPass || bigMessages.startFetch(c) {
+			return
+		}
 	}
-	bigMessages.waitPublished(ctx, c)
-	if bigMessages.isBig(c.cfg.Topic, offset) {
-		c.bigPass = !bigMessages.acquire(ctx, c)
+}
+
+// afterFetch unmarks the fetch that beforeFetch marked.
+func (c *Consumer) afterFetch() {
+	if c.cfg.GateBigMessages {
+		bigMessages.endFetch(c)
 	}
 }
 

@@ -100,6 +100,7 @@ type Publisher struct {
 	buf      []byte
 	gaveBuf  bool      // a message of buf went to the producer as Owned: flush drops buf
 	lastSeq  uint64    // TxnSeq of the last transaction emitted
+	bigTxn   [2]uint64 // epoch and TxnSeq of the last big message (ReserveBig)
 	lastSent time.Time // when the last message was queued
 	epoch    uint64
 	master   source.Info
@@ -622,11 +623,16 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	}
 	mid := len(p.buf)
 	hint := p.codec.ValueSizeHint(ev)
+	// One big row at a time, and not beside a sink's of this process: the
+	// message's buffer is made once it is this one's turn.
+	txn := [2]uint64{ev.Pos.Epoch, ev.Pos.TxnSeq}
+	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx, txn == p.bigTxn)
+	if reserved {
+		p.bigTxn = txn
+	}
 	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}
-	// One big row at a time; no sink of this process takes big rows meanwhile.
-	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx)
 	if p.buf, err = p.codec.AppendValue(p.buf, ev); err != nil {
 		if reserved {
 			p.producer.UnreserveBig()
