@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/ch-go/proto"
 
@@ -194,6 +195,11 @@ func toString(v any) (string, error) {
 	case string:
 		return x, nil
 	case []byte:
+		if len(x) >= aliasBytes {
+			// The column copies it at once and the decoded row is never
+			// written to: a copy would hold a big row once more.
+			return unsafe.String(&x[0], len(x)), nil
+		}
 		return string(x), nil // a copy: the Target keeps no rows
 	case int64:
 		return strconv.FormatInt(x, 10), nil
@@ -202,6 +208,9 @@ func toString(v any) (string, error) {
 	}
 	return "", badValue(v, "a string")
 }
+
+// aliasBytes is the size from which toString does not copy a value.
+const aliasBytes = 64 << 10
 
 // zeroDateTime is MySQL's zero TIMESTAMP; ClickHouse's DateTime 0 prints so.
 const zeroDateTime = "0000-00-00 00:00:00"

@@ -18,6 +18,7 @@ type flight struct {
 	skips   []checkpoint.Skip
 	done    chan struct{}
 	err     error
+	big     bool // a block holds a big row (Commit lands such a flight)
 }
 
 // insertReq is one block's Native body and where it goes.
@@ -57,6 +58,7 @@ func (t *Target) startFlush(ctx context.Context) error {
 			return err
 		}
 		f.inserts = append(f.inserts, insertReq{table: b.name, cols: b.names, body: body, rows: b.rows})
+		f.big = f.big || b.bigRow
 		b.reset()
 	}
 	t.rows, t.bytes = 0, 0

@@ -212,8 +212,12 @@ func (t *Target) Commit(ctx context.Context, st checkpoint.State) error {
 	return nil
 }
 
-// holdsBigRow reports whether a pending block holds a big row.
+// holdsBigRow reports whether a pending block, or the flight in the air,
+// holds a big row.
 func (t *Target) holdsBigRow() bool {
+	if t.fl != nil && t.fl.big {
+		return true
+	}
 	for _, b := range t.order {
 		if b.bigRow {
 			return true
