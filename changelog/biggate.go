@@ -223,8 +223,8 @@ func (g *bigGate) fetchesBeside(topic string) bool {
 // would read whole, even to drop it. It returns false when ctx ended first
 // (nothing marked).
 //
-// cont says the message continues the transaction of p's last big one: the
-// holder's worker may wait for it. A holder that keeps the gate for
+// cont says the message continues a transaction, of which the holder may
+// hold a row and wait for the rest. A holder that keeps the gate for
 // bigGateWait (its replica may be down) does not keep p waiting either.
 func (g *bigGate) ownTurn(ctx context.Context, p *Producer, cont bool) bool {
 	deadline := time.NewTimer(bigGateWait)
@@ -292,7 +292,7 @@ func (g *bigGate) published(p *Producer, n int) {
 // more): it waits until Kafka acknowledged p's big message before and until
 // no sink worker of the process holds big messages, and keeps the sink
 // workers from taking big messages until this one is acknowledged. cont
-// says the message belongs to the transaction of p's last big message: then
+// says the message continues a transaction (it is not its first row): then
 // it does not wait for the holder, whose worker may wait for this very
 // message. Send the message with Reserved set, or call UnreserveBig when it
 // is not sent. It returns false when ctx ended first: then send it without

@@ -100,7 +100,6 @@ type Publisher struct {
 	buf      []byte
 	gaveBuf  bool      // a message of buf went to the producer as Owned: flush drops buf
 	lastSeq  uint64    // TxnSeq of the last transaction emitted
-	bigTxn   [2]uint64 // epoch and TxnSeq of the last big message (ReserveBig)
 	lastSent time.Time // when the last message was queued
 	epoch    uint64
 	master   source.Info
@@ -625,11 +624,10 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	hint := p.codec.ValueSizeHint(ev)
 	// One big row at a time, and not beside a sink's of this process: the
 	// message's buffer is made once it is this one's turn.
-	txn := [2]uint64{ev.Pos.Epoch, ev.Pos.TxnSeq}
-	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx, txn == p.bigTxn)
-	if reserved {
-		p.bigTxn = txn
-	}
+	// A row after a transaction's first does not wait for the sink holding
+	// big rows: that sink may hold an earlier row of this transaction (big
+	// for it, whether reserved here or not) and wait for the rest.
+	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx, ev.Pos.Row > 0)
 	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}

@@ -436,8 +436,9 @@ func unexpected(v any) error {
 // A value of at least aliasBytes keeps pointing into its binlog event
 // instead of being copied: it is most of the event, which go-mysql reads
 // into a buffer of its own and never reuses, so a copy would only hold the
-// row twice (docs/DESIGN.md, "Large rows"). Smaller values are copied, so
-// that a buffered transaction does not pin whole events for a few bytes.
+// row twice (docs/DESIGN.md, "Large rows"). Smaller BLOB and TEXT values
+// are copied, so that a buffered transaction does not pin whole events for
+// a few bytes (go-mysql's VARCHAR strings point into the event anyway).
 const aliasBytes = 64 << 10
 
 // eventBytes returns b, a value of a binlog event, as the row's own bytes.
