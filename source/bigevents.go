@@ -1,10 +1,13 @@
 package source
 
 import (
+	"context"
+	"net"
 	"sync"
 	"time"
 	"unsafe"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/replication"
 )
 
@@ -13,8 +16,10 @@ import (
 // the rows of the one before (and Kafka has them), or waits for more of
 // their transaction (starve). go-mysql reads up to EventBuffer events ahead,
 // so a run of big rows would otherwise sit in memory that many times over.
-// The syncer has read the packet of the event it waits to decode, so at most
-// two big events are held: the one published and the next.
+// go-mysql reads an event's packet before any hook of rowcast's runs, so the
+// connection to the master is held back too (heldConn): it reads
+// readAheadBytes past a big event not yet published, then waits, so that the
+// next big event is not read whole meanwhile.
 type bigEvents struct {
 	limit int
 	done  <-chan struct{}
@@ -22,6 +27,7 @@ type bigEvents struct {
 	mu      sync.Mutex
 	pending uintptr       // the big event decoded, not yet published: its address only, so that it does not keep the event's buffer
 	seen    bool          // the stream handled pending (its last row may wait for the next event)
+	read    int           // bytes read from the master since pending was decoded (heldConn)
 	free    chan struct{} // signalled when pending is published
 }
 
@@ -39,7 +45,7 @@ func (b *bigEvents) wrap(decode func(*replication.RowsEvent, []byte) error) func
 		if len(data) >= b.limit {
 			b.wait()
 			b.mu.Lock()
-			b.pending, b.seen = uintptr(unsafe.Pointer(e)), false
+			b.pending, b.seen, b.read = uintptr(unsafe.Pointer(e)), false, 0
 			b.mu.Unlock()
 		}
 		return decode(e, data)
@@ -112,4 +118,58 @@ func (b *bigEvents) awaitNext(holding bool) (stop func()) {
 	}
 	t := time.AfterFunc(bigStarveAfter, b.starve)
 	return func() { t.Stop() }
+}
+
+// readAheadBytes is how much of the stream the syncer reads past a big event
+// not yet published: enough for the events that end its transaction, which
+// the stream needs to publish it (a longer tail waits for starve), and
+// little of the next big event, which go-mysql would otherwise read whole
+// before any decode hook runs.
+const readAheadBytes = 1 << 20
+
+// dialer wraps d so that the syncer's connection to the master reads at
+// most readAheadBytes past a big event not yet published (heldConn).
+func (b *bigEvents) dialer(d client.Dialer) client.Dialer {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &heldConn{Conn: c, b: b}, nil
+	}
+}
+
+// heldConn is the syncer's connection to the master, held back by bigEvents.
+// Only the syncer goroutine reads it, and it also runs the decode hook, so
+// a Read and bigEvents.wait never wait at once.
+type heldConn struct {
+	net.Conn
+	b *bigEvents
+}
+
+func (c *heldConn) Read(p []byte) (int, error) {
+	c.b.waitRead()
+	n, err := c.Conn.Read(p)
+	c.b.mu.Lock()
+	c.b.read += n
+	c.b.mu.Unlock()
+	return n, err
+}
+
+// waitRead blocks while a big event is not published and the syncer has
+// read readAheadBytes past it, until it is (or starve, or the reader stops).
+func (b *bigEvents) waitRead() {
+	for {
+		b.mu.Lock()
+		held := b.pending != 0 && b.read >= readAheadBytes
+		b.mu.Unlock()
+		if !held {
+			return
+		}
+		select {
+		case <-b.free:
+		case <-b.done:
+			return
+		}
+	}
 }

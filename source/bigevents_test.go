@@ -2,6 +2,8 @@ package source
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"testing"
 	"time"
 	"unsafe"
@@ -68,6 +70,66 @@ func wantDecoded(t *testing.T, decoded <-chan *replication.RowsEvent, want *repl
 		t.Fatalf("the big event was not decoded %s", when)
 	}
 }
+
+// TestHeldConnReadsAhead: past a big event not yet published, the syncer's
+// connection reads readAheadBytes (the rest of its transaction) and then
+// waits, instead of reading the next big event whole; it goes on once the
+// event is published, or the reader stops.
+func TestHeldConnReadsAhead(t *testing.T) {
+	done := make(chan struct{})
+	b := newBigEvents(10, done)
+	dial := b.dialer(func(context.Context, string, string) (net.Conn, error) {
+		return endlessConn{}, nil
+	})
+	conn, err := dial(context.Background(), "tcp", "master")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := &replication.RowsEvent{}
+	decode := b.wrap(func(*replication.RowsEvent, []byte) error { return nil })
+	if err := decode(big, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	read := 0
+	for read < readAheadBytes {
+		n, _ := conn.Read(buf)
+		read += n
+	}
+	more := make(chan struct{})
+	go func() {
+		conn.Read(buf)
+		close(more)
+	}()
+	select {
+	case <-more:
+		t.Fatalf("read on %d bytes past a big event not yet published", read)
+	case <-time.After(200 * time.Millisecond):
+	}
+	b.handled(&replication.BinlogEvent{Event: big}, true)
+	select {
+	case <-more:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection still waits after the big event was published")
+	}
+
+	if err := decode(big, make([]byte, 10)); err != nil { // the next big event
+		t.Fatal(err)
+	}
+	for read = 0; read < readAheadBytes; {
+		n, _ := conn.Read(buf)
+		read += n
+	}
+	close(done)
+	if _, err := conn.Read(buf); err != nil {
+		t.Fatalf("once the reader stops: %v, want the read to go on", err)
+	}
+}
+
+// endlessConn reads zeros forever.
+type endlessConn struct{ net.Conn }
+
+func (endlessConn) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // TestBigValuesAliasTheEvent: a value of aliasBytes or more stays in its
 // binlog event instead of being copied (the row would be held twice), with

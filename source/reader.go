@@ -125,6 +125,7 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 	stop := make(chan struct{})
 	big := newBigEvents(bigEventBytes, stop)
 	cfg.RowsEventDecodeFunc = big.wrap(cfg.RowsEventDecodeFunc)
+	cfg.Dialer = big.dialer((&net.Dialer{}).DialContext)
 	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
 	defer close(stop) // first: Close waits for a syncer held back by big
