@@ -298,15 +298,21 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 			return err
 		}
 		offset, err := p.produce(ctx, b)
+		reserved := 0
 		switch {
 		case errors.Is(err, errBatchSplit):
 			// b's messages are being batched again, smaller.
 		case err != nil:
 			return err
 		default:
-			p.ack(b, offset)
+			reserved = p.ack(b, offset)
 		}
 		p.release(b)
+		if reserved > 0 {
+			// After release, which collected the batch's garbage: the
+			// reader waiting for this (AwaitBig) reads the next big row on.
+			bigMessages.published(p, reserved)
+		}
 	}
 }
 
@@ -522,13 +528,14 @@ func (p *Producer) fatal(b *producerBatch, err error, fix string) error {
 }
 
 // ack reports b to OnAck, then drops its messages from the queue and wakes
-// Send, Flush and the encoder.
-func (p *Producer) ack(b *producerBatch, offset int64) {
+// Send, Flush and the encoder. It returns how many of them were reserved
+// (ReserveBig), for Run to report published once the batch is released.
+func (p *Producer) ack(b *producerBatch, offset int64) (reserved int) {
 	for i := range b.entries {
 		p.onAck(b.entries[i].token, offset+int64(i))
 		if b.entries[i].reserved {
 			bigMessages.note(p.cfg.Topic, offset+int64(i))
-			bigMessages.published(p, 1)
+			reserved++
 		}
 	}
 	n := len(b.entries)
@@ -544,6 +551,7 @@ func (p *Producer) ack(b *producerBatch, offset int64) {
 	p.wakeWaiters()
 	p.mu.Unlock()
 	p.nudge() // with nothing claimed any more, a partial batch may go
+	return reserved
 }
 
 // compactQueue moves the unacknowledged messages to the start of the queue
