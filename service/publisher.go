@@ -100,6 +100,7 @@ type Publisher struct {
 	buf      []byte
 	gaveBuf  bool      // a message of buf went to the producer as Owned: flush drops buf
 	lastSeq  uint64    // TxnSeq of the last transaction emitted
+	openTxn  [2]uint64 // epoch and TxnSeq of a transaction emitted in part, zero for none
 	lastSent time.Time // when the last message was queued
 	epoch    uint64
 	master   source.Info
@@ -622,12 +623,8 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	}
 	mid := len(p.buf)
 	hint := p.codec.ValueSizeHint(ev)
-	// One big row at a time, and not beside a sink's of this process: the
-	// message's buffer is made once it is this one's turn.
-	// A row after a transaction's first does not wait for the sink holding
-	// big rows: that sink may hold an earlier row of this transaction (big
-	// for it, whether reserved here or not) and wait for the rest.
-	reserved := hint >= changelog.BigMessageBytes && p.producer.ReserveBig(ctx, ev.Pos.Row > 0)
+	// The message's buffer is made once it is this one's turn.
+	reserved := hint >= changelog.BigMessageBytes && p.reserveBig(ctx, ev)
 	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}
@@ -638,9 +635,11 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 		return err
 	}
 	var token any
+	p.openTxn = txnOf(ev)
 	if ev.Pos.Last {
 		token = &Acked{Pos: ev.Pos, GTIDSet: ev.GTIDSet, CommitTime: ev.CommitTime}
 		p.lastSeq = ev.Pos.TxnSeq
+		p.openTxn = [2]uint64{}
 	}
 	token = p.sizeToken(ev, len(p.buf)-start, token)
 	big := len(p.buf)-mid >= bigMessage
@@ -664,6 +663,19 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	}
 	return nil
 }
+
+// reserveBig waits for a big message's turn (Producer.ReserveBig): one big
+// row at a time, and not beside a sink's of this process. A row of a
+// transaction already begun does not wait for the sink holding big rows:
+// that sink may hold an earlier row of it (big for it, whether reserved here
+// or not) and wait for the rest. A transaction emitted again after a
+// reconnect has begun, from its first row on.
+func (p *Publisher) reserveBig(ctx context.Context, ev *pipeline.Event) bool {
+	return p.producer.ReserveBig(ctx, ev.Pos.Row > 0 || txnOf(ev) == p.openTxn)
+}
+
+// txnOf is the transaction of ev, as the publisher tells them apart.
+func txnOf(ev *pipeline.Event) [2]uint64 { return [2]uint64{ev.Pos.Epoch, ev.Pos.TxnSeq} }
 
 // bigMessage is the encoded size from which emit gives the message's buffer
 // to the producer rather than having it copied, and sends it at once: a big

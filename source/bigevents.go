@@ -43,13 +43,25 @@ func newBigEvents(limit int, done <-chan struct{}) *bigEvents {
 func (b *bigEvents) wrap(decode func(*replication.RowsEvent, []byte) error) func(*replication.RowsEvent, []byte) error {
 	return func(e *replication.RowsEvent, data []byte) error {
 		if len(data) >= b.limit {
-			b.wait()
+			if !b.nested() {
+				b.wait()
+			}
 			b.mu.Lock()
 			b.pending, b.seen, b.read = uintptr(unsafe.Pointer(e)), false, 0
 			b.mu.Unlock()
 		}
 		return decode(e, data)
 	}
+}
+
+// nested reports whether nothing was read from the master since the big
+// event pending was decoded: this one comes from the same packet, a
+// transaction payload (MySQL's binlog_transaction_compression), which the
+// stream gets whole once both are decoded, so waiting would never end.
+func (b *bigEvents) nested() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pending != 0 && b.read == 0
 }
 
 // wait blocks until the last big event was handled, or the reader stops.
@@ -98,9 +110,7 @@ func (b *bigEvents) handled(ev *replication.BinlogEvent, published bool) {
 	if b.pending == 0 {
 		return
 	}
-	if e, ok := ev.Event.(*replication.RowsEvent); ok && uintptr(unsafe.Pointer(e)) == b.pending {
-		b.seen = true
-	}
+	b.seen = b.seen || b.holdsPending(ev)
 	if b.seen && published {
 		b.pending, b.seen = 0, false
 		select {
@@ -108,6 +118,22 @@ func (b *bigEvents) handled(ev *replication.BinlogEvent, published bool) {
 		default:
 		}
 	}
+}
+
+// holdsPending reports whether ev is the pending big event, or a
+// transaction payload that holds it. b.mu is held.
+func (b *bigEvents) holdsPending(ev *replication.BinlogEvent) bool {
+	switch e := ev.Event.(type) {
+	case *replication.RowsEvent:
+		return uintptr(unsafe.Pointer(e)) == b.pending
+	case *replication.TransactionPayloadEvent:
+		for _, in := range e.Events {
+			if b.holdsPending(in) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // awaitNext arms starve for a wait of the stream, when it holds a row back;
@@ -150,10 +176,15 @@ type heldConn struct {
 func (c *heldConn) Read(p []byte) (int, error) {
 	c.b.waitRead()
 	n, err := c.Conn.Read(p)
-	c.b.mu.Lock()
-	c.b.read += n
-	c.b.mu.Unlock()
+	c.b.readFromMaster(n)
 	return n, err
+}
+
+// readFromMaster counts n bytes read from the master's connection.
+func (b *bigEvents) readFromMaster(n int) {
+	b.mu.Lock()
+	b.read += n
+	b.mu.Unlock()
 }
 
 // waitRead blocks while a big event is not published and the syncer has

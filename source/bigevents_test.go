@@ -29,6 +29,7 @@ func TestBigEventsHoldTheSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-decoded
+	b.readFromMaster(10) // the second's packet
 	go func() { _ = decode(second, make([]byte, 10)) }()
 	wantNone := func(what string) {
 		t.Helper()
@@ -52,6 +53,7 @@ func TestBigEventsHoldTheSyncer(t *testing.T) {
 
 	// A third big event in the second's transaction: the stream holds the
 	// second's last row back until it gets the third, and starves.
+	b.readFromMaster(10)
 	go func() { _ = decode(first, make([]byte, 10)) }()
 	b.handled(&replication.BinlogEvent{Event: second}, false)
 	stop := b.awaitNext(true)
@@ -86,7 +88,10 @@ func TestHeldConnReadsAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := &replication.RowsEvent{}
-	decode := b.wrap(func(*replication.RowsEvent, []byte) error { return nil })
+	decode := b.wrap(func(e *replication.RowsEvent, _ []byte) error {
+		lastDecoded = e // on the heap, as go-mysql's events: bigEvents keeps its address
+		return nil
+	})
 	if err := decode(big, make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +128,45 @@ func TestHeldConnReadsAhead(t *testing.T) {
 	close(done)
 	if _, err := conn.Read(buf); err != nil {
 		t.Fatalf("once the reader stops: %v, want the read to go on", err)
+	}
+}
+
+var lastDecoded *replication.RowsEvent
+
+// TestBigEventsInOnePayload: two big rows events of one transaction payload
+// (MySQL's binlog_transaction_compression) come from one packet, decoded in
+// one go before the stream gets the payload: the second does not wait for
+// the first, and the payload publishes them.
+func TestBigEventsInOnePayload(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	b := newBigEvents(10, done)
+	decode := b.wrap(func(e *replication.RowsEvent, _ []byte) error {
+		lastDecoded = e
+		return nil
+	})
+	first, second := &replication.RowsEvent{}, &replication.RowsEvent{}
+	b.readFromMaster(10) // the payload's packet
+	ok := make(chan error, 1)
+	go func() {
+		if err := decode(first, make([]byte, 10)); err != nil {
+			ok <- err
+			return
+		}
+		ok <- decode(second, make([]byte, 10))
+	}()
+	select {
+	case err := <-ok:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second big event of a payload waits for the first, which the stream gets only with it")
+	}
+	payload := &replication.TransactionPayloadEvent{Events: []*replication.BinlogEvent{{Event: first}, {Event: second}}}
+	b.handled(&replication.BinlogEvent{Event: payload}, true)
+	if b.pending != 0 {
+		t.Error("the published payload did not publish its big events")
 	}
 }
 
