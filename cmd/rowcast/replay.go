@@ -10,7 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rowcast/rowcast/config"
 	"github.com/rowcast/rowcast/replay"
+	"github.com/rowcast/rowcast/sink/clickhouse"
 )
 
 func init() {
@@ -54,11 +56,20 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			plan.Replica, plan.From.Offset)
 		return nil
 	}
-	// An idle sink worker writes its checkpoint only on heartbeats, at most
-	// once a second (sink.WorkerConfig.HeartbeatCommit): watch it for two
-	// heartbeat intervals and that second, so that a running worker shows.
+	return applyPlan(ctx, r, plan, settleTime(cfg, plan.Replica), stdout)
+}
+
+// settleTime is how long replay watches the replica's checkpoint for a
+// running sink worker. An idle worker writes it only on heartbeats, at most
+// once a second (sink.WorkerConfig.HeartbeatCommit): two heartbeat intervals
+// and that second. A ClickHouse target stores it up to its flush interval
+// later (the fresh-clone CI saw a running worker stay still for 3 s).
+func settleTime(cfg *config.Config, replica string) time.Duration {
 	settle := max(2*time.Second, 2*cfg.Source.HeartbeatInterval.D()+time.Second)
-	return applyPlan(ctx, r, plan, settle, stdout)
+	if n, _ := cfg.Node(replica); n.Kind == config.KindClickHouse {
+		settle += clickhouse.DefaultFlushInterval
+	}
+	return settle
 }
 
 // replayFlags are replay's own flags.

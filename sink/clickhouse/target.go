@@ -52,6 +52,9 @@ type Config struct {
 	History bool
 }
 
+// DefaultFlushInterval is Config.FlushInterval's default.
+const DefaultFlushInterval = time.Second
+
 func (c *Config) setDefaults() {
 	if c.Database == "" {
 		c.Database = "rowcast"
@@ -63,7 +66,7 @@ func (c *Config) setDefaults() {
 		c.FlushBytes = 16 << 20
 	}
 	if c.FlushInterval == 0 {
-		c.FlushInterval = time.Second
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
