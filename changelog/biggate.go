@@ -122,19 +122,28 @@ func (g *bigGate) publishes(topic string) bool {
 // would hold a copy beside the reader's. It reports false when the wait ran
 // out (c then fetches anyway) or ctx ended.
 func (g *bigGate) waitPublished(ctx context.Context, c *Consumer) bool {
+	ok := g.await(ctx, func() bool { return g.publishes(c.cfg.Topic) })
+	if !ok && ctx.Err() == nil {
+		g.waitedOut(c, nil)
+	}
+	return ok
+}
+
+// await waits, up to bigGateWait, while busy (called with g.mu held)
+// reports true. It reports false when the wait ran out or ctx ended.
+func (g *bigGate) await(ctx context.Context, busy func() bool) bool {
 	deadline := time.NewTimer(bigGateWait)
 	defer deadline.Stop()
 	for {
 		g.mu.Lock()
-		busy, free := g.publishes(c.cfg.Topic), g.free
+		waiting, free := busy(), g.free
 		g.mu.Unlock()
-		if !busy {
+		if !waiting {
 			return true
 		}
 		select {
 		case <-free:
 		case <-deadline.C:
-			g.waitedOut(c, nil)
 			return false
 		case <-ctx.Done():
 			return false
@@ -254,23 +263,7 @@ func (g *bigGate) ownTurn(ctx context.Context, p *Producer, cont bool) bool {
 // in flight, up to bigGateWait: a fetch lasts at most the fetch's max wait
 // when no message comes, and none starts while a big message is reserved.
 func (g *bigGate) awaitFetches(ctx context.Context, topic string) {
-	deadline := time.NewTimer(bigGateWait)
-	defer deadline.Stop()
-	for {
-		g.mu.Lock()
-		busy, free := g.fetchesBeside(topic), g.free
-		g.mu.Unlock()
-		if !busy {
-			return
-		}
-		select {
-		case <-free:
-		case <-deadline.C:
-			return
-		case <-ctx.Done():
-			return
-		}
-	}
+	g.await(ctx, func() bool { return g.fetchesBeside(topic) })
 }
 
 // published unmarks n reserved big messages of p (all of them for n < 0).

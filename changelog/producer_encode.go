@@ -200,13 +200,7 @@ func (p *Producer) encode(b *producerBatch) {
 // compresses to, and growing one slice would hold it twice for a moment.
 func (p *Producer) encodeOutsized(b *producerBatch) {
 	w := chunkWriter{chunks: [][]byte{appendBatchHeader(make([]byte, 0, outChunkBytes), p.compression, len(b.entries))}}
-	zw, err := p.compressor(b, &w)
-	if err == nil {
-		err = b.writeRecords(zw)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
+	err := p.compressRecords(b, &w)
 	if b.lz4 != nil {
 		b.lz4.Reset(nil) // it would keep w, and with it the chunks
 	}
@@ -388,17 +382,22 @@ func (p *Producer) appendRecordSet(out []byte, b *producerBatch) ([]byte, error)
 		return appendRecords(out, b.entries), nil
 	}
 	w := bytesAppender{b: out}
-	zw, err := p.compressor(b, &w)
-	if err != nil {
-		return out, err
-	}
-	if err := b.writeRecords(zw); err != nil {
-		return out, err
-	}
-	if err := zw.Close(); err != nil {
+	if err := p.compressRecords(b, &w); err != nil {
 		return out, err
 	}
 	return w.b, nil
+}
+
+// compressRecords writes b's records to w, compressed as configured.
+func (p *Producer) compressRecords(b *producerBatch, w io.Writer) error {
+	zw, err := p.compressor(b, w)
+	if err != nil {
+		return err
+	}
+	if err := b.writeRecords(zw); err != nil {
+		return err
+	}
+	return zw.Close()
 }
 
 // compressor returns the writer that compresses into w: b's own lz4 writer,

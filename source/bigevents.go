@@ -65,12 +65,16 @@ func (b *bigEvents) nested() bool {
 }
 
 // wait blocks until the last big event was handled, or the reader stops.
-func (b *bigEvents) wait() {
+func (b *bigEvents) wait() { b.waitWhile(func() bool { return b.pending != 0 }) }
+
+// waitWhile blocks while held (called with b.mu held) reports true, until
+// the reader stops.
+func (b *bigEvents) waitWhile(held func() bool) {
 	for {
 		b.mu.Lock()
-		busy := b.pending != 0
+		h := held()
 		b.mu.Unlock()
-		if !busy {
+		if !h {
 			return
 		}
 		select {
@@ -190,17 +194,5 @@ func (b *bigEvents) readFromMaster(n int) {
 // waitRead blocks while a big event is not published and the syncer has
 // read readAheadBytes past it, until it is (or starve, or the reader stops).
 func (b *bigEvents) waitRead() {
-	for {
-		b.mu.Lock()
-		held := b.pending != 0 && b.read >= readAheadBytes
-		b.mu.Unlock()
-		if !held {
-			return
-		}
-		select {
-		case <-b.free:
-		case <-b.done:
-			return
-		}
-	}
+	b.waitWhile(func() bool { return b.pending != 0 && b.read >= readAheadBytes })
 }
