@@ -30,6 +30,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary rowcastBinary built: 34 MB left in the temp
+// directory by every run fills a CI machine's disk within days.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // rowcastBinary builds cmd/rowcast once per test process, so that tests can
 // run it as a real process and SIGKILL it.
 func rowcastBinary(t testing.TB) string {
