@@ -330,17 +330,27 @@ type eventStrings struct {
 }
 
 // pendingString is a string of the event not set yet: its text is
-// text[off:off+n].
+// text[off:off+n], or own for a big one.
 type pendingString struct {
 	p      *string
 	off, n int
+	own    []byte
 }
+
+// bigString is the length of a string value from which it gets an
+// allocation of its own: in the shared text it would be copied twice (the
+// text grows by copies, then finish copies it again), so that a 60 MB value
+// was held three times at once.
+const bigString = 64 << 10
 
 var stringsPool = sync.Pool{New: func() any { return new(eventStrings) }}
 
 // add appends the text of raw, a string checked by rawString, and returns
 // it; finish sets *p to it.
 func (es *eventStrings) add(p *string, raw []byte, esc bool) []byte {
+	if len(raw) >= bigString {
+		return es.addBig(p, raw, esc)
+	}
 	off := len(es.text)
 	if esc {
 		es.text = appendUnescaped(es.text, raw)
@@ -349,6 +359,19 @@ func (es *eventStrings) add(p *string, raw []byte, esc bool) []byte {
 	}
 	es.pending = append(es.pending, pendingString{p: p, off: off, n: len(es.text) - off})
 	return es.text[off:]
+}
+
+// addBig is add for a big value: its text is copied once, to an allocation
+// of its size.
+func (es *eventStrings) addBig(p *string, raw []byte, esc bool) []byte {
+	var own []byte
+	if esc {
+		own = appendUnescaped(make([]byte, 0, unescapedLen(raw)), raw)
+	} else {
+		own = append(make([]byte, 0, len(raw)), raw...)
+	}
+	es.pending = append(es.pending, pendingString{p: p, own: own})
+	return own
 }
 
 // finish copies the strings' text to one allocation and sets them. The
@@ -361,7 +384,9 @@ func (es *eventStrings) finish() {
 	}
 	for _, ps := range es.pending {
 		*ps.p = ""
-		if ps.n > 0 {
+		if len(ps.own) > 0 {
+			*ps.p = unsafe.String(&ps.own[0], len(ps.own))
+		} else if ps.n > 0 {
 			*ps.p = unsafe.String(&b[ps.off], ps.n)
 		}
 	}

@@ -217,3 +217,49 @@ func TestDecodeAllocs(t *testing.T) {
 		}
 	}
 }
+
+// A big string value costs one copy of its text when decoded, escaped or
+// not: appended to the event's shared text it was copied twice (the text
+// grew to hold it, then finish copied it out), so that a sink held a 60 MB
+// value three times for a moment.
+func TestDecodeBigStringOnce(t *testing.T) {
+	const n = 4 << 20
+	for name, text := range map[string]string{
+		"plain":   strings.Repeat("0123456789abcdef", n/16),
+		"escaped": strings.Repeat("a\"b\\c\nd", n/8),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := ordersInsert()
+			e.After = []any{uint64(42), text}
+			c := &Codec{Cluster: "main"}
+			key, value, _ := roundTrip(t, c, e)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			got, err := c.Decode(key, value)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.After[1] != text {
+				t.Fatalf("decoded value of %d bytes differs from the %d encoded", len(got.After[1].(string)), len(text))
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(text))*5/4 {
+				t.Errorf("Decode allocated %d bytes for a value of %d: want at most 1.25 times (one copy)", alloc, len(text))
+			}
+		})
+	}
+}
+
+// unescapedLen, the capacity addBig allocates, is the length appendUnescaped
+// writes, for every kind of escape.
+func TestUnescapedLen(t *testing.T) {
+	for _, raw := range []string{
+		``, `plain`, `a\"b\\c\/d`, `\b\f\n\r\t`, `\u0001\u001f`, `caf\u00e9`, `\u20ac`,
+		`\ud83d\ude00 emoji`, `x\ud83d\ude00\ud83d\ude00y`, `\u00e9\u00e9\\\u20ac"`,
+	} {
+		got, want := unescapedLen([]byte(raw)), len(appendUnescaped(nil, []byte(raw)))
+		if got != want {
+			t.Errorf("unescapedLen(%s) = %d, want %d", raw, got, want)
+		}
+	}
+}

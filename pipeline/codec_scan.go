@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -272,6 +273,38 @@ func appendUnescaped(b, raw []byte) []byte {
 		i = j + n
 	}
 	return b
+}
+
+// unescapedLen is the length of the text of raw, a string checked by
+// rawString: len(appendUnescaped(nil, raw)), without writing it.
+func unescapedLen(raw []byte) int {
+	n := 0
+	for i := 0; i < len(raw); {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return n + len(raw) - i
+		}
+		n, i = n+j, i+j
+		if raw[i+1] != 'u' {
+			n, i = n+1, i+2
+			continue
+		}
+		r, k := decodeU(raw[i:])
+		if k == 0 { // not checked by rawString: only a capacity is lost
+			return n + len(raw) - i
+		}
+		n, i = n+runeLen(r), i+k
+	}
+	return n
+}
+
+// runeLen is the length of utf8.AppendRune(nil, r): an invalid rune is
+// written as utf8.RuneError.
+func runeLen(r rune) int {
+	if n := utf8.RuneLen(r); n > 0 {
+		return n
+	}
+	return utf8.RuneLen(utf8.RuneError)
 }
 
 // appendUnescape appends the character of the escape esc starts with, which
