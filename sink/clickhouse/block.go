@@ -121,9 +121,25 @@ func (b *block) truncate(n int) {
 	b.mark = min(b.mark, n)
 }
 
-// encode returns the block's rows in the Native format.
-func (b *block) encode() ([]byte, error) {
-	input := make(proto.Input, 0, len(b.cols)+2)
+// encode returns the block's rows in the Native format, in parts to send
+// in order. A block that holds a big row is encoded by encodeParts; the
+// others into the block's buffer, reused once the flight landed.
+func (b *block) encode() ([][]byte, error) {
+	input := b.input()
+	if b.bigRow {
+		return b.encodeParts(input)
+	}
+	b.buf.Reset()
+	blk := proto.Block{Columns: len(input), Rows: b.rows}
+	if err := blk.EncodeRawBlock(&b.buf, nativeRevision, input); err != nil {
+		return nil, fmt.Errorf("encode a block of %s: %w", b.name, err)
+	}
+	return [][]byte{b.buf.Buf}, nil
+}
+
+// input is the block's columns, for ch-go's encoders.
+func (b *block) input() proto.Input {
+	input := make(proto.Input, 0, len(b.cols)+4)
 	for i, c := range b.cols {
 		input = append(input, proto.InputColumn{Name: b.tbl.Columns[i].Name, Data: c.input()})
 	}
@@ -133,12 +149,49 @@ func (b *block) encode() ([]byte, error) {
 		input = append(input, proto.InputColumn{Name: "_op", Data: &b.op},
 			proto.InputColumn{Name: "_commit_time", Data: proto.Alias(&b.commit, "DateTime('UTC')")})
 	}
-	b.buf.Reset()
-	blk := proto.Block{Columns: len(input), Rows: b.rows}
-	if err := blk.EncodeRawBlock(&b.buf, nativeRevision, input); err != nil {
-		return nil, fmt.Errorf("encode a block of %s: %w", b.name, err)
+	return input
+}
+
+// encodeParts encodes a block that holds a big row as EncodeRawBlock does,
+// through ch-go's vectored Writer: a big string is its own part, the
+// column's bytes (strCol.WriteColumn), instead of a copy in one buffer that
+// grows by doubling (a 60 MB row took the ClickHouse sink 60 MB more). The
+// parts point into the columns, which reset makes anew after a big row.
+func (b *block) encodeParts(input proto.Input) ([][]byte, error) {
+	var out partsWriter
+	w := proto.NewWriter(&out, new(proto.Buffer))
+	w.ChainBuffer(func(buf *proto.Buffer) {
+		buf.PutInt(len(input))
+		buf.PutInt(b.rows)
+	})
+	for _, col := range input {
+		if r := col.Data.Rows(); r != b.rows {
+			return nil, fmt.Errorf("encode a block of %s: column %s has %d rows, want %d", b.name, col.Name, r, b.rows)
+		}
+		w.ChainBuffer(func(buf *proto.Buffer) { col.EncodeStart(buf, nativeRevision) })
+		if v, ok := col.Data.(proto.Preparable); ok {
+			if err := v.Prepare(); err != nil {
+				return nil, fmt.Errorf("encode a block of %s: column %s: %w", b.name, col.Name, err)
+			}
+		}
+		if v, ok := col.Data.(proto.StateEncoder); ok {
+			w.ChainBuffer(v.EncodeState)
+		}
+		col.Data.WriteColumn(w)
 	}
-	return b.buf.Buf, nil
+	if _, err := w.Flush(); err != nil {
+		return nil, err
+	}
+	return out.parts, nil
+}
+
+// partsWriter keeps what ch-go's Writer flushes, without a copy: the Writer
+// and its buffer are dropped after one Flush, so nothing writes them again.
+type partsWriter struct{ parts [][]byte }
+
+func (p *partsWriter) Write(b []byte) (int, error) {
+	p.parts = append(p.parts, b)
+	return len(b), nil
 }
 
 func (b *block) reset() {

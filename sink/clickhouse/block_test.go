@@ -1,10 +1,13 @@
 package clickhouse
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/rowcast/rowcast/pipeline"
 	"github.com/rowcast/rowcast/sink/sinktest"
@@ -86,4 +89,55 @@ func TestCommitLandsBigRow(t *testing.T) {
 	if got := r.query(t, "SELECT count() FROM "+quoteIdent(r.db)+".docs")[0][0]; got != "1" || tgt.fl != nil {
 		t.Fatalf("after Commit: %s rows in ClickHouse, flight in the air: %v; want the big row inserted", got, tgt.fl != nil)
 	}
+}
+
+// TestEncodePartsAsRawBlock: a block holding a big row is encoded in parts
+// that make the bytes ch-go's EncodeRawBlock makes, and the big value's
+// part is the column's own bytes, not a copy.
+func TestEncodePartsAsRawBlock(t *testing.T) {
+	tbl := &pipeline.Table{Database: "d", Name: "t", PrimaryKey: []int{0}, Columns: []pipeline.Column{
+		{Name: "id", Kind: pipeline.VInt, SQLType: "bigint(20)"},
+		{Name: "doc", Kind: pipeline.VString, SQLType: "longtext"},
+		{Name: "note", Kind: pipeline.VString, SQLType: "varchar(20)"},
+	}}
+	types, err := columnTypes(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, history := range []bool{false, true} {
+		b := newBlock(tbl, types, history)
+		big := strings.Repeat("0123456789abcdef", bigRowBytes/16)
+		for i, row := range [][]any{{int64(1), "small", "a"}, {int64(2), nil, nil}, {int64(3), big, "c"}, {int64(4), "", "d"}} {
+			if err := b.add(row, rowMeta{version: uint64(i + 1), op: pipeline.OpInsert}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !b.bigRow {
+			t.Fatal("the block does not know it holds a big row")
+		}
+		parts, err := b.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want proto.Buffer
+		if err := (proto.Block{Columns: len(b.input()), Rows: b.rows}).EncodeRawBlock(&want, nativeRevision, b.input()); err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Join(parts, nil); !bytes.Equal(got, want.Buf) {
+			t.Fatalf("history %v: parts make %d bytes, EncodeRawBlock %d; they differ", history, len(got), len(want.Buf))
+		}
+		aliased := false
+		for _, p := range parts {
+			aliased = aliased || len(p) == len(big) && aliasesColumn(b, p)
+		}
+		if !aliased {
+			t.Errorf("history %v: no part is the big value's bytes in the column: it was copied", history)
+		}
+	}
+}
+
+// aliasesColumn reports whether p starts in the doc column's bytes.
+func aliasesColumn(b *block, p []byte) bool {
+	col := b.cols[1].(*colOf[string]).null.Values.(strCol)
+	return &col.Buf[col.Pos[2].Start] == &p[0]
 }

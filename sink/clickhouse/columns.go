@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -138,7 +139,28 @@ func newOtherColumn(ct colType) column {
 	case kDateTime:
 		return newCol[uint32](new(proto.ColUInt32), ct, toEpochSeconds)
 	}
-	return newCol[string](new(proto.ColStr), ct, toString)
+	return newCol[string](strCol{new(proto.ColStr)}, ct, toString)
+}
+
+// strCol is a String column whose WriteColumn (block.encodeParts) writes a
+// value of bigStrBytes or more as a part of its own, the column's bytes:
+// ch-go's copies every value into the block's buffer, which suits short
+// ones.
+type strCol struct{ *proto.ColStr }
+
+const bigStrBytes = 64 << 10
+
+func (c strCol) WriteColumn(w *proto.Writer) {
+	var n [binary.MaxVarintLen64]byte
+	for _, p := range c.Pos {
+		v := c.Buf[p.Start:p.End:p.End]
+		w.ChainBuffer(func(b *proto.Buffer) { b.PutRaw(n[:binary.PutUvarint(n[:], uint64(len(v)))]) })
+		if len(v) >= bigStrBytes {
+			w.ChainWrite(v)
+		} else {
+			w.ChainBuffer(func(b *proto.Buffer) { b.PutRaw(v) })
+		}
+	}
 }
 
 type signed interface{ int8 | int16 | int32 | int64 }

@@ -25,7 +25,7 @@ type flight struct {
 type insertReq struct {
 	table string
 	cols  []string
-	body  []byte
+	body  [][]byte // the Native block, in parts sent in order
 	rows  int
 }
 

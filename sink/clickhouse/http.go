@@ -1,14 +1,15 @@
 package clickhouse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,11 +63,33 @@ func (c *client) query(ctx context.Context, stmt string) ([][]string, error) {
 	return parseTSV(body), nil
 }
 
-// insert sends a Native block to table's columns.
-func (c *client) insert(ctx context.Context, table string, cols []string, block []byte) error {
+// insert sends a Native block, in parts, to table's columns.
+func (c *client) insert(ctx context.Context, table string, cols []string, block [][]byte) error {
 	q := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") FORMAT Native"
-	_, err := c.do(ctx, url.Values{"query": {q}}, bytes.NewReader(block))
+	_, err := c.do(ctx, url.Values{"query": {q}}, newPartsBody(block))
 	return err
+}
+
+// partsBody reads parts in order, as one request body of known length.
+type partsBody struct {
+	net.Buffers
+	parts [][]byte
+	n     int64
+}
+
+func newPartsBody(parts [][]byte) *partsBody {
+	b := &partsBody{Buffers: slices.Clone(parts), parts: parts} // reading consumes the list, not the parts
+	for _, p := range parts {
+		b.n += int64(len(p))
+	}
+	return b
+}
+
+// setBody gives req the length, and the copy to send again on a kept-alive
+// connection the server had closed, that a bytes.Reader body gets.
+func (b *partsBody) setBody(req *http.Request) {
+	req.ContentLength = b.n
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(newPartsBody(b.parts)), nil }
 }
 
 func (c *client) do(ctx context.Context, params url.Values, body io.Reader) ([]byte, error) {
@@ -75,6 +98,9 @@ func (c *client) do(ctx context.Context, params url.Values, body io.Reader) ([]b
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
 		return nil, err
+	}
+	if pb, ok := body.(*partsBody); ok {
+		pb.setBody(req)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
