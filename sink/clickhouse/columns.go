@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -151,14 +150,17 @@ type strCol struct{ *proto.ColStr }
 const bigStrBytes = 64 << 10
 
 func (c strCol) WriteColumn(w *proto.Writer) {
-	var n [binary.MaxVarintLen64]byte
 	for _, p := range c.Pos {
 		v := c.Buf[p.Start:p.End:p.End]
-		w.ChainBuffer(func(b *proto.Buffer) { b.PutRaw(n[:binary.PutUvarint(n[:], uint64(len(v)))]) })
-		if len(v) >= bigStrBytes {
+		big := len(v) >= bigStrBytes
+		w.ChainBuffer(func(b *proto.Buffer) {
+			b.PutUVarInt(uint64(len(v)))
+			if !big {
+				b.PutRaw(v)
+			}
+		})
+		if big {
 			w.ChainWrite(v)
-		} else {
-			w.ChainBuffer(func(b *proto.Buffer) { b.PutRaw(v) })
 		}
 	}
 }
