@@ -13,12 +13,20 @@ import (
 // that the broker answers a metadata request.
 func KafkaClient(t testing.TB) *kafka.Client {
 	t.Helper()
+	c := checkedClient(t)
+	t.Cleanup(func() { closeClient(c) })
+	return c
+}
+
+// checkedClient is KafkaClient for a caller that closes the client itself.
+func checkedClient(t testing.TB) *kafka.Client {
+	t.Helper()
 	Need(t, "kafka")
 	c := newClient()
-	t.Cleanup(func() { closeClient(c) })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if _, err := c.Metadata(ctx, &kafka.MetadataRequest{}); err != nil {
+		closeClient(c)
 		t.Fatalf("kafka at %s does not answer a metadata request (%v): %s", Addr("kafka"), err, StartAdvice)
 	}
 	return c
@@ -28,7 +36,7 @@ func KafkaClient(t testing.TB) *kafka.Client {
 // partitions (replication factor 1) and deletes it when the test ends.
 func CreateTopic(t testing.TB, partitions int) string {
 	t.Helper()
-	c := KafkaClient(t)
+	c := checkedClient(t)
 	defer closeClient(c)
 	name := UniqueName(t, "rc")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,7 +59,7 @@ func CreateTopic(t testing.TB, partitions int) string {
 // topic, so that the first produce does not race topic creation.
 func WaitTopic(t testing.TB, topic string) {
 	t.Helper()
-	c := KafkaClient(t)
+	c := checkedClient(t)
 	defer closeClient(c)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
