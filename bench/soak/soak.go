@@ -16,6 +16,7 @@ import (
 
 	"github.com/rowcast/rowcast/bench/internal/benchkit"
 	"github.com/rowcast/rowcast/changelog"
+	"github.com/rowcast/rowcast/internal/freeport"
 )
 
 // initialBalance is each account's opening balance.
@@ -166,9 +167,8 @@ func (s *soak) setup(ctx context.Context) error {
 	if err := s.c.prepare(ctx); err != nil {
 		return err
 	}
-	s.pipeHTTP = freeAddr()
-	for _, n := range nodes {
-		s.nodeHTTP[n] = freeAddr()
+	if err := s.pickAddrs(); err != nil {
+		return err
 	}
 	if err := s.c.writeConfig(s.cfg, s.pipeHTTP, s.nodeHTTP, 200000+s.r.IntN(1<<29)); err != nil {
 		return err
@@ -259,14 +259,19 @@ func healthy(addr string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// freeAddr is a loopback address with a port free now.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
+// pickAddrs picks the HTTP addresses of the pipeline and of each sink,
+// all different.
+func (s *soak) pickAddrs() error {
+	var err error
+	if s.pipeHTTP, err = freeport.Addr(); err != nil {
+		return err
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for _, n := range nodes {
+		if s.nodeHTTP[n], err = freeport.Addr(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // watchProgress logs the run's figures every minute, and fails the run when

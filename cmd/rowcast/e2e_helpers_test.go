@@ -185,9 +185,21 @@ func newBank(ctx context.Context, t testing.TB, database string, accounts int, i
 
 // proc is a rowcast process started by a test.
 type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	done   chan error    // Wait's result, for one receiver
+	exited chan struct{} // closed when Wait returns, for any number
+}
+
+// running reports whether the process has not exited yet. Unlike
+// cmd.ProcessState, it is safe while the goroutine in Wait writes that.
+func (p *proc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // syncBuffer is a bytes.Buffer that a running process writes while the
@@ -219,15 +231,39 @@ func startRowcast(t testing.TB, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, out: &out, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &proc{cmd: cmd, out: &out, done: make(chan error, 1), exited: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		close(p.exited)
+		p.done <- err
+	}()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		if p.running() {
 			p.cmd.Process.Kill()
-			<-p.done
+			<-p.exited
 		}
 	})
 	return p
+}
+
+// TestProcExitsByItself: a started process that exits before the test ends
+// (a sink that cannot bind its port, say) is seen as exited, and the cleanup
+// then neither kills nor waits for it again. Under -race this also checks
+// that nothing reads cmd.ProcessState while Wait writes it, as the cleanup
+// once did (TestAutoFailoverVantagePoints failed on that).
+func TestProcExitsByItself(t *testing.T) {
+	p := startRowcast(t, "frobnicate")
+	select {
+	case <-p.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("`rowcast frobnicate` did not exit")
+	}
+	if p.running() {
+		t.Fatal("running() after exit")
+	}
+	if err := <-p.done; err == nil || !strings.Contains(p.out.String(), `unknown command "frobnicate"`) {
+		t.Fatalf("exit %v, output %q", err, p.out)
+	}
 }
 
 // waitExit waits for the process to exit by itself, cleanly, within

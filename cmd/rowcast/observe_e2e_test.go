@@ -104,7 +104,7 @@ func (e *failoverEnv) observe(t *testing.T) string {
 	p := startRowcast(t, "observe", "--config", e.partitioned(t, ""), "--http", addr)
 	dumpOnFailure(t, []string{"observe " + addr}, p)
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
+		if p.running() {
 			p.stop(t)
 		}
 	})

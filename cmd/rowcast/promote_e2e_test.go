@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rowcast/rowcast/config"
+	"github.com/rowcast/rowcast/internal/freeport"
 	"github.com/rowcast/rowcast/internal/mysqlerr"
 	"github.com/rowcast/rowcast/internal/testenv"
 	"github.com/rowcast/rowcast/pipeline"
@@ -47,15 +48,15 @@ func dumpOnFailure(t *testing.T, names []string, procs ...*proc) {
 	})
 }
 
-// freeAddr returns a loopback address with a free port.
+// freeAddr returns a loopback address with a free port, one that no other
+// freeAddr of this process returned.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // failoverEnv is a cluster of the local stack's three nodes replicating one

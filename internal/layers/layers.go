@@ -17,6 +17,7 @@ var Ranks = map[string]int{
 	"internal/redact":   0, // SQL text cut before its literals
 	"internal/grants":   0, // least-privilege check of SHOW GRANTS
 	"internal/testenv":  0,
+	"internal/freeport": 0, // loopback ports for the processes tests start
 
 	"changelog":         1, // the Kafka topic client
 	"internal/obs":      1, // metrics and /healthz; cuts SQL with internal/redact
@@ -53,4 +54,4 @@ var Ranks = map[string]int{
 }
 
 // TestHelpers may be imported by any package's tests, whatever their rank.
-var TestHelpers = []string{"internal/testenv", "internal/workload", "sink/sinktest"}
+var TestHelpers = []string{"internal/testenv", "internal/freeport", "internal/workload", "sink/sinktest"}
