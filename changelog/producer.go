@@ -399,7 +399,11 @@ func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error)
 	}
 	r := newRequestRetry("produce", &p.cfg, p.conn, p.metrics)
 	dataBytes := batchSize(b.entries)
-	p.dropSent(b)
+	if p.dropSent(b) && b.more != nil {
+		// The message's buffer is garbage now: collect it before kafka-go
+		// copies the batch into the request, beside the batch.
+		FreeGarbage()
+	}
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		offset, err := p.send(ctx, b)
@@ -421,9 +425,9 @@ func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error)
 // b.out holds encoded: such a batch is sent again as it is until it is
 // acknowledged, never batched again (failedProduce splits batches of
 // several), so the queue need not keep the value, nor the big row with it.
-func (p *Producer) dropSent(b *producerBatch) {
+func (p *Producer) dropSent(b *producerBatch) bool {
 	if len(b.entries) != 1 || len(b.entries[0].value) < dropValueBytes {
-		return
+		return false
 	}
 	p.mu.Lock()
 	if e := &p.q[p.head]; len(e.value) > 0 && &e.value[0] == &b.entries[0].value[0] {
@@ -431,6 +435,7 @@ func (p *Producer) dropSent(b *producerBatch) {
 	}
 	p.mu.Unlock()
 	b.entries[0].value = nil
+	return true
 }
 
 // dropValueBytes is the value size from which dropSent lets go of it.

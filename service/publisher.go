@@ -625,6 +625,12 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	hint := p.codec.ValueSizeHint(ev)
 	// The message's buffer is made once it is this one's turn.
 	reserved := hint >= changelog.BigMessageBytes && p.reserveBig(ctx, ev)
+	if reserved {
+		// The arrays go-mysql's buffer left behind as it grew to the
+		// event's size are garbage: collect them before the message's
+		// buffer joins the event.
+		changelog.FreeGarbage()
+	}
 	if hint >= bigMessage {
 		p.buf = slices.Grow(p.buf, hint+bigValueSlack)
 	}
@@ -655,6 +661,7 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 		// Encoded: the images point into the binlog event's buffer, which
 		// need not stay while Kafka takes the message.
 		ev.Before, ev.After = nil, nil
+		changelog.FreeGarbage() // the event, before the batch joins the message
 		err := p.flush(ctx)
 		p.producer.AwaitBig(ctx) // read on once Kafka has it: one big row held at a time
 		return err
