@@ -379,7 +379,7 @@ func (p *Producer) release(b *producerBatch) {
 	b.entries = b.entries[:0]
 	b.err = nil
 	b.rd.Reset(nil)
-	if cap(b.out) > outsizedBatch(p.cfg.MaxBatchBytes) || b.more != nil {
+	if p.outsized(b) {
 		// Grown for one outsized message: do not keep them (nor the lz4
 		// writer, which holds on to what it wrote into).
 		b.out, b.more, b.recs, b.lz4 = nil, nil, nil, nil
@@ -388,6 +388,12 @@ func (p *Producer) release(b *producerBatch) {
 		FreeGarbage()
 	}
 	p.free <- b // never blocks: free has room for both buffers
+}
+
+// outsized reports whether b holds a batch of one outsized message, encoded
+// in chunks (compressed) or in a buffer grown for it (uncompressed).
+func (p *Producer) outsized(b *producerBatch) bool {
+	return cap(b.out) > outsizedBatch(p.cfg.MaxBatchBytes) || b.more != nil
 }
 
 // produce sends b until Kafka acknowledges it and returns the offset of its
@@ -399,7 +405,7 @@ func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error)
 	}
 	r := newRequestRetry("produce", &p.cfg, p.conn, p.metrics)
 	dataBytes := batchSize(b.entries)
-	if p.dropSent(b) && b.more != nil {
+	if p.dropSent(b) && p.outsized(b) {
 		// The message's buffer is garbage now: collect it before kafka-go
 		// copies the batch into the request, beside the batch.
 		FreeGarbage()
@@ -425,6 +431,7 @@ func (p *Producer) produce(ctx context.Context, b *producerBatch) (int64, error)
 // b.out holds encoded: such a batch is sent again as it is until it is
 // acknowledged, never batched again (failedProduce splits batches of
 // several), so the queue need not keep the value, nor the big row with it.
+// It reports whether it let go of the value.
 func (p *Producer) dropSent(b *producerBatch) bool {
 	if len(b.entries) != 1 || len(b.entries[0].value) < dropValueBytes {
 		return false

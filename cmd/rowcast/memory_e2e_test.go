@@ -117,15 +117,16 @@ func TestPipelineMemoryBigRow(t *testing.T) {
 
 // publishRowFactor bounds the pipeline's peak RSS publishing, beyond its
 // footprint before, in rows: the copies of docs/DESIGN.md, "Large rows",
-// and the garbage collector's headroom. 2.6 rows' worth measured (also with
-// both cores busy); 3.3 without the collections between the copies
-// (service.Publisher.emit, Producer.produce), 6.7 with a copy of each value
-// and a batch buffer the size of the uncompressed row.
+// and the garbage collector's headroom. 2.6 to 2.7 rows' worth measured in
+// six runs, three with both cores busy; 3.3 without the collections between
+// the copies (service.Publisher.emit, Producer.produce), which this bound
+// is set to catch; 6.7 with a copy of each value and a batch buffer the size
+// of the uncompressed row.
 const publishRowFactor = 3
 
-// startRowFactor bounds it while the pipeline starts with big rows at the
-// tail of the topic (the walk back to the resume point): 2.5 to 3.6 rows'
-// worth measured.
+// startRowFactor bounds the pipeline's peak RSS while it starts with big
+// rows at the tail of the topic (the walk back to the resume point): 2.5 to
+// 3.6 rows' worth measured.
 const startRowFactor = 5
 
 func envInt(t testing.TB, name string, def int) int {

@@ -6,16 +6,23 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 )
 
 // The band lies below Linux's ephemeral range (32768-60999 by default), so
 // that between the pick and the started process's bind neither an outgoing
-// connection nor another program's ":0" listener takes the port.
+// connection nor another program's ":0" listener takes the port. Where the
+// ephemeral range starts lower, the band ends there (ephemeralLow).
 const (
 	low  = 20000
 	high = 32000
 )
+
+// minBand is the fewest ports the band may keep below the ephemeral range.
+const minBand = 1000
 
 var (
 	mu    sync.Mutex
@@ -26,24 +33,47 @@ var (
 // process never handed out before: two addresses asked for one after the
 // other differ even when neither is bound yet.
 func Addr() (string, error) {
-	return addrFrom(rand.IntN(high - low))
+	end := min(high, ephemeralLow())
+	if end-low < minBand {
+		return "", fmt.Errorf("freeport: the ephemeral port range starts at %d, leaving fewer than %d ports of %d-%d outside it: raise the low end of net.ipv4.ip_local_port_range to %d or more", end, minBand, low, high-1, low+minBand)
+	}
+	return addrFrom(rand.IntN(end-low), end)
 }
 
-// addrFrom looks for the port from low+start on, going round the band.
-func addrFrom(start int) (string, error) {
+// addrFrom looks for the port from low+start on, going round low to end.
+func addrFrom(start, end int) (string, error) {
 	mu.Lock()
 	defer mu.Unlock()
-	for i := range high - low {
-		port := low + (start+i)%(high-low)
+	for i := range end - low {
+		port := low + (start+i)%(end-low)
 		if given[port] || !free(port) {
 			continue
 		}
 		given[port] = true
 		return fmt.Sprintf("127.0.0.1:%d", port), nil
 	}
-	return "", fmt.Errorf("freeport: every port of 127.0.0.1:%d-%d is taken or was handed out", low, high-1)
+	return "", fmt.Errorf("freeport: every port of 127.0.0.1:%d-%d is taken or was handed out", low, end-1)
 }
 
+// ephemeralLow is the first port of the kernel's ephemeral range; high when
+// it cannot be read (not Linux).
+var ephemeralLow = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return high
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return high
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return high
+	}
+	return n
+})
+
+// free reports whether nothing listens on port of 127.0.0.1 now.
 func free(port int) bool {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {

@@ -36,7 +36,7 @@ func TestAddrSkipsBoundPort(t *testing.T) {
 	defer held.Close()
 	_, p, _ := net.SplitHostPort(held.Addr().String())
 	port, _ := strconv.Atoi(p)
-	addr, err := addrFrom(port - low)
+	addr, err := addrFrom(port-low, high)
 	if err != nil {
 		t.Fatal(err)
 	}
