@@ -22,6 +22,7 @@ type bigGate struct {
 	since      time.Time
 	publishing map[*Producer]int  // reserved big messages of each producer, not yet acknowledged
 	fetching   map[*Consumer]bool // gated consumers with a fetch in flight
+	consumers  map[*Consumer]bool // gated consumers not closed (Producer.SinksApplyBig)
 	free       chan struct{}      // closed and replaced when the holder or a producer lets go
 	// seen holds the offsets of the last big messages of each topic, as
 	// the process's producers and consumers saw them: a consumer about to
@@ -30,7 +31,8 @@ type bigGate struct {
 }
 
 // bigMessages is the process's gate: the bound is on the process's memory.
-var bigMessages = &bigGate{free: make(chan struct{}), publishing: map[*Producer]int{}, fetching: map[*Consumer]bool{}, seen: map[string][]int64{}}
+var bigMessages = &bigGate{free: make(chan struct{}), publishing: map[*Producer]int{}, fetching: map[*Consumer]bool{},
+	consumers: map[*Consumer]bool{}, seen: map[string][]int64{}}
 
 // BigMessageBytes is the size from which a producer's message counts as
 // big (Producer.ReserveBig): a sink's default half prefetch.
@@ -311,6 +313,45 @@ func (p *Producer) AwaitBig(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// SinksApplyBig reports whether a sink worker of the process is about to
+// apply, or applies, the last big message of p's topic: its consumer
+// fetched everything before it and its worker has not committed it. The
+// reader then reads no further into the binlog for a while, so that the
+// next big row does not join that sink's copies (docs/DESIGN.md, "Large
+// rows"). A sink that lags behind the message does not count.
+func (p *Producer) SinksApplyBig() bool { return bigMessages.applying(p.cfg.Topic) }
+
+// join and leave add and remove a gated consumer (SinksApplyBig).
+func (g *bigGate) join(c *Consumer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.consumers[c] = true
+}
+
+func (g *bigGate) leave(c *Consumer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.consumers, c)
+}
+
+// applying reports whether a consumer of topic fetched up to the last big
+// message of topic and its worker has not applied it yet.
+func (g *bigGate) applying(topic string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	seen := g.seen[topic]
+	if len(seen) == 0 {
+		return false
+	}
+	last := seen[len(seen)-1]
+	for c := range g.consumers {
+		if c.cfg.Topic == topic && c.delivered.Load() >= last && c.applied.Load() <= last {
+			return true
+		}
+	}
+	return false
 }
 
 // UnreserveBig takes back a ReserveBig whose message was not sent.

@@ -20,16 +20,8 @@ import (
 func TestKafkaBigMessageGate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cfg := testConfig(testenv.UniqueName(t, "big"))
-	cfg.MaxMessageBytes = 4 << 20
-	t.Cleanup(func() { testenv.DeleteTopic(t, cfg.Topic) })
-	if _, err := EnsureTopic(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg, p := bigTopic(ctx, t)
 	big := bytes.Repeat([]byte("b"), 3<<19) // 1.5 MiB: big for a prefetch of 1 MiB
-	p := newTestProducer(t, cfg, testLogger(t), ProducerOptions{})
-	stop := runProducer(ctx, p)
-	defer stop()
 	for i, v := range [][]byte{[]byte("s0"), big, []byte("s2"), big, big, []byte("s5")} {
 		if err := p.Send(ctx, []byte("k"+strconv.Itoa(i)), v, nil); err != nil {
 			t.Fatal(err)
@@ -98,6 +90,22 @@ func TestKafkaBigMessageGate(t *testing.T) {
 	wantNext(ctx, t, "a", a, 7)
 }
 
+// bigTopic creates a topic that takes messages of 4 MiB and runs a producer
+// of it until the test ends.
+func bigTopic(ctx context.Context, t *testing.T) (Config, *Producer) {
+	t.Helper()
+	cfg := testConfig(testenv.UniqueName(t, "big"))
+	cfg.MaxMessageBytes = 4 << 20
+	t.Cleanup(func() { testenv.DeleteTopic(t, cfg.Topic) })
+	if _, err := EnsureTopic(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProducer(t, cfg, testLogger(t), ProducerOptions{})
+	stop := runProducer(ctx, p)
+	t.Cleanup(func() { stop() })
+	return cfg, p
+}
+
 // wantNext reads c's next message and checks its offset.
 func wantNext(ctx context.Context, t *testing.T, who string, c *Consumer, offset int64) {
 	t.Helper()
@@ -116,5 +124,60 @@ func wantBlocked(ctx context.Context, t *testing.T, what string, c *Consumer) {
 	defer cancel()
 	if m, err := c.Next(nctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("%s: got offset %d (%v), want it held back", what, m.Offset, err)
+	}
+}
+
+// TestKafkaSinksApplyBig: SinksApplyBig reports a gated consumer that has
+// fetched everything before the last big message of the topic and whose
+// worker has not applied it; not one that applied it, started past it, or
+// closed.
+func TestKafkaSinksApplyBig(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg, p := bigTopic(ctx, t)
+	if err := p.Send(ctx, []byte("k0"), []byte("s0"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cfg.PrefetchBytes, cfg.GateBigMessages = 1<<20, true
+	a := newTestConsumer(t, cfg, 0, testLogger(t))
+	defer a.Close()
+	past := newTestConsumer(t, cfg, 2, testLogger(t)) // starts after the big message
+	defer past.Close()
+	wantNext(ctx, t, "a", a, 0)
+	if p.SinksApplyBig() {
+		t.Fatal("SinksApplyBig before any big message")
+	}
+
+	if !p.ReserveBig(ctx, false) {
+		t.Fatal("ReserveBig with nothing held: false")
+	}
+	if _, err := p.SendBatch(ctx, []ProducerMessage{{Key: []byte("k1"), Value: bytes.Repeat([]byte("b"), 3<<19), Reserved: true}}); err != nil {
+		t.Fatal(err)
+	}
+	p.AwaitBig(ctx)
+	if !p.SinksApplyBig() {
+		t.Error("SinksApplyBig false while a has fetched everything before the big message")
+	}
+	wantNext(ctx, t, "a", a, 1)
+	a.Applied(1)
+	if !p.SinksApplyBig() {
+		t.Error("SinksApplyBig false while a's worker has applied what came before the big message only")
+	}
+	a.Applied(2)
+	if p.SinksApplyBig() {
+		t.Error("SinksApplyBig true once a's worker applied the big message")
+	}
+
+	b := newTestConsumer(t, cfg, 0, testLogger(t))
+	wantNext(ctx, t, "b", b, 0)
+	if !p.SinksApplyBig() {
+		t.Error("SinksApplyBig false while b has fetched everything before the big message")
+	}
+	b.Close()
+	if p.SinksApplyBig() {
+		t.Error("SinksApplyBig true after b closed")
 	}
 }

@@ -57,6 +57,7 @@ type Consumer struct {
 	bigWake   chan struct{}
 	delivered atomic.Int64 // the offset after the last message delivered to Next
 	idleAt    atomic.Int64 // Idle's last next, -1 before
+	applied   atomic.Int64 // Applied's last offset, the start offset before
 
 	// Owned by Next's caller.
 	cur      []Message
@@ -91,6 +92,7 @@ func NewConsumer(cfg Config, offset int64, log zerolog.Logger, metrics Metrics) 
 		next:    offset,
 	}
 	c.delivered.Store(offset)
+	c.applied.Store(offset)
 	c.idleAt.Store(-1)
 	conn, err := newKafkaConn(&c.cfg)
 	if err != nil {
@@ -99,6 +101,9 @@ func NewConsumer(cfg Config, offset int64, log zerolog.Logger, metrics Metrics) 
 	}
 	c.conn = conn
 	c.hwm.Store(-1)
+	if cfg.GateBigMessages {
+		bigMessages.join(c)
+	}
 	go c.fetchLoop(ctx, offset)
 	return c, nil
 }

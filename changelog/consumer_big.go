@@ -155,6 +155,7 @@ func (c *Consumer) bigSpan(msgs []Message) (first, last int) {
 // message before offset: a gated consumer lets go of the process's big
 // message gate once that covers the big messages it fetched under it.
 func (c *Consumer) Applied(offset int64) {
+	c.applied.Store(offset)
 	c.gateMu.Lock()
 	if c.bigUntil == 0 || offset < c.bigUntil {
 		c.gateMu.Unlock()
@@ -191,10 +192,12 @@ func (c *Consumer) AwaitsApplied() bool {
 	return c.awaiting
 }
 
-// releaseBig lets go of the gate when the consumer closes.
+// releaseBig lets go of the gate, and leaves the gate's consumers, when the
+// consumer closes.
 func (c *Consumer) releaseBig() {
 	c.gateMu.Lock()
 	defer c.gateMu.Unlock()
 	c.bigUntil, c.awaiting, c.starved = 0, false, false
 	bigMessages.release(c)
+	bigMessages.leave(c)
 }

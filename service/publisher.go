@@ -98,10 +98,11 @@ type Publisher struct {
 	// Written by the reader goroutine (emit and heartbeats).
 	batch    []changelog.ProducerMessage
 	buf      []byte
-	gaveBuf  bool      // a message of buf went to the producer as Owned: flush drops buf
-	lastSeq  uint64    // TxnSeq of the last transaction emitted
-	openTxn  [2]uint64 // epoch and TxnSeq of a transaction emitted in part, zero for none
-	lastSent time.Time // when the last message was queued
+	gaveBuf  bool        // a message of buf went to the producer as Owned: flush drops buf
+	lastSeq  uint64      // TxnSeq of the last transaction emitted
+	openTxn  [2]uint64   // epoch and TxnSeq of a transaction emitted in part, zero for none
+	txnOpen  atomic.Bool // openTxn is not zero, for holdReads on go-mysql's goroutine
+	lastSent time.Time   // when the last message was queued
 	epoch    uint64
 	master   source.Info
 	producer *changelog.Producer
@@ -397,6 +398,7 @@ func (p *Publisher) switchMaster(ctx context.Context) {
 func (p *Publisher) readFrom(ctx context.Context, at readPoint) error {
 	src := at.src
 	src.OnHeartbeat = p.onHeartbeat
+	src.HoldReads = p.holdReads
 	src.OnWithheld = p.metrics.withheld.Inc
 	src.SkipGTID = p.cfg.SkipGTID
 	reader := source.NewReader(src, p.log.With().Str("node", at.master).Logger())
@@ -647,6 +649,7 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 		p.lastSeq = ev.Pos.TxnSeq
 		p.openTxn = [2]uint64{}
 	}
+	p.txnOpen.Store(p.openTxn != [2]uint64{})
 	token = p.sizeToken(ev, len(p.buf)-start, token)
 	big := len(p.buf)-mid >= bigMessage
 	p.batch = append(p.batch, changelog.ProducerMessage{Key: p.buf[start:mid:mid], Value: p.buf[mid:len(p.buf):len(p.buf)], Token: token, Owned: big, Reserved: reserved})
@@ -670,6 +673,12 @@ func (p *Publisher) emit(ctx context.Context, ev *pipeline.Event) error {
 	}
 	return nil
 }
+
+// holdReads tells the reader to read no further from the master for now: a
+// sink worker of this process applies the big row published last. Not
+// while a transaction is open: a sink holding a row of it may wait for the
+// rest, which the reader would then never read.
+func (p *Publisher) holdReads() bool { return !p.txnOpen.Load() && p.producer.SinksApplyBig() }
 
 // reserveBig waits for a big message's turn (Producer.ReserveBig): one big
 // row at a time, and not beside a sink's of this process. A row of a

@@ -21,14 +21,17 @@ import (
 // readAheadBytes past a big event not yet published, then waits, so that the
 // next big event is not read whole meanwhile.
 type bigEvents struct {
-	limit int
-	done  <-chan struct{}
+	limit   int
+	done    <-chan struct{}
+	hold    func() bool   // Config.HoldReads, nil for none
+	maxHold time.Duration // how long hold may keep the syncer after a big event
 
-	mu      sync.Mutex
-	pending uintptr       // the big event decoded, not yet published: its address only, so that it does not keep the event's buffer
-	seen    bool          // the stream handled pending (its last row may wait for the next event)
-	read    int           // bytes read from the master since pending was decoded (heldConn)
-	free    chan struct{} // signalled when pending is published
+	mu        sync.Mutex
+	pending   uintptr       // the big event decoded, not yet published: its address only, so that it does not keep the event's buffer
+	seen      bool          // the stream handled pending (its last row may wait for the next event)
+	read      int           // bytes read from the master since pending was decoded, or published (heldConn)
+	free      chan struct{} // signalled when pending is published
+	published time.Time     // when the last big event was published, while hold may keep the syncer
 }
 
 // bigEventBytes is the rows event size from which bigEvents holds the
@@ -37,6 +40,12 @@ const bigEventBytes = 8 << 20
 
 func newBigEvents(limit int, done <-chan struct{}) *bigEvents {
 	return &bigEvents{limit: limit, done: done, free: make(chan struct{}, 1)}
+}
+
+// holdReads makes the syncer wait after a big event is published while
+// hold reports true, up to maxHold (waitHold).
+func (b *bigEvents) holdReads(hold func() bool, maxHold time.Duration) {
+	b.hold, b.maxHold = hold, maxHold
 }
 
 // wrap returns decode with the wait before a big event's decoding.
@@ -48,6 +57,7 @@ func (b *bigEvents) wrap(decode func(*replication.RowsEvent, []byte) error) func
 			}
 			b.mu.Lock()
 			b.pending, b.seen, b.read = uintptr(unsafe.Pointer(e)), false, 0
+			b.published = time.Time{}
 			b.mu.Unlock()
 		}
 		return decode(e, data)
@@ -117,6 +127,9 @@ func (b *bigEvents) handled(ev *replication.BinlogEvent, published bool) {
 	b.seen = b.seen || b.holdsPending(ev)
 	if b.seen && published {
 		b.pending, b.seen = 0, false
+		if b.hold != nil {
+			b.published, b.read = time.Now(), 0
+		}
 		select {
 		case b.free <- struct{}{}:
 		default:
@@ -195,4 +208,43 @@ func (b *bigEvents) readFromMaster(n int) {
 // read readAheadBytes past it, until it is (or starve, or the reader stops).
 func (b *bigEvents) waitRead() {
 	b.waitWhile(func() bool { return b.pending != 0 && b.read >= readAheadBytes })
+	b.waitHold()
 }
+
+// waitHold blocks, once the syncer has read readAheadBytes past the last
+// big event published, while hold reports true, for at most maxHold after
+// the publish (or until the reader stops): in `rowcast run` a sink worker
+// of the process then applies that big row, and the next one, which go-mysql
+// reads whole before any hook runs, would join its copies. The first false
+// of hold ends the wait for that event.
+func (b *bigEvents) waitHold() {
+	for {
+		b.mu.Lock()
+		since, read := b.published, b.read
+		b.mu.Unlock()
+		if since.IsZero() || read < readAheadBytes {
+			return
+		}
+		if time.Since(since) >= b.maxHold || !b.hold() {
+			b.mu.Lock()
+			if b.published.Equal(since) {
+				b.published = time.Time{}
+			}
+			b.mu.Unlock()
+			return
+		}
+		select {
+		case <-time.After(holdPoll):
+		case <-b.done:
+			return
+		}
+	}
+}
+
+// holdPoll is how often waitHold asks hold again.
+const holdPoll = 20 * time.Millisecond
+
+// maxHoldReads bounds how long HoldReads keeps the reader after a big event:
+// a sink whose replica is down must not stop it for longer, and the master
+// ends a dump connection it cannot write to for net_write_timeout (60 s).
+const maxHoldReads = 10 * time.Second

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -128,6 +129,78 @@ func TestHeldConnReadsAhead(t *testing.T) {
 	close(done)
 	if _, err := conn.Read(buf); err != nil {
 		t.Fatalf("once the reader stops: %v, want the read to go on", err)
+	}
+}
+
+// TestHeldConnHoldsAfterPublish: with HoldReads set, the syncer reads a MiB
+// past a big event the stream published, then waits while HoldReads reports
+// true (a sink of the process applies that row), and goes on once it
+// reports false, or after maxHold at most.
+func TestHeldConnHoldsAfterPublish(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	b := newBigEvents(10, done)
+	var holding atomic.Bool
+	holding.Store(true)
+	b.holdReads(holding.Load, time.Minute)
+	conn, _ := b.dialer(func(context.Context, string, string) (net.Conn, error) { return endlessConn{}, nil })(context.Background(), "tcp", "master")
+	big := &replication.RowsEvent{}
+	decode := b.wrap(func(e *replication.RowsEvent, _ []byte) error { lastDecoded = e; return nil })
+	publish := func() {
+		if err := decode(big, make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		b.handled(&replication.BinlogEvent{Event: big}, true)
+	}
+	readAhead := func() {
+		buf := make([]byte, 64<<10)
+		for read := 0; read < readAheadBytes; {
+			n, _ := conn.Read(buf)
+			read += n
+		}
+	}
+	more := func() chan struct{} {
+		c := make(chan struct{})
+		go func() {
+			conn.Read(make([]byte, 1))
+			close(c)
+		}()
+		return c
+	}
+
+	publish()
+	readAhead()
+	next := more()
+	select {
+	case <-next:
+		t.Fatal("read on past a MiB while HoldReads reported true")
+	case <-time.After(300 * time.Millisecond):
+	}
+	holding.Store(false)
+	select {
+	case <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still held after HoldReads reported false")
+	}
+	holding.Store(true)
+	readAhead()
+	select {
+	case <-more():
+	case <-time.After(10 * time.Second):
+		t.Fatal("held again for the same big event: one false ends its wait")
+	}
+
+	b.holdReads(holding.Load, 300*time.Millisecond)
+	publish()
+	readAhead()
+	start := time.Now()
+	select {
+	case <-more():
+		if waited := time.Since(start); waited < 200*time.Millisecond {
+			t.Fatalf("went on after %v, before maxHold", waited)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("held past maxHold")
 	}
 }
 

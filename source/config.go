@@ -85,6 +85,13 @@ type Config struct {
 	// for the master and nothing (not even a heartbeat) arrived. Time spent
 	// in emit does not count. Must exceed HeartbeatPeriod. Default 30 s.
 	ReadTimeout time.Duration
+	// HoldReads, when set, is asked once the reader has read a MiB past a
+	// big rows event it published (8 MiB or more): while it reports true,
+	// up to 10 s (a third of ReadTimeout at most), the reader reads no
+	// further from the master. `rowcast run` sets it to tell that a sink
+	// worker of the process applies that big row (docs/DESIGN.md, "Large
+	// rows"). It runs on go-mysql's goroutine and must not block.
+	HoldReads func() bool
 	// EventBuffer is how many decoded binlog events go-mysql may read ahead
 	// of the decoder. Memory is bounded by EventBuffer times the largest
 	// event (a rows event is ~8 KiB, or one row when a row is bigger).

@@ -124,6 +124,9 @@ func (r *Reader) Run(ctx context.Context, start Start, emit func(ctx context.Con
 	cfg := r.SyncerConfig(flavor)
 	stop := make(chan struct{})
 	big := newBigEvents(bigEventBytes, stop)
+	if r.cfg.HoldReads != nil {
+		big.holdReads(r.cfg.HoldReads, min(maxHoldReads, r.cfg.ReadTimeout/3))
+	}
 	cfg.RowsEventDecodeFunc = big.wrap(cfg.RowsEventDecodeFunc)
 	cfg.Dialer = big.dialer((&net.Dialer{}).DialContext)
 	syncer := replication.NewBinlogSyncer(cfg)
