@@ -27,12 +27,13 @@ type bigGate struct {
 	// seen holds the offsets of the last big messages of each topic, as
 	// the process's producers and consumers saw them: a consumer about to
 	// fetch one takes the gate first, without fetching it to find out.
-	seen map[string][]int64
+	seen   map[string][]int64
+	seenAt map[string]time.Time // when the last offset of seen was noted
 }
 
 // bigMessages is the process's gate: the bound is on the process's memory.
 var bigMessages = &bigGate{free: make(chan struct{}), publishing: map[*Producer]int{}, fetching: map[*Consumer]bool{},
-	consumers: map[*Consumer]bool{}, seen: map[string][]int64{}}
+	consumers: map[*Consumer]bool{}, seen: map[string][]int64{}, seenAt: map[string]time.Time{}}
 
 // BigMessageBytes is the size from which a producer's message counts as
 // big (Producer.ReserveBig): a sink's default half prefetch.
@@ -178,6 +179,7 @@ func (g *bigGate) note(topic string, offset int64) {
 		s = append(s[:0], s[1:]...)
 	}
 	g.seen[topic] = append(s, offset)
+	g.seenAt[topic] = time.Now()
 }
 
 // isBig reports whether offset of topic is known to hold a big message.
@@ -320,8 +322,14 @@ func (p *Producer) AwaitBig(ctx context.Context) {
 // fetched everything before it and its worker has not committed it. The
 // reader then reads no further into the binlog for a while, so that the
 // next big row does not join that sink's copies (docs/DESIGN.md, "Large
-// rows"). A sink that lags behind the message does not count.
+// rows"). A sink behind the message counts for bigCatchUp after it was
+// noted: the batch held messages before it, which a sink at the end of the
+// topic fetches after the acknowledgement.
 func (p *Producer) SinksApplyBig() bool { return bigMessages.applying(p.cfg.Topic) }
+
+// bigCatchUp is how long after a big message was noted a sink behind it
+// counts as about to apply it (SinksApplyBig).
+const bigCatchUp = 500 * time.Millisecond
 
 // join and leave add and remove a gated consumer (SinksApplyBig).
 func (g *bigGate) join(c *Consumer) {
@@ -345,9 +353,9 @@ func (g *bigGate) applying(topic string) bool {
 	if len(seen) == 0 {
 		return false
 	}
-	last := seen[len(seen)-1]
+	last, fresh := seen[len(seen)-1], time.Since(g.seenAt[topic]) < bigCatchUp
 	for c := range g.consumers {
-		if c.cfg.Topic == topic && c.delivered.Load() >= last && c.applied.Load() <= last {
+		if c.cfg.Topic == topic && c.applied.Load() <= last && (fresh || c.delivered.Load() >= last) {
 			return true
 		}
 	}

@@ -130,7 +130,7 @@ func wantBlocked(ctx context.Context, t *testing.T, what string, c *Consumer) {
 // TestKafkaSinksApplyBig: SinksApplyBig reports a gated consumer that has
 // fetched everything before the last big message of the topic and whose
 // worker has not applied it; not one that applied it, started past it, or
-// closed.
+// closed. (A consumer behind the message: TestGateApplyingBehind.)
 func TestKafkaSinksApplyBig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -179,5 +179,47 @@ func TestKafkaSinksApplyBig(t *testing.T) {
 	b.Close()
 	if p.SinksApplyBig() {
 		t.Error("SinksApplyBig true after b closed")
+	}
+}
+
+// TestGateApplyingBehind: a consumer that has not fetched up to the last big
+// message counts as about to apply it for bigCatchUp after it was noted (a
+// sink at the end of the topic fetches the messages batched before it
+// first), then no longer (a sink far behind must not hold the reader).
+func TestGateApplyingBehind(t *testing.T) {
+	g := &bigGate{free: make(chan struct{}), consumers: map[*Consumer]bool{}, seen: map[string][]int64{}, seenAt: map[string]time.Time{}}
+	behind, ahead, other := &Consumer{cfg: Config{Topic: "t"}}, &Consumer{cfg: Config{Topic: "t"}}, &Consumer{cfg: Config{Topic: "u"}}
+	behind.delivered.Store(5)
+	behind.applied.Store(5)
+	ahead.delivered.Store(20)
+	ahead.applied.Store(20)
+	other.delivered.Store(10)
+	other.applied.Store(0)
+	for _, c := range []*Consumer{behind, ahead, other} {
+		g.join(c)
+	}
+	if g.applying("t") {
+		t.Fatal("applying before any big message")
+	}
+	g.note("t", 10)
+	if !g.applying("t") {
+		t.Error("a consumer behind the big message just noted does not count")
+	}
+	g.seenAt["t"] = time.Now().Add(-bigCatchUp)
+	if g.applying("t") {
+		t.Error("a consumer behind the big message counts after bigCatchUp")
+	}
+	behind.delivered.Store(10)
+	if !g.applying("t") {
+		t.Error("a consumer that fetched everything before the big message does not count")
+	}
+	behind.applied.Store(11)
+	if g.applying("t") {
+		t.Error("a consumer that applied the big message counts")
+	}
+	g.leave(behind)
+	behind.applied.Store(0)
+	if g.applying("t") {
+		t.Error("a consumer that left counts")
 	}
 }

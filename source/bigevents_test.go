@@ -138,7 +138,6 @@ func TestHeldConnReadsAhead(t *testing.T) {
 // reports false, or after maxHold at most.
 func TestHeldConnHoldsAfterPublish(t *testing.T) {
 	done := make(chan struct{})
-	defer close(done)
 	b := newBigEvents(10, done)
 	var holding atomic.Bool
 	holding.Store(true)
@@ -153,10 +152,20 @@ func TestHeldConnHoldsAfterPublish(t *testing.T) {
 		b.handled(&replication.BinlogEvent{Event: big}, true)
 	}
 	readAhead := func() {
-		buf := make([]byte, 64<<10)
-		for read := 0; read < readAheadBytes; {
-			n, _ := conn.Read(buf)
-			read += n
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 64<<10)
+			for read := 0; read < readAheadBytes; {
+				n, _ := conn.Read(buf)
+				read += n
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("held within the MiB past the big event")
 		}
 	}
 	more := func() chan struct{} {
@@ -191,16 +200,40 @@ func TestHeldConnHoldsAfterPublish(t *testing.T) {
 	}
 
 	b.holdReads(holding.Load, 300*time.Millisecond)
+	start := time.Now() // maxHold counts from the publish
 	publish()
 	readAhead()
-	start := time.Now()
 	select {
 	case <-more():
-		if waited := time.Since(start); waited < 200*time.Millisecond {
+		if waited := time.Since(start); waited < 300*time.Millisecond {
 			t.Fatalf("went on after %v, before maxHold", waited)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("held past maxHold")
+	}
+
+	// A new big event ends the hold of the last one (its own wait takes
+	// over), and so does the reader's stop.
+	b.holdReads(holding.Load, time.Minute)
+	publish()
+	readAhead()
+	next = more()
+	if err := decode(big, make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still held after the next big event was decoded")
+	}
+	b.handled(&replication.BinlogEvent{Event: big}, true)
+	readAhead()
+	next = more()
+	close(done)
+	select {
+	case <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("still held after the reader stopped")
 	}
 }
 
