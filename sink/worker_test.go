@@ -311,3 +311,30 @@ func TestMergeBytes(t *testing.T) {
 		t.Fatalf("%d commits merging by default, %d with MaxMergeBytes 1000 (a transaction's size); want fewer than 4, then one per transaction", merged, bounded)
 	}
 }
+
+// appliedRecorder is an input that records what the worker reports applied
+// (the Kafka input lets go of the big message gate on it).
+type appliedRecorder struct {
+	*sinktest.Input
+	applied []int64
+}
+
+func (a *appliedRecorder) Applied(offset int64) { a.applied = append(a.applied, offset) }
+
+// TestDDLReportsApplied: a DDL committed alone reports its offset applied to
+// the input, as a commit of rows does: a big row skipped before it would
+// otherwise keep the gate, and the reader of `rowcast run` held back.
+func TestDDLReportsApplied(t *testing.T) {
+	s := script()
+	s.Insert("t", int64(1), "a")
+	s.Commit()
+	s.DDL("ALTER TABLE t ADD COLUMN w INT")
+	in := &appliedRecorder{Input: sinktest.NewInput(s.Msgs)}
+	if _, err := run(t, sinktest.NewMemory("db"), in, sink.WorkerConfig{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	end := int64(len(s.Msgs))
+	if len(in.applied) == 0 || in.applied[len(in.applied)-1] != end {
+		t.Fatalf("applied reported %v; want it to end with %d, the offset after the DDL", in.applied, end)
+	}
+}
