@@ -22,14 +22,7 @@ func TestKafkaBigMessageGate(t *testing.T) {
 	defer cancel()
 	cfg, p := bigTopic(ctx, t)
 	big := bytes.Repeat([]byte("b"), 3<<19) // 1.5 MiB: big for a prefetch of 1 MiB
-	for i, v := range [][]byte{[]byte("s0"), big, []byte("s2"), big, big, []byte("s5")} {
-		if err := p.Send(ctx, []byte("k"+strconv.Itoa(i)), v, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publish(ctx, t, p, []byte("s0"), big, []byte("s2"), big, big, []byte("s5"))
 
 	cfg.PrefetchBytes, cfg.GateBigMessages = 1<<20, true
 	a := newTestConsumer(t, cfg, 0, testLogger(t))
@@ -106,6 +99,20 @@ func bigTopic(ctx context.Context, t *testing.T) (Config, *Producer) {
 	return cfg, p
 }
 
+// publish sends values with keys k0, k1, ... and waits for Kafka to have
+// them.
+func publish(ctx context.Context, t *testing.T, p *Producer, values ...[]byte) {
+	t.Helper()
+	for i, v := range values {
+		if err := p.Send(ctx, []byte("k"+strconv.Itoa(i)), v, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wantNext reads c's next message and checks its offset.
 func wantNext(ctx context.Context, t *testing.T, who string, c *Consumer, offset int64) {
 	t.Helper()
@@ -135,12 +142,7 @@ func TestKafkaSinksApplyBig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg, p := bigTopic(ctx, t)
-	if err := p.Send(ctx, []byte("k0"), []byte("s0"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publish(ctx, t, p, []byte("s0"))
 	cfg.PrefetchBytes, cfg.GateBigMessages = 1<<20, true
 	a := newTestConsumer(t, cfg, 0, testLogger(t))
 	defer a.Close()

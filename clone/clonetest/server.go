@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/rowcast/rowcast/internal/freeport"
 )
 
 // Ports are where servers are started: the first free one, from a random
@@ -66,7 +67,7 @@ func Start(t testing.TB) *Server {
 	var last error
 	for i := range LastPort - FirstPort + 1 {
 		port := FirstPort + (start-FirstPort+i)%(LastPort-FirstPort+1)
-		if !free(port) {
+		if !freeport.Free(port) {
 			continue
 		}
 		s, err := launch(t, port)
@@ -77,16 +78,6 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("no MariaDB server could be started on ports %d-%d: %v", FirstPort, LastPort, last)
 	return nil
-}
-
-// free reports whether nothing listens on port.
-func free(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 // launch installs a datadir and starts mariadbd on port; an error means the

@@ -46,7 +46,7 @@ func addrFrom(start, end int) (string, error) {
 	defer mu.Unlock()
 	for i := range end - low {
 		port := low + (start+i)%(end-low)
-		if given[port] || !free(port) {
+		if given[port] || !Free(port) {
 			continue
 		}
 		given[port] = true
@@ -73,8 +73,8 @@ var ephemeralLow = sync.OnceValue(func() int {
 	return n
 })
 
-// free reports whether nothing listens on port of 127.0.0.1 now.
-func free(port int) bool {
+// Free reports whether nothing listens on port of 127.0.0.1 now.
+func Free(port int) bool {
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return false
